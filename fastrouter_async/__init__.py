@@ -1,0 +1,84 @@
+"""fastrouter-async: the async-first client for FastRouter's video generation API.
+
+::
+
+    from fastrouter_async import FastRouterSession
+
+    async with FastRouterSession(max_concurrent_jobs=8) as session:  # key from FASTROUTER_API_KEY
+        job = await session.submit(model="google/veo3", prompt="a cat surfing", length=8)
+        video = await job
+        await video.download("out/cat.mp4")
+
+Everything public is importable from here; ``fastrouter_async.testing`` holds the
+FastRouter simulator for tests.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._catalog import MODELS, ModelSpec, find_model
+from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    DownloadError,
+    FastRouterError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SubmitUncertainError,
+    UnexpectedResponseError,
+)
+from ._job import VideoJob
+from ._models import JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._session import FastRouterSession
+
+try:
+    __version__ = version("fastrouter-async")
+except PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MODELS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "DownloadError",
+    "FastRouterError",
+    "FastRouterSession",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JobFailedError",
+    "JobState",
+    "JobStatus",
+    "JobTimeoutError",
+    "ModelSpec",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "PollRoute",
+    "RateLimitError",
+    "ResultSource",
+    "RetryPolicy",
+    "ServerError",
+    "SubmitUncertainError",
+    "Timeouts",
+    "UnexpectedResponseError",
+    "VideoJob",
+    "VideoRequest",
+    "VideoResult",
+    "__version__",
+    "find_model",
+]

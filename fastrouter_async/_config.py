@@ -1,0 +1,228 @@
+"""Configuration values, their defaults (each with the reason for its number), and the
+one place environment variables are read.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_POLL_POLICY",
+    "DEFAULT_RETRY_POLICY",
+    "DEFAULT_TIMEOUTS",
+    "PollPolicy",
+    "PollRoute",
+    "RetryPolicy",
+    "Secret",
+    "Timeouts",
+]
+
+API_KEY_ENV = "FASTROUTER_API_KEY"
+BASE_URL_ENV = "FASTROUTER_BASE_URL"
+
+DEFAULT_BASE_URL = "https://go.fastrouter.ai/api/v1"
+# FastRouter's documented primary gateway; https://api.fastrouter.ai/api/v1 is equivalent.
+
+DEFAULT_MAX_CONCURRENT_JOBS = 8
+# Every job in flight is money being spent and a slot at the upstream provider, whose
+# per-account concurrency is typically 5-20 (Runway tiers: 1-20). Eight keeps a batch
+# busy without tripping those limits; raise it deliberately, not by accident.
+
+MAX_JSON_BYTES = 8 * 1024 * 1024
+# An API answer larger than this is not JSON we want in memory (a video body is streamed instead).
+
+
+class PollRoute(enum.Enum):
+    """Which route answers "how is task X doing?". FastRouter has documented all three."""
+
+    GET_VIDEO_RESPONSE = "getVideoResponse"
+    """``POST {base}/getVideoResponse`` with ``{"taskId", "model"}``: the video status route
+    of FastRouter's own cheat-sheet, and the one that may answer with the video itself."""
+    GET_ASYNC_RESPONSE = "getAsyncResponse"
+    """``POST {base}/getAsyncResponse`` with ``{"taskId", "model"}``: the current generic route."""
+    VIDEOS = "videos"
+    """``GET {base}/videos/{task_id}``: the REST form, called "recommended" in newer docs."""
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """When to poll a running job.
+
+    The first poll comes ``first_delay`` seconds after submit; later polls wait
+    ``interval``, growing by ``multiplier`` each time up to ``max_interval``, each
+    delay scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
+    """
+
+    first_delay: float = 1.0
+    # Soon: cache hits and instant upstream rejections (an invalid prompt at the provider)
+    # are known within a second or two, and nobody should wait minutes to learn them.
+    interval: float = 2.0
+    multiplier: float = 1.5
+    max_interval: float = 15.0
+    # Videos take 3-10 minutes. Capping the gap at 15 s bounds the detection delay to a few
+    # percent of the job's length while costing at most ~40 polls for a 10-minute job.
+    jitter: float = 0.2
+    # +-20 % spreads the polls of a batch submitted in one burst, so they do not arrive in lockstep.
+    not_found_grace: float = 60.0
+    # A task can answer 404 for "the first seconds" after submit before it becomes visible.
+    # Within this window after our own submit a 404 means "not visible yet"; after it, NotFoundError.
+
+    def __attrs_post_init__(self) -> None:
+        _check_non_negative("first_delay", self.first_delay)
+        _check_non_negative("interval", self.interval)
+        _check_non_negative("max_interval", self.max_interval)
+        _check_non_negative("not_found_grace", self.not_found_grace)
+        if self.multiplier < 1:
+            _invalid("multiplier", self.multiplier, "a number >= 1")
+        if not 0 <= self.jitter < 1:
+            _invalid("jitter", self.jitter, "a fraction in [0, 1)")
+
+    def base_delay(self, polls_done: int) -> float:
+        """The delay before the next poll (without jitter) once ``polls_done`` polls were made."""
+        if polls_done <= 0:
+            return self.first_delay
+        grown = self.interval * float(self.multiplier) ** min(polls_done - 1, 64)
+        return min(grown, self.max_interval)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How to retry a request that failed transiently.
+
+    Delays use exponential backoff with full jitter (a uniform draw in
+    ``[0, min(max_delay, base_delay * 2**attempt)]``). A ``Retry-After`` from the
+    server is honoured instead, capped at ``max_retry_after``.
+    """
+
+    max_attempts: int = 8
+    # Polls are free: eight attempts ride out roughly a minute of outage before an error
+    # surfaces. Submits are retried only when no job can have been created.
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+    # A server asking for longer than two minutes is treated as asking for two minutes.
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            _invalid("max_attempts", self.max_attempts, "an integer >= 1")
+        _check_non_negative("base_delay", self.base_delay)
+        _check_non_negative("max_delay", self.max_delay)
+        _check_non_negative("max_retry_after", self.max_retry_after)
+
+    def backoff_ceiling(self, attempt: int) -> float:
+        """The upper bound of the jittered delay after failed attempt number ``attempt`` (0-based)."""
+        return min(self.max_delay, self.base_delay * 2.0 ** min(attempt, 64))
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Network timeouts in seconds."""
+
+    connect: float = 10.0
+    # Establishing a TCP+TLS connection. A connect that fails sent nothing, so even a submit may retry it.
+    request: float = 60.0
+    # One whole API exchange. FastRouter answers submits and polls in well under a second;
+    # a minute means something is wrong.
+    read: float = 60.0
+    # The longest silence tolerated between two chunks of a download.
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("connect", "request", "read"):
+            value = getattr(self, name)
+            if not value > 0:
+                _invalid(name, value, "a positive number of seconds")
+
+
+class Secret:
+    """Holds the API key so that it never shows up by accident.
+
+    ``repr``/``str`` are masked and pickling is refused, so the key cannot leak
+    into logs, tracebacks or files written by ``pickle``.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("the API key is not picklable")
+
+
+def resolve_api_key(explicit: str | None) -> Secret:
+    """The key given, else ``FASTROUTER_API_KEY``; a clear error when there is none."""
+    value = explicit if explicit is not None else os.environ.get(API_KEY_ENV)
+    if value is None or not value.strip():
+        raise InvalidRequestError(
+            "api_key",
+            "<missing>" if value is None else "<empty>",
+            f"pass api_key=... or set the {API_KEY_ENV} environment variable (FastRouter keys start with 'sk-v1-')",
+        )
+    if any(ch.isspace() for ch in value.strip()) or value != value.strip():
+        # Not echoed: a key with stray whitespace is still a secret.
+        raise InvalidRequestError("api_key", "<redacted>", "a single token without spaces or newlines")
+    return Secret(value)
+
+
+def resolve_base_url(explicit: str | None) -> str:
+    """The base URL given, else ``FASTROUTER_BASE_URL``, else the default; normalised."""
+    value = explicit if explicit is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    return normalize_base_url(value)
+
+
+def normalize_base_url(url: str) -> str:
+    """Check ``url`` is https (or http on a loopback address) and drop a trailing slash."""
+    allowed = "an https:// URL (plain http:// only for a loopback address such as 127.0.0.1)"
+    if not isinstance(url, str):
+        _invalid("base_url", url, allowed)
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _invalid("base_url", url, allowed)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        _invalid("base_url", url, "a URL without credentials, query or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        _invalid("base_url", url, allowed)
+    return url.strip().rstrip("/")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+        _invalid(name, value, "a number of seconds >= 0")
+
+
+def _invalid(name: str, value: object, allowed: str) -> NoReturn:
+    raise InvalidRequestError(name, value, allowed)
+
+
+DEFAULT_POLL_POLICY = PollPolicy()
+DEFAULT_RETRY_POLICY = RetryPolicy()
+DEFAULT_TIMEOUTS = Timeouts()

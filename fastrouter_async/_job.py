@@ -1,0 +1,178 @@
+"""VideoJob: the live handle of one submitted task (an entity: equal only to itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import weakref
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from ._errors import JobFailedError, JobTimeoutError, NotFoundError
+from ._models import JobState, JobStatus, VideoRequest, VideoResult
+from ._polling import poll_delay
+
+if TYPE_CHECKING:
+    from ._session import FastRouterSession, _Slot
+
+__all__ = ["VideoJob"]
+
+logger = logging.getLogger("fastrouter_async")
+
+
+@attrs.define(eq=False, repr=False)
+class VideoJob:
+    """A submitted video task.
+
+    ``await job`` (or ``await job.result()``) polls until the task ends and
+    returns a :class:`VideoResult`, raising :class:`JobFailedError` if the
+    generation failed. ``await job.status()`` makes exactly one poll request.
+
+    Waiting is cancel-safe: cancel it (a timeout, Ctrl-C) and the same job can
+    be awaited again; its ``task_id`` is all another process needs to pick it up
+    with ``session.job(task_id, model=...)``.
+    """
+
+    task_id: str
+    """FastRouter's id for the task; keep it to re-attach later."""
+    model: str | None
+    """The model the task was submitted with (sent along with polls)."""
+    request: VideoRequest | None = None
+    """The request, for jobs submitted by this session; ``None`` for re-attached ones."""
+    _session: FastRouterSession = attrs.field(alias="session", kw_only=True)
+    _submitted_at: float | None = attrs.field(default=None, alias="submitted_at", kw_only=True)
+    _slot: _Slot | None = attrs.field(default=None, alias="slot", kw_only=True)
+    _last_status: JobStatus | None = attrs.field(default=None, init=False)
+    _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
+    _polls_done: int = attrs.field(default=0, init=False)
+    _wait_lock: anyio.Lock | None = attrs.field(default=None, init=False)
+    _rng: random.Random = attrs.field(factory=random.Random, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self._slot is not None:
+            # A handle dropped without being awaited still gives its slot back.
+            weakref.finalize(self, self._slot.release_from_any_thread, asyncio.get_running_loop())
+
+    def __repr__(self) -> str:
+        state = self._last_status.describe() if self._last_status else "not polled yet"
+        return f"<VideoJob task_id={self.task_id!r} model={self.model!r} {state}>"
+
+    @property
+    def last_status(self) -> JobStatus | None:
+        """The most recent snapshot (``None`` until the first poll answered)."""
+        return self._last_status
+
+    @property
+    def done(self) -> bool:
+        """True once a poll has seen the task succeed or fail."""
+        return self._outcome is not None
+
+    def __await__(self) -> Generator[Any, None, VideoResult]:
+        return self.result().__await__()
+
+    async def status(self) -> JobStatus:
+        """Ask once how the task is doing: exactly one poll request, no retries.
+
+        Inside the not-visible-yet window right after submit, a 404 comes back
+        as a ``PENDING`` snapshot instead of :class:`NotFoundError`.
+        """
+        snapshot = await self._session._poll_once(self)
+        self._record(snapshot)
+        return snapshot
+
+    async def result(self, *, timeout: float | None = None) -> VideoResult:
+        """Poll until the task ends; return its :class:`VideoResult`.
+
+        Raises :class:`JobFailedError` when the generation failed and
+        :class:`JobTimeoutError` (a ``TimeoutError``) when ``timeout`` seconds
+        pass first; the task itself keeps running either way.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        if self._outcome is None:
+            if self._wait_lock is None:
+                self._wait_lock = anyio.Lock()
+            async with self._wait_lock:  # one waiter polls; the others find the outcome
+                if self._outcome is None:
+                    await self._wait(timeout)
+        return self._finish()
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _wait(self, timeout: float | None) -> None:
+        started = anyio.current_time()
+        deadline = math.inf if timeout is None else started + timeout
+        try:
+            with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+                while self._outcome is None:
+                    await anyio.sleep(self._next_delay())
+                    self._record(await self._session._poll_with_retries(self))
+            if scope.cancelled_caught and self._outcome is None:
+                raise JobTimeoutError(self.task_id, self.model, anyio.current_time() - started, self._last_status)
+        except anyio.get_cancelled_exc_class() as cancelled:
+            cancelled.add_note(self._resume_hint())
+            raise
+        except NotFoundError:
+            self._release_slot()  # the task is gone: unknown id, or its result expired
+            raise
+        except JobTimeoutError:
+            raise
+        except Exception:
+            # The wait failed (retries exhausted, auth...): stop counting the job against the cap.
+            self._release_slot()
+            raise
+
+    def _next_delay(self) -> float:
+        policy = self._session._poll_policy
+        if self._polls_done == 0:
+            if self._submitted_at is None:
+                return 0.0  # re-attached: ask right away
+            elapsed = anyio.current_time() - self._submitted_at
+            return max(0.0, policy.first_delay - elapsed)
+        return poll_delay(policy, self._polls_done, self._rng)
+
+    def _in_grace_window(self) -> bool:
+        if self._submitted_at is None:
+            return False
+        return anyio.current_time() - self._submitted_at < self._session._poll_policy.not_found_grace
+
+    def _record(self, snapshot: JobStatus) -> None:
+        self._polls_done += 1
+        previous = self._last_status
+        self._last_status = snapshot
+        if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
+            logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
+        if self._outcome is not None or not snapshot.done:
+            return
+        if snapshot.state is JobState.SUCCEEDED:
+            self._outcome = self._session._result_from(self, snapshot)
+        else:
+            self._outcome = JobFailedError(
+                self.task_id, self.model, snapshot.error or "the job failed", status=snapshot
+            )
+        self._release_slot()
+
+    def _finish(self) -> VideoResult:
+        outcome = self._outcome
+        if isinstance(outcome, JobFailedError):
+            # A fresh exception per raise, so tracebacks from several awaits do not pile up.
+            raise JobFailedError(outcome.task_id, outcome.model, outcome.message, status=outcome.status)
+        assert outcome is not None
+        return outcome
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+
+    def _resume_hint(self) -> str:
+        state = self._last_status.describe() if self._last_status else "no status received yet"
+        return (
+            f"fastrouter_async: stopped waiting for job {self.task_id} ({self.model}); last status: {state}. "
+            f"The job was not cancelled: await it again, or re-attach with "
+            f"session.job({self.task_id!r}, model={self.model!r})."
+        )

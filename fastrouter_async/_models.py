@@ -1,0 +1,163 @@
+"""Values: what is asked (VideoRequest), what a poll said (JobStatus), what came out (VideoResult).
+
+All are frozen attrs classes with a dumb ``__init__``; parsing from wire payloads
+lives in :mod:`fastrouter_async._protocol`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._download import DownloadProgress
+
+__all__ = ["JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen(kw_only=True)
+class VideoRequest:
+    """One video generation request, in Python names.
+
+    The wire names differ (``aspect_ratio`` is sent as ``aspectRatio``,
+    ``generate_audio`` as ``generateAudio``). ``extra`` holds further API
+    parameters, sent unchanged under the names given (for example
+    ``{"negativePrompt": "blurry"}``).
+    """
+
+    model: str
+    prompt: str
+    image: str | None = None
+    length: int | None = None
+    seconds: int | None = None
+    resolution: str | None = None
+    aspect_ratio: str | None = None
+    size: str | None = None
+    mode: str | None = None
+    seed: int | None = None
+    generate_audio: bool | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
+
+    def describe(self) -> str:
+        """A one-line summary for logs and messages (the prompt is shortened)."""
+        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:37] + "..."
+        return f"{self.model}: {prompt!r}"
+
+
+class JobState(enum.Enum):
+    """Where a job stands, normalised from FastRouter's mixed status words."""
+
+    PENDING = "pending"
+    """Submitted but not visible to polls yet (a 404 inside the grace window)."""
+    RUNNING = "running"
+    """Queued or generating (any status word that is neither success nor failure)."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def done(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+class ResultSource(enum.Enum):
+    """Where the finished video's bytes come from."""
+
+    URL = "url"
+    """Download from ``VideoResult.url`` (FastRouter's hosted copy first, then the provider's)."""
+    POLL_BODY = "poll_body"
+    """The poll route answers with the video itself; downloading re-requests it."""
+    INLINE_BASE64 = "inline_base64"
+    """The poll answer carried the video inline as base64 (``bytesBase64Encoded``)."""
+
+
+@attrs.frozen(kw_only=True)
+class JobStatus:
+    """A snapshot of one poll: what the server said about a task at one moment."""
+
+    task_id: str
+    model: str | None
+    state: JobState
+    raw_status: str | None = None
+    """The server's own status word (``"processing"``, ``"succeed"``, ...), if any."""
+    urls: tuple[str, ...] = ()
+    """Video URLs in priority order: FastRouter's hosted copy, then provider URLs."""
+    error: str | None = None
+    """The server's failure message when ``state`` is FAILED."""
+    cost_usd: float | None = None
+    credits_used: float | None = None
+    source: ResultSource | None = None
+    """Set when ``state`` is SUCCEEDED: where the video's bytes are."""
+    payload: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False)
+    """The decoded JSON answer (``None`` when the body was the video itself)."""
+
+    @property
+    def done(self) -> bool:
+        return self.state.done
+
+    def describe(self) -> str:
+        """``"running (processing)"``, ``"failed: upstream status 400"``, ..."""
+        text = self.state.value
+        if self.raw_status and self.raw_status.lower() != text:
+            text += f" ({self.raw_status})"
+        if self.error:
+            text += f": {self.error}"
+        return text
+
+
+class _ResultFetcher(Protocol):
+    async def _download_result(
+        self,
+        result: VideoResult,
+        path: Path,
+        *,
+        overwrite: bool,
+        progress: DownloadProgress | None,
+    ) -> Path: ...
+
+
+@attrs.frozen(kw_only=True)
+class VideoResult:
+    """A finished video: where it is, what it cost, and ``download()``."""
+
+    task_id: str
+    model: str | None
+    url: str | None
+    """The best URL (FastRouter's hosted copy when present); ``None`` when the
+    video comes as the poll body or inline."""
+    urls: tuple[str, ...] = ()
+    cost_usd: float | None = None
+    credits_used: float | None = None
+    source: ResultSource = ResultSource.URL
+    payload: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False)
+    _fetcher: _ResultFetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
+
+    async def download(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = True,
+        progress: DownloadProgress | None = None,
+    ) -> Path:
+        """Stream the video to ``path`` and return it as a ``Path``.
+
+        The bytes go to a temporary file beside ``path`` that is renamed into
+        place only once complete, so ``path`` never holds a partial video.
+        Parent folders are created. With ``overwrite=False`` an existing file
+        is an error. ``progress(received, total)`` is called as chunks arrive
+        (``total`` is ``None`` when the size is unknown).
+        """
+        if self._fetcher is None:
+            raise RuntimeError(
+                "this VideoResult is not bound to a FastRouterSession; get it from VideoJob.result() to download it"
+            )
+        return await self._fetcher._download_result(self, Path(path), overwrite=overwrite, progress=progress)

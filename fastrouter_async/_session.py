@@ -1,0 +1,473 @@
+"""FastRouterSession: owns the HTTP session, the job limiter and the policies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+
+from . import _catalog
+from ._config import (
+    DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_POLL_POLICY,
+    DEFAULT_RETRY_POLICY,
+    DEFAULT_TIMEOUTS,
+    PollPolicy,
+    PollRoute,
+    RetryPolicy,
+    Timeouts,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._download import DownloadProgress, download_result
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    FastRouterError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    SubmitUncertainError,
+    UnexpectedResponseError,
+)
+from ._job import VideoJob
+from ._models import JobState, JobStatus, VideoRequest, VideoResult
+from ._polling import is_transient, retrying
+from ._protocol import (
+    SubmitAccepted,
+    error_for_status,
+    parse_poll_response,
+    parse_submit_response,
+    poll_call,
+    submit_call,
+)
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["FastRouterSession"]
+
+logger = logging.getLogger("fastrouter_async")
+
+_UNSET: Any = object()
+
+
+class _Slot:
+    """One unit of ``max_concurrent_jobs``, held by one job and released exactly once."""
+
+    __slots__ = ("__weakref__", "_limiter", "_released")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._released = False
+
+    async def acquire(self) -> None:
+        await self._limiter.acquire_on_behalf_of(self)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter.release_on_behalf_of(self)
+
+    def release_from_any_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called by the garbage collector when a job handle is dropped."""
+        if self._released:
+            return
+        if loop.is_closed():
+            self._released = True
+            return
+        try:
+            if _running_loop() is loop:
+                self.release()
+            else:
+                loop.call_soon_threadsafe(self.release)
+        except RuntimeError:  # the loop closed in between: nothing left to wake
+            self._released = True
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class FastRouterSession:
+    """An async session with FastRouter's video API.
+
+    ::
+
+        async with FastRouterSession(max_concurrent_jobs=8) as session:
+            job = await session.submit(model="google/veo3", prompt="a cat surfing", length=8)
+            video = await job
+            await video.download("out/cat.mp4")
+
+    ``api_key`` falls back to ``FASTROUTER_API_KEY`` and ``base_url`` to
+    ``FASTROUTER_BASE_URL``; both are read here, once. ``max_concurrent_jobs``
+    bounds the jobs in flight (from submit until the job is seen to end); a
+    ``submit`` beyond it waits for a slot (``None``: no bound). Pass
+    ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
+    never closed by this session.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        max_concurrent_jobs: int | None = DEFAULT_MAX_CONCURRENT_JOBS,
+        poll_policy: PollPolicy = DEFAULT_POLL_POLICY,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        poll_route: PollRoute | str = PollRoute.GET_VIDEO_RESPONSE,
+        validate: bool = True,
+        http_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._secret = resolve_api_key(api_key)
+        self._base_url = resolve_base_url(base_url)
+        if max_concurrent_jobs is not None and (
+            not isinstance(max_concurrent_jobs, int) or isinstance(max_concurrent_jobs, bool) or max_concurrent_jobs < 1
+        ):
+            raise InvalidRequestError(
+                "max_concurrent_jobs", max_concurrent_jobs, "an integer >= 1, or None for no bound"
+            )
+        for name, value, cls in (
+            ("poll_policy", poll_policy, PollPolicy),
+            ("retry_policy", retry_policy, RetryPolicy),
+            ("timeouts", timeouts, Timeouts),
+        ):
+            if not isinstance(value, cls):
+                raise InvalidRequestError(name, value, f"a {cls.__name__} instance")
+        self._max_concurrent_jobs = max_concurrent_jobs
+        self._poll_policy = poll_policy
+        self._retry_policy = retry_policy
+        self._poll_route = _poll_route(poll_route)
+        self._validate = validate
+        self._transport = Transport(
+            base_url=self._base_url, secret=self._secret, timeouts=timeouts, http_session=http_session
+        )
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._closed = False
+        self._rng = random.Random()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (and its aiohttp session, unless it was handed in). Idempotent.
+
+        Submits still waiting for a slot fail with ``RuntimeError``; jobs keep
+        their task ids and can be re-attached from a new session.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._limiter is not None:
+            self._limiter.total_tokens = math.inf  # wakes every submit waiting for a slot
+        with anyio.CancelScope(shield=True):
+            await self._transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def max_concurrent_jobs(self) -> int | None:
+        return self._max_concurrent_jobs
+
+    @property
+    def jobs_in_flight(self) -> int:
+        """Jobs submitted by this session that hold a slot (not yet seen to end)."""
+        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<FastRouterSession {state} base_url={self._base_url!r} "
+            f"max_concurrent_jobs={self._max_concurrent_jobs} jobs_in_flight={self.jobs_in_flight}>"
+        )
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(
+                "this FastRouterSession is closed; create a new one (jobs can be re-attached by task id)"
+            )
+
+    # --- submitting -----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        model: str | None = None,
+        prompt: str | None = None,
+        image: str | None = None,
+        length: int | None = None,
+        seconds: int | None = None,
+        resolution: str | None = None,
+        aspect_ratio: str | None = None,
+        size: str | None = None,
+        mode: str | None = None,
+        seed: int | None = None,
+        generate_audio: bool | None = None,
+        **extra: Any,
+    ) -> VideoJob:
+        """Submit one generation task and return its :class:`VideoJob`.
+
+        Pass keyword arguments, or one :class:`VideoRequest`. The request is
+        validated before anything is sent (:class:`InvalidRequestError`). Waits
+        for a slot when ``max_concurrent_jobs`` jobs are in flight.
+
+        The submit creates a paid job, so it is retried only when no job can
+        have been created (the connection failed before sending; 429). When the
+        answer is lost after sending (timeout, 5xx, broken connection),
+        :class:`SubmitUncertainError` is raised and nothing is resubmitted.
+        """
+        fields = {
+            "model": model,
+            "prompt": prompt,
+            "image": image,
+            "length": length,
+            "seconds": seconds,
+            "resolution": resolution,
+            "aspect_ratio": aspect_ratio,
+            "size": size,
+            "mode": mode,
+            "seed": seed,
+            "generate_audio": generate_audio,
+        }
+        if request is not None:
+            given = sorted([k for k, v in fields.items() if v is not None] + list(extra))
+            if given:
+                raise TypeError(f"pass either a VideoRequest or keyword arguments, not both (got {', '.join(given)})")
+            if not isinstance(request, VideoRequest):
+                raise TypeError(f"submit() takes a VideoRequest, not {type(request).__name__}")
+        else:
+            request = _request_from_fields(fields, extra)
+        if self._validate:
+            _catalog.validate(request)
+        self._ensure_open()
+        slot = await self._acquire_slot()
+        try:
+            accepted = await self._submit_with_retries(request)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
+        return VideoJob(
+            accepted.task_id,
+            request.model,
+            request,
+            session=self,
+            submitted_at=anyio.current_time(),
+            slot=slot,
+        )
+
+    def job(self, task_id: str, *, model: str | None = None) -> VideoJob:
+        """A handle on an existing task, e.g. one submitted before a restart.
+
+        Pass the ``model`` it was submitted with: FastRouter's status routes
+        want it for non-``fr_`` task ids. Re-attached jobs do not count against
+        ``max_concurrent_jobs``.
+        """
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise InvalidRequestError("task_id", task_id, "the non-empty task id returned by submit")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise InvalidRequestError("model", model, "the model id the task was submitted with, or None")
+        self._ensure_open()
+        return VideoJob(task_id.strip(), model, None, session=self)
+
+    async def generate(self, request: VideoRequest | None = None, /, **kwargs: Any) -> VideoResult:
+        """Submit and wait: ``await session.generate(model=..., prompt=...)``."""
+        job = await self.submit(request, **kwargs)
+        return await job.result()
+
+    async def _acquire_slot(self) -> _Slot | None:
+        if self._max_concurrent_jobs is None:
+            return None
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max_concurrent_jobs)
+        slot = _Slot(self._limiter)
+        await slot.acquire()
+        if self._closed:
+            slot.release()
+            self._ensure_open()
+        return slot
+
+    async def _submit_with_retries(self, request: VideoRequest) -> SubmitAccepted:
+        call = submit_call(self._base_url, request)
+
+        async def attempt() -> SubmitAccepted:
+            self._ensure_open()
+            # Once sent, the request runs to completion even if the caller is cancelled:
+            # abandoning it half-way would lose the task id of a job that is being paid for.
+            return await _complete_despite_cancellation(self._submit_once(call, request), request)
+
+        return await retrying(
+            attempt,
+            policy=self._retry_policy,
+            should_retry=_submit_may_retry,
+            rng=self._rng,
+            what=f"submit of {request.describe()}",
+        )
+
+    async def _submit_once(self, call: Any, request: VideoRequest) -> SubmitAccepted:
+        secret = self._secret.reveal()
+        try:
+            response = await self._transport.request(call)
+        except APIConnectionError as exc:
+            if not exc.request_sent:
+                raise  # nothing reached the server: safe to retry
+            raise SubmitUncertainError(request, str(exc)) from exc
+        if not 200 <= response.status < 300:
+            error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())
+            if response.status >= 500:
+                raise SubmitUncertainError(
+                    request, f"the server answered {response.status}: {error.message}"
+                ) from error
+            raise error
+        try:
+            return parse_submit_response(response, scrub_secret=secret)
+        except UnexpectedResponseError as exc:
+            # The job was most likely created; without its task id we cannot know.
+            raise SubmitUncertainError(request, str(exc)) from exc
+
+    # --- polling --------------------------------------------------------------------------
+
+    async def _poll_once(self, job: VideoJob) -> JobStatus:
+        self._ensure_open()
+        call = poll_call(self._poll_route, self._base_url, job.task_id, job.model)
+        secret = self._secret.reveal()
+        response = await self._transport.request(call)
+        if 200 <= response.status < 300:
+            return parse_poll_response(response, task_id=job.task_id, model=job.model, scrub_secret=secret)
+        error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())
+        if isinstance(error, NotFoundError) and job._in_grace_window():
+            return JobStatus(task_id=job.task_id, model=job.model, state=JobState.PENDING, raw_status="not visible yet")
+        raise error
+
+    async def _poll_with_retries(self, job: VideoJob) -> JobStatus:
+        return await retrying(
+            lambda: self._poll_once(job),
+            policy=self._retry_policy,
+            should_retry=is_transient,
+            rng=self._rng,
+            what=f"status of task {job.task_id}",
+        )
+
+    def _result_from(self, job: VideoJob, status: JobStatus) -> VideoResult:
+        assert status.source is not None
+        return VideoResult(
+            task_id=job.task_id,
+            model=job.model,
+            url=status.urls[0] if status.urls else None,
+            urls=status.urls,
+            cost_usd=status.cost_usd,
+            credits_used=status.credits_used,
+            source=status.source,
+            payload=status.payload,
+            fetcher=self,
+        )
+
+    # --- downloading ----------------------------------------------------------------------
+
+    async def _download_result(
+        self, result: VideoResult, path: Path, *, overwrite: bool, progress: DownloadProgress | None
+    ) -> Path:
+        self._ensure_open()
+        return await download_result(
+            self._transport,
+            result,
+            path,
+            overwrite=overwrite,
+            progress=progress,
+            poll=poll_call(self._poll_route, self._base_url, result.task_id, result.model),
+            retry_policy=self._retry_policy,
+            rng=self._rng,
+        )
+
+
+def _request_from_fields(fields: Mapping[str, Any], extra: Mapping[str, Any]) -> VideoRequest:
+    for required in ("model", "prompt"):
+        if fields[required] is None:
+            example = "'google/veo3'" if required == "model" else "'a cat surfing at sunset'"
+            raise InvalidRequestError(required, None, f"a non-empty string is required, e.g. {example}")
+    return VideoRequest(**fields, extra=extra)
+
+
+def _submit_may_retry(exc: FastRouterError) -> bool:
+    """Submits are retried only when no job can have been created."""
+    if isinstance(exc, RateLimitError):
+        return True
+    return isinstance(exc, APIConnectionError) and not exc.request_sent and not isinstance(exc, APIStatusError)
+
+
+def _poll_route(value: PollRoute | str) -> PollRoute:
+    if isinstance(value, PollRoute):
+        return value
+    for route in PollRoute:
+        if value in (route.value, route.name, route.name.lower()):
+            return route
+    allowed = ", ".join(repr(r.value) for r in PollRoute)
+    raise InvalidRequestError("poll_route", value, f"a PollRoute or one of {allowed}")
+
+
+async def _complete_despite_cancellation(coro: Any, request: VideoRequest) -> SubmitAccepted:
+    """Await ``coro`` to its end even if the caller is cancelled meanwhile, then re-raise.
+
+    The inner task is owned here and always awaited: nothing runs on after return.
+    A native cancellation (``task.cancel()``, ``asyncio.timeout``) is delivered once;
+    anyio re-delivers its own at every checkpoint, which the shielded scope holds off
+    until the request (bounded by its own timeout) has finished.
+    """
+    task: asyncio.Task[SubmitAccepted] = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as exc:
+        if task.cancelled():
+            raise
+        cancelled = exc
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError as exc:  # a second native cancel: keep the newest
+                cancelled = exc
+    if not task.cancelled() and task.exception() is None:
+        accepted = task.result()
+        logger.warning(
+            "submit of %s was cancelled after FastRouter accepted it: task %s is running and billed; "
+            "re-attach it with session.job(%r, model=%r)",
+            request.describe(),
+            accepted.task_id,
+            accepted.task_id,
+            request.model,
+        )
+        cancelled.add_note(
+            f"fastrouter_async: the submit had already been accepted as task {accepted.task_id} "
+            f"(model {request.model}); re-attach it with session.job({accepted.task_id!r}, model={request.model!r})"
+        )
+    raise cancelled

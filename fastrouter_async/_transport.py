@@ -1,0 +1,277 @@
+"""HTTP transport: the only module that imports aiohttp.
+
+It owns (or borrows) the aiohttp ``ClientSession``, adds the ``Authorization``
+header to requests for the FastRouter API origin and to nothing else, follows
+redirects itself (so the header can never ride along to another host), and maps
+every aiohttp or timeout exception to the library's error tree, recording
+whether the request may have reached the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._config import MAX_JSON_BYTES, Secret, Timeouts
+from ._errors import APIConnectionError, APITimeoutError, UnexpectedResponseError
+from ._protocol import HttpCall, Response, is_media_response
+
+__all__ = ["StreamedResponse", "Transport", "same_origin"]
+
+logger = logging.getLogger("fastrouter_async")
+
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+DEFAULT_CONNECTION_LIMIT = 100
+# One pool for all polls and downloads of a session. aiohttp's own default is 100 too;
+# it is set explicitly because google-genai's unlimited pool is a known way to exhaust sockets.
+
+
+def _user_agent() -> str:
+    try:
+        ours = version("fastrouter-async")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        ours = "0+unknown"
+    return f"fastrouter-async/{ours} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+
+
+def same_origin(a: str | URL, b: str | URL) -> bool:
+    """True when two URLs share scheme, host and port (the rule for sending credentials)."""
+    ua, ub = URL(str(a)), URL(str(b))
+    return (
+        ua.scheme.lower() == ub.scheme.lower()
+        and (ua.host or "").lower() == (ub.host or "").lower()
+        and ua.port == ub.port
+    )
+
+
+def loggable(url: str | URL) -> str:
+    """A URL for logs and messages: no query string (provider URLs carry signatures)."""
+    u = URL(str(url))
+    return str(u.with_query(None).with_fragment(None))
+
+
+@attrs.define(eq=False)
+class StreamedResponse:
+    """An open streaming answer (downloads, and poll answers that are the video)."""
+
+    status: int
+    headers: Mapping[str, str]
+    url: str
+    _response: aiohttp.ClientResponse = attrs.field(repr=False, alias="response")
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        """The body in chunks of at most ``size`` bytes, errors mapped to ours."""
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _map_exception(exc, "GET", self.url, sent=True) from exc
+
+    async def read_limited(self, limit: int = 64 * 1024) -> bytes:
+        """Up to ``limit`` bytes of the body (for error messages)."""
+        try:
+            return await self._response.content.read(limit)
+        except (aiohttp.ClientError, TimeoutError):
+            return b""
+
+
+class Transport:
+    """Sends requests for one FastRouterSession."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        secret: Secret,
+        timeouts: Timeouts,
+        http_session: aiohttp.ClientSession | None = None,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+    ) -> None:
+        self._base_url = base_url
+        self._api_origin = URL(base_url)
+        self._secret = secret
+        self._timeouts = timeouts
+        self._session = http_session
+        self._owns_session = http_session is None
+        self._connection_limit = connection_limit
+        self._user_agent = _user_agent()
+        self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
+
+    @property
+    def owns_session(self) -> bool:
+        return self._owns_session
+
+    def is_api_origin(self, url: str) -> bool:
+        return same_origin(url, self._api_origin)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Created lazily, inside the running loop, as aiohttp requires.
+            connector = aiohttp.TCPConnector(limit=self._connection_limit)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        if self._session.closed:
+            raise RuntimeError("the aiohttp ClientSession given to FastRouterSession was closed by its owner")
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def request(self, call: HttpCall) -> Response:
+        """One API request (authenticated), its answer read into memory.
+
+        A body that is the video itself is not read (``Response.media``).
+        """
+        started = time.monotonic()
+        async with self._open(
+            call.method, call.url, json=call.json, auth=True, client_timeout=self._api_timeout
+        ) as resp:
+            headers = _lower_headers(resp.headers)
+            if is_media_response(resp.content_type) and 200 <= resp.status < 300:
+                result = Response(status=resp.status, headers=headers, body=None, media=True)
+            else:
+                body = await self._read_body(resp, call)
+                media = 200 <= resp.status < 300 and is_media_response(resp.content_type, body[:16])
+                result = Response(status=resp.status, headers=headers, body=None if media else body, media=media)
+        logger.debug(
+            "%s %s -> %d in %.0f ms",
+            call.method,
+            loggable(call.url),
+            result.status,
+            (time.monotonic() - started) * 1000,
+        )
+        return result
+
+    @asynccontextmanager
+    async def stream(
+        self, call: HttpCall, *, auth: bool, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[StreamedResponse]:
+        """Open ``call`` for streaming. ``auth`` allows the key, and only for the API origin."""
+        async with self._open(
+            call.method, call.url, json=call.json, auth=auth, client_timeout=self._stream_timeout, headers=headers
+        ) as resp:
+            yield StreamedResponse(
+                status=resp.status, headers=_lower_headers(resp.headers), url=str(resp.url), response=resp
+            )
+
+    @asynccontextmanager
+    async def _open(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Mapping[str, Any] | None,
+        auth: bool,
+        client_timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send, following redirects by hand; the key goes only to the API origin."""
+        client = self._client()
+        current, body = URL(url, encoded=False), json
+        for _ in range(MAX_REDIRECTS + 1):
+            request_headers = {"User-Agent": self._user_agent, "Accept": "application/json, video/*;q=0.9, */*;q=0.5"}
+            request_headers.update(headers or {})
+            if auth and same_origin(current, self._api_origin):
+                request_headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+            try:
+                resp = await client.request(
+                    method, current, json=body, headers=request_headers, allow_redirects=False, timeout=client_timeout
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _map_exception(exc, method, str(current), sent=None) from exc
+            location = resp.headers.get("Location")
+            if resp.status in _REDIRECT_STATUSES and location:
+                resp.release()
+                target = current.join(URL(location))
+                if target.scheme not in ("http", "https"):
+                    raise APIConnectionError(
+                        f"refusing to follow a redirect to a non-HTTP URL from {loggable(current)}",
+                        method=method,
+                        url=loggable(current),
+                    )
+                if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                    method, body = "GET", None
+                logger.debug("redirect %d: %s -> %s", resp.status, loggable(current), loggable(target))
+                current = target
+                continue
+            try:
+                yield resp
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _map_exception(exc, method, str(current), sent=True) from exc
+            finally:
+                resp.release()
+            return
+        raise APIConnectionError(
+            f"more than {MAX_REDIRECTS} redirects starting at {loggable(url)}", method=method, url=loggable(url)
+        )
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, call: HttpCall) -> bytes:
+        declared = resp.content_length
+        if declared is not None and declared > MAX_JSON_BYTES:
+            raise UnexpectedResponseError(
+                f"the answer to {call.method} {loggable(call.url)} is {declared} bytes of "
+                f"{resp.content_type or 'unknown type'}, too large for an API answer",
+                status_code=resp.status,
+                method=call.method,
+                url=loggable(call.url),
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > MAX_JSON_BYTES:
+                raise UnexpectedResponseError(
+                    f"the answer to {call.method} {loggable(call.url)} exceeds {MAX_JSON_BYTES} bytes",
+                    status_code=resp.status,
+                    method=call.method,
+                    url=loggable(call.url),
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        name = key.lower()
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def _map_exception(exc: BaseException, method: str, url: str, *, sent: bool | None) -> APIConnectionError:
+    """Our error for an aiohttp/timeout exception.
+
+    ``sent=None`` means "decide from the exception": only a failure to connect
+    (or a connect timeout) proves that nothing reached the server.
+    """
+    where = f"{method} {loggable(url)}"
+    not_sent = isinstance(
+        exc,
+        aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL,
+    )
+    request_sent = not not_sent if sent is None else sent
+    if isinstance(exc, TimeoutError):
+        phase = "connecting" if not request_sent else "waiting for the answer"
+        return APITimeoutError(
+            f"timed out {phase} ({where})", request_sent=request_sent, method=method, url=loggable(url)
+        )
+    detail = type(exc).__name__
+    text = str(exc)
+    if text:
+        detail += f": {text}"
+    if not request_sent:
+        message = f"could not connect ({where}): {detail}"
+    else:
+        message = f"the connection failed during the request ({where}): {detail}"
+    return APIConnectionError(message, request_sent=request_sent, method=method, url=loggable(url))

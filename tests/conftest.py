@@ -1,0 +1,60 @@
+"""Shared fixtures: a simulator on loopback and sessions with millisecond policies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from fastrouter_async import FastRouterSession, PollPolicy, RetryPolicy, Timeouts
+from fastrouter_async.testing import FastRouterSimulator, JobPlan, SimulatorServer
+
+API_KEY = "sk-v1-TESTKEY0123456789abcdefSECRET"
+
+# Tests never sleep for real: every policy waits milliseconds at most.
+FAST_POLL = PollPolicy(first_delay=0.0, interval=0.001, max_interval=0.002, jitter=0.0, not_found_grace=5.0)
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002, max_retry_after=0.05)
+FAST_TIMEOUTS = Timeouts(connect=2.0, request=5.0, read=5.0)
+
+SessionFactory = Callable[..., FastRouterSession]
+
+
+@pytest.fixture
+def sim() -> FastRouterSimulator:
+    """A fresh simulator whose jobs succeed on their first poll."""
+    return FastRouterSimulator(api_key=API_KEY, default_plan=JobPlan(polls=1))
+
+
+@pytest.fixture
+async def server(sim: FastRouterSimulator) -> AsyncIterator[SimulatorServer]:
+    async with sim.serve() as running:
+        yield running
+
+
+@pytest.fixture
+async def make_session(server: SimulatorServer) -> AsyncIterator[SessionFactory]:
+    """Build sessions against the simulator; every one is closed at the end of the test."""
+    made: list[FastRouterSession] = []
+
+    def factory(**overrides: Any) -> FastRouterSession:
+        options: dict[str, Any] = {
+            "base_url": server.base_url,
+            "poll_policy": FAST_POLL,
+            "retry_policy": FAST_RETRY,
+            "timeouts": FAST_TIMEOUTS,
+        }
+        options.update(overrides)
+        api_key = options.pop("api_key", API_KEY)
+        session = FastRouterSession(api_key, **options)
+        made.append(session)
+        return session
+
+    yield factory
+    for session in made:
+        await session.aclose()
+
+
+@pytest.fixture
+async def session(make_session: SessionFactory) -> FastRouterSession:
+    return make_session()
