@@ -406,7 +406,7 @@ def error_for_status(
         if isinstance(decoded, Mapping):
             body = scrub_json(decoded, scrub_secret)
             message = _error_message(decoded, scrub_secret, plain_message=True)
-            error_type, error_code = _error_type_code(decoded)
+            error_type, error_code = (None if v is None else scrub(v, scrub_secret) for v in _error_type_code(decoded))
         elif isinstance(decoded, str):
             body = message = scrub(decoded, scrub_secret)
         else:
@@ -418,7 +418,7 @@ def error_for_status(
     kwargs: dict[str, Any] = {
         "status_code": status,
         "body": body,
-        "headers": response.headers,
+        "headers": {name: scrub(value, scrub_secret) for name, value in response.headers.items()},
         "method": method,
         "url": url,
         "error_type": error_type,

@@ -107,7 +107,7 @@ def raw(body: bytes, status: int, content_type: str = "text/plain", **headers: s
 
 
 def with_status(word: str | None, *, generations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    payload = json.loads(json.dumps(POLL_SUCCESS_DOCS))
+    payload: dict[str, Any] = json.loads(json.dumps(POLL_SUCCESS_DOCS))
     if word is None:
         del payload["data"]["status"]
     else:

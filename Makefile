@@ -1,0 +1,39 @@
+# Two commands are the contract: `make demo` and `make test`, on a machine with only python3 and make.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit simulator clean help
+
+help:
+	@echo "make demo   install everything and generate videos against the embedded simulator"
+	@echo "make test   install everything and run the whole check: lint, types, tests"
+
+$(STAMP): pyproject.toml tools/bootstrap_venv.py
+	$(PYTHON) tools/bootstrap_venv.py $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term
+
+simulator: $(STAMP)
+	$(BIN)/python -m fastrouter_async.testing --port 8765
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov videos

@@ -1,0 +1,68 @@
+"""A FastRouter look-alike HTTP server, for testing code that talks to FastRouter's video API.
+
+It speaks the real wire format (``POST /api/v1/videos``, the three poll
+routes, the hosted and "CDN" downloads) over real HTTP on 127.0.0.1, so the
+code under test runs unchanged: point its base URL at the simulator.
+
+Serve it and submit a job::
+
+    from fastrouter_async.testing import FastRouterSimulator, JobPlan, Fault
+
+    sim = FastRouterSimulator(api_key="sk-test")
+    async with sim.serve() as server:      # an ephemeral port on 127.0.0.1
+        server.base_url                    # "http://127.0.0.1:PORT/api/v1"
+        ...                                # run your client against it
+    assert sim.records.jobs_created == 1
+
+Say how jobs behave with a :class:`JobPlan` (frozen; see its docstring for
+the exact rules)::
+
+    sim.default_plan = JobPlan(polls=3)                    # "processing" twice, then success
+    sim.plan_next(JobPlan(outcome="failed", error="boom"))  # the next submit fails
+    sim.plan_for("cat", JobPlan(outcome="video_body"))     # prompts containing "cat"
+    sim.plan_for(lambda body: body.get("seed") == 1, JobPlan(hidden_polls=2))
+
+Plans are chosen per submit: queued ``plan_next`` plans first, then the
+``plan_for`` rules in order, then ``default_plan``. ``FastRouterSimulator(clock=...)``
+replaces the event loop's clock, so ``JobPlan(duration=...)`` needs no real waiting.
+
+Make things go wrong with a :class:`Fault`::
+
+    sim.inject(Fault.rate_limit(route="poll", retry_after=0.01))
+    sim.inject(Fault.server_error(502, route="submit", times=None))  # every submit
+    sim.inject(Fault.drop(route="submit", after_processing=True))    # job created, answer lost
+    sim.inject(Fault.truncate(1000))                                 # a download cut short
+
+Then assert on what the server saw::
+
+    sim.records.submit_count, sim.records.jobs_created, sim.records.max_in_flight
+    sim.records.polls[-1].json            # {"taskId": ..., "model": ...}
+    sim.records.headers_seen("download")  # was Authorization sent to the CDN?
+    sim.jobs[task_id].poll_count
+
+Downloads are served for any task id (even one this simulator does not know),
+so a second simulator can play another host: ``FastRouterSimulator(asset_origin=...)``
+puts the other server's origin into ``fastrouter_assets.urls``, and
+``redirect_assets_to=...`` makes downloads answer 302 to it.
+
+``sim.app()`` returns a plain ``aiohttp.web.Application`` to mount or run
+yourself, and ``python -m fastrouter_async.testing --port 8000`` serves one
+from the command line.
+"""
+
+from ._assets import sample_video
+from ._plans import Fault, JobPlan
+from ._records import RecordedRequest, SimulatedJob, SimulatorRecords
+from ._server import SimulatorServer
+from ._simulator import FastRouterSimulator
+
+__all__ = [
+    "FastRouterSimulator",
+    "Fault",
+    "JobPlan",
+    "RecordedRequest",
+    "SimulatedJob",
+    "SimulatorRecords",
+    "SimulatorServer",
+    "sample_video",
+]

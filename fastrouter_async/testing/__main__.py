@@ -1,0 +1,51 @@
+"""Serve the FastRouter simulator until Ctrl-C.
+
+``python -m fastrouter_async.testing --port 8000 [--host 127.0.0.1] [--duration 5] [--api-key sk-test]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from ._plans import JobPlan
+from ._simulator import FastRouterSimulator
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrouter_async.testing",
+        description="Serve a FastRouter look-alike video API until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="seconds each job runs before it can succeed (default 0)"
+    )
+    parser.add_argument("--api-key", default=None, help="the only Bearer token accepted (default: any)")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    simulator = FastRouterSimulator(api_key=args.api_key, default_plan=JobPlan(duration=args.duration))
+    async with simulator.serve(host=args.host, port=args.port) as server:
+        print(f"FastRouter simulator serving; base URL: {server.base_url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The aiohttp application: FastRouter's routes, over a :class:`FastRouterSimulator`.
+
+Every route goes through one wrapper that records the request, picks the
+fault (if any) that applies to it, and then either answers normally or
+misbehaves as the fault says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import _payloads
+from ._assets import video_response
+from ._plans import Fault
+from ._records import RecordedRequest, RecordRoute, SimulatedJob
+
+if TYPE_CHECKING:
+    from ._simulator import FastRouterSimulator
+
+__all__ = ["build_app"]
+
+API = "/api/v1"
+
+Inner = Callable[[web.Request, RecordedRequest], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_app(simulator: FastRouterSimulator) -> web.Application:
+    """A new application serving ``simulator``'s routes."""
+    routes = _Routes(simulator)
+    app = web.Application()
+    app.on_shutdown.append(routes.on_shutdown)
+    router = app.router
+    router.add_post(f"{API}/videos", routes.wrap("submit", routes.submit))
+    router.add_post(f"{API}/getVideoResponse", routes.wrap("poll", routes.poll_post))
+    router.add_post(f"{API}/getAsyncResponse", routes.wrap("poll", routes.poll_post))
+    router.add_get(f"{API}/videos/{{task_id}}", routes.wrap("poll", routes.poll_get))  # GET routes also answer HEAD
+    router.add_get("/videos-content/{task_id}", routes.wrap("download", routes.download))
+    router.add_get("/cdn/{task_id}.mp4", routes.wrap("download", routes.download))
+    router.add_get("/healthz", routes.wrap("other", routes.healthz))
+    router.add_route("*", "/{tail:.*}", routes.wrap("other", routes.not_found))  # last: what nothing else matched
+    return app
+
+
+class _Routes:
+    """The handlers of one application, bound to its simulator."""
+
+    def __init__(self, simulator: FastRouterSimulator) -> None:
+        self.sim = simulator
+        self.closing = asyncio.Event()
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """Wake requests held by ``slow`` faults so the server can close at once."""
+        self.closing.set()
+
+    def wrap(self, route: RecordRoute, inner: Inner) -> Handler:
+        """Record each request of ``route`` and apply the fault that takes it, if any."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            record = await self._record(route, request)
+            record.fault = self.sim._take_fault(route)
+            response = await self._answer(request, record, inner)
+            if response is None:
+                record.dropped = True
+                return _drop(request)
+            record.status = response.status
+            return response
+
+        return handle
+
+    async def _record(self, route: RecordRoute, request: web.Request) -> RecordedRequest:
+        raw = await request.read()
+        record = RecordedRequest(
+            route=route,
+            method=request.method,
+            path=request.path,
+            headers=dict(request.headers),
+            json=_decode_json(raw),
+            time=self.sim.now(),
+        )
+        self.sim.records.requests.append(record)
+        return record
+
+    async def _answer(self, request: web.Request, record: RecordedRequest, inner: Inner) -> web.StreamResponse | None:
+        """The response to send, or ``None`` to drop the connection without one."""
+        fault = record.fault
+        if fault is None:
+            return await inner(request, record)
+        if fault.kind == "status":
+            return _status_response(fault)
+        if fault.kind == "malformed_json":
+            return web.Response(body=_payloads.MALFORMED_JSON, content_type="application/json")
+        if fault.kind == "truncate":
+            return await _truncated(request, record, await inner(request, record), fault.nbytes)
+        if fault.kind == "drop":
+            if fault.after_processing:
+                await inner(request, record)
+            return None
+        # "slow": wait before handling, or handle first and hold the answer back
+        if not fault.after_processing:
+            return await inner(request, record) if await self._wait(fault.delay) else None
+        response = await inner(request, record)
+        return response if await self._wait(fault.delay) else None
+
+    async def _wait(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds; False if the server began shutting down meanwhile."""
+        try:
+            async with asyncio.timeout(delay):
+                await self.closing.wait()
+        except TimeoutError:
+            return True
+        return False
+
+    # -- routes --------------------------------------------------------------
+
+    async def submit(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        if not self.sim._authorized(request.headers.get("Authorization")):
+            return _error(401)
+        body = record.json
+        problem = _submit_problem(body)
+        if problem is not None:
+            return _error(400, problem, code="invalid_parameter")
+        job = self.sim._create_job(body)
+        record.task_id = job.task_id
+        return web.json_response(
+            _payloads.create_body(task_id=job.task_id, model=job.model, cost_usd=job.plan.cost_usd)
+        )
+
+    async def poll_post(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        if not self.sim._authorized(request.headers.get("Authorization")):
+            return _error(401)
+        body = record.json
+        if not isinstance(body, dict) or not _non_empty_str(body.get("taskId")):
+            return _error(
+                400, "Bad Request - 'taskId' is required and must be a non-empty string", code="invalid_task_id"
+            )
+        model = body.get("model")
+        return self._poll(request, record, body["taskId"], model, model_sent=model is not None)
+
+    async def poll_get(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        if not self.sim._authorized(request.headers.get("Authorization")):
+            return _error(401)
+        model = request.query.get("model")
+        return self._poll(request, record, request.match_info["task_id"], model, model_sent=model is not None)
+
+    async def download(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        task_id = request.match_info["task_id"]
+        record.task_id = task_id
+        if self.sim.assets_require_auth and not self.sim._authorized(request.headers.get("Authorization")):
+            return _error(401)
+        if self.sim.redirect_assets_to:
+            location = self.sim.redirect_assets_to.rstrip("/") + request.path_qs
+            return web.Response(status=302, headers={"Location": location})
+        return video_response(
+            self.sim._video_for(task_id),
+            range_header=request.headers.get("Range"),
+            if_range=request.headers.get("If-Range"),
+        )
+
+    async def healthz(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def not_found(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        return _error(404, f"Not Found - no route for {request.method} {request.path}", code="route_not_found")
+
+    # -- polling -------------------------------------------------------------
+
+    def _poll(
+        self, request: web.Request, record: RecordedRequest, task_id: str, model: Any, *, model_sent: bool
+    ) -> web.StreamResponse:
+        record.task_id = task_id
+        record.model_sent = model_sent
+        job = self.sim.jobs.get(task_id)
+        if job is None:
+            return _error(404)
+        if model_sent:
+            record.model_matched = model == job.model
+            if not record.model_matched:
+                return _error(
+                    400, "Bad Request - Invalid taskId or model: model does not match the task", code="model_mismatch"
+                )
+        stage = self.sim._advance(job)
+        if stage == "hidden":
+            return _error(404)
+        if stage == "running":
+            return web.json_response(_running(job))
+        return self._final(request, job)
+
+    def _final(self, request: web.Request, job: SimulatedJob) -> web.StreamResponse:
+        plan = job.plan
+        outcome = plan.outcome
+        if outcome == "vanish":
+            return _error(404)
+        if outcome == "video_body":
+            return web.Response(body=self.sim._video_for(job.task_id), content_type="video/mp4")
+        if outcome == "failed":
+            body = _payloads.failed_body(
+                task_id=job.task_id, error=plan.error, with_status=not plan.omit_overall_status
+            )
+            return web.json_response(body)
+        if outcome == "failed_generation":
+            gen = _generation(job, status="failed", fail_msg=plan.error)
+            body = _payloads.failed_generation_body(
+                task_id=job.task_id, gen=gen, with_status=not plan.omit_overall_status
+            )
+            return web.json_response(body)
+        return web.json_response(self._success(request, job))
+
+    def _success(self, request: web.Request, job: SimulatedJob) -> dict[str, Any]:
+        """The success answer of the ``succeed``, ``inline_base64`` and ``no_url`` outcomes."""
+        plan = job.plan
+        origin = str(request.url.origin())
+        gen = _generation(job, status=plan.status_word)
+        asset_url = None
+        if plan.outcome == "succeed":
+            gen["url"] = f"{origin}/cdn/{job.task_id}.mp4"
+            asset_url = f"{(self.sim.asset_origin or origin).rstrip('/')}/videos-content/{job.task_id}"
+        elif plan.outcome == "inline_base64":
+            gen["bytesBase64Encoded"] = base64.b64encode(self.sim._video_for(job.task_id)).decode("ascii")
+        return _payloads.success_body(
+            task_id=job.task_id,
+            word=plan.status_word,
+            gen=gen,
+            with_status=not plan.omit_overall_status,
+            cost_usd=plan.cost_usd,
+            credits=plan.credits,
+            asset_url=asset_url,
+            cached_at=job.cached_at or int(time.time()),
+        )
+
+
+def _running(job: SimulatedJob) -> dict[str, Any]:
+    plan = job.plan
+    gen = _generation(job, status=plan.running_word)
+    return _payloads.running_body(
+        task_id=job.task_id, word=plan.running_word, gen=gen, with_status=not plan.omit_overall_status
+    )
+
+
+def _generation(job: SimulatedJob, *, status: str, fail_msg: str = "") -> dict[str, Any]:
+    if job.cached_at is None:
+        updated = _payloads.iso_timestamp()
+    else:
+        updated = _payloads.iso_timestamp(datetime.datetime.fromtimestamp(job.cached_at, datetime.UTC))
+    return _payloads.generation(
+        generation_id=job.generation_id, status=status, created=job.created_date, updated=updated, fail_msg=fail_msg
+    )
+
+
+def _submit_problem(body: Any) -> str | None:
+    """Why a create body is refused, or ``None`` if it is acceptable."""
+    if not isinstance(body, dict):
+        return "Bad Request - the request body must be a JSON object with 'model' and 'prompt'"
+    for field in ("model", "prompt"):
+        if not _non_empty_str(body.get(field)):
+            return f"Bad Request - '{field}' is required and must be a non-empty string"
+    return None
+
+
+def _non_empty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _decode_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _error(status: int, message: str | None = None, *, code: str | None = None) -> web.Response:
+    return web.json_response(_payloads.error_body(status, message, code=code), status=status)
+
+
+def _status_response(fault: Fault) -> web.Response:
+    status = fault.http_status
+    assert status is not None  # checked when the fault was built
+    headers = dict(fault.headers)
+    body = fault.body
+    if body is None:
+        return web.json_response(_payloads.error_body(status), status=status, headers=headers)
+    if isinstance(body, str):
+        return web.Response(status=status, text=body, headers=headers)
+    return web.json_response(dict(body), status=status, headers=headers)
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Close the connection; aiohttp then fails to write the returned placeholder and gives up quietly."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()
+
+
+async def _truncated(
+    request: web.Request, record: RecordedRequest, response: web.StreamResponse, nbytes: int
+) -> web.StreamResponse:
+    """Send ``response``'s status and headers with its full length, ``nbytes`` of its body, then drop."""
+    body = response.body if isinstance(response, web.Response) else None
+    payload = body if isinstance(body, bytes) else b""
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    stream = web.StreamResponse(status=response.status, headers=headers)
+    stream.content_length = len(payload)
+    await stream.prepare(request)
+    await stream.write(payload[:nbytes])
+    record.status = response.status
+    record.dropped = True
+    if request.transport is not None:
+        request.transport.close()
+    return stream

@@ -1,0 +1,138 @@
+"""What the simulator saw and holds: recorded requests, counters, and the simulated jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from ._plans import Fault, JobPlan
+
+__all__ = ["RecordRoute", "RecordedRequest", "SimulatedJob", "SimulatorRecords"]
+
+RecordRoute = Literal["submit", "poll", "download", "other"]
+JobStage = Literal["hidden", "running", "done"]
+
+
+@attrs.define(kw_only=True, eq=False)
+class RecordedRequest:
+    """One request the simulator received, recorded when it arrived and completed when answered."""
+
+    route: RecordRoute
+    """``"submit"``, ``"poll"`` (any of the three poll routes), ``"download"`` or ``"other"``."""
+    method: str
+    path: str
+    headers: dict[str, str]
+    """A plain copy of the request headers, names as the client sent them (``Authorization`` included)."""
+    json: Any
+    """The decoded JSON body, or ``None`` when there was none or it was not JSON."""
+    time: float
+    """When it arrived, on the simulator's clock (the event loop's time by default)."""
+    status: int | None = None
+    """The status answered; ``None`` while being handled or when the connection was dropped."""
+    dropped: bool = False
+    """The connection was closed without a complete answer (``drop`` and ``truncate`` faults)."""
+    fault: Fault | None = None
+    """The fault that took this request, if any."""
+    task_id: str | None = None
+    """The task this request was about: the created one for a submit, the asked-for one otherwise."""
+    model_sent: bool | None = None
+    """Polls only: whether the request named a ``model``."""
+    model_matched: bool | None = None
+    """Polls only: whether the sent ``model`` equals the job's (``None`` if not sent or the job is unknown)."""
+
+
+@attrs.define(kw_only=True, eq=False)
+class SimulatedJob:
+    """A job the simulator accepted: its request, its plan, and how far it got."""
+
+    task_id: str
+    model: str
+    prompt: str
+    body: Mapping[str, Any]
+    """The submitted JSON body."""
+    plan: JobPlan
+    created: float
+    """Submit time on the simulator's clock."""
+    created_date: str
+    """Submit time as the ISO date shown in ``generations[].createdDate``."""
+    generation_id: str
+    poll_count: int = 0
+    """Every poll for this job, including those answered 404 while it was hidden."""
+    visible_polls: int = 0
+    """Polls that saw the job (the ones compared with ``plan.polls``)."""
+    done_at: float | None = None
+    """When a poll first found it done (simulator clock); ``None`` while it runs."""
+    cached_at: int | None = None
+    """Wall-clock seconds of completion, used for ``fastrouter_assets.cached_at``."""
+
+    @property
+    def done(self) -> bool:
+        """Whether a poll has already reported the final outcome."""
+        return self.done_at is not None
+
+    def _count_poll(self, now: float) -> JobStage:
+        """Count one poll at ``now`` and say what it sees (see :class:`JobPlan` for the rules)."""
+        self.poll_count += 1
+        elapsed = now - self.created
+        if self.poll_count <= self.plan.hidden_polls or elapsed < self.plan.visible_after:
+            return "hidden"
+        self.visible_polls += 1
+        if self.done_at is None and self.visible_polls >= self.plan.polls and elapsed >= self.plan.duration:
+            self.done_at = now
+        return "done" if self.done else "running"
+
+
+@attrs.define(kw_only=True, eq=False)
+class SimulatorRecords:
+    """Everything the simulator saw, for assertions.
+
+    ``in_flight`` counts jobs from the moment their submit was accepted until
+    a poll first reported them done (succeeded, failed or vanished); jobs
+    nobody polls stay in flight. ``max_in_flight`` is its high-water mark.
+    """
+
+    requests: list[RecordedRequest] = attrs.field(factory=list)
+    """Every request, in arrival order."""
+    jobs_created: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    @property
+    def submits(self) -> list[RecordedRequest]:
+        return self._of("submit")
+
+    @property
+    def polls(self) -> list[RecordedRequest]:
+        return self._of("poll")
+
+    @property
+    def downloads(self) -> list[RecordedRequest]:
+        return self._of("download")
+
+    @property
+    def submit_count(self) -> int:
+        """How many submit requests arrived (accepted or not); ``jobs_created`` counts the accepted ones."""
+        return len(self.submits)
+
+    def headers_seen(self, route: RecordRoute | Literal["any"] = "any") -> list[dict[str, str]]:
+        """The headers of every request of ``route``, in arrival order."""
+        return [r.headers for r in self.requests if route in ("any", r.route)]
+
+    def reset(self) -> None:
+        """Forget the requests and counts; ``in_flight`` stays true and becomes the new maximum."""
+        self.requests.clear()
+        self.jobs_created = 0
+        self.max_in_flight = self.in_flight
+
+    def _of(self, route: RecordRoute) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.route == route]
+
+    def _job_started(self) -> None:
+        self.jobs_created += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _job_finished(self) -> None:
+        self.in_flight -= 1

@@ -1,0 +1,234 @@
+"""FastRouterSimulator: the state of a FastRouter look-alike (jobs, plans, faults, records).
+
+The HTTP side lives in :mod:`._app` and the serving helper in :mod:`._server`;
+this module decides *what* happens, they decide how it goes over the wire.
+Everything here runs on one event loop and never awaits while changing state,
+so any number of concurrent requests see consistent counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import attrs
+
+from . import _payloads
+from ._app import build_app
+from ._assets import sample_video
+from ._plans import Fault, JobPlan
+from ._records import JobStage, RecordRoute, SimulatedJob, SimulatorRecords
+from ._server import SimulatorServer
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["DEFAULT_PLAN", "BodyPredicate", "Clock", "FastRouterSimulator"]
+
+Clock = Callable[[], float]
+BodyPredicate = Callable[[Mapping[str, Any]], bool]
+
+DEFAULT_PLAN: Final = JobPlan()  # succeed at the first poll: the fastest useful job for tests
+
+
+@attrs.define(eq=False)
+class _ArmedFault:
+    """An injected fault and how many matching requests it has seen."""
+
+    fault: Fault
+    seen: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        times = self.fault.times
+        return times is not None and self.seen >= self.fault.skip + times
+
+    def take(self, route: RecordRoute) -> bool:
+        """Count a request of ``route``; True if this fault applies to it."""
+        if not self.fault.matches(route) or self.exhausted:
+            return False
+        self.seen += 1
+        return self.seen > self.fault.skip
+
+
+class FastRouterSimulator:
+    """A FastRouter look-alike: accepts video jobs, answers polls, serves the videos.
+
+    ``api_key`` is the only Bearer token accepted (``None`` accepts any
+    non-empty token). ``default_plan`` says how jobs behave unless
+    :meth:`plan_next` or :meth:`plan_for` say otherwise. Downloads answer
+    without authentication unless ``assets_require_auth``; with
+    ``redirect_assets_to`` (an origin such as ``"http://127.0.0.1:8001"``)
+    they answer ``302`` to the same path on that origin instead.
+    ``asset_origin`` is the origin written into ``fastrouter_assets.urls``
+    (default: the origin the poll was sent to). ``clock`` replaces the event
+    loop's clock for ``JobPlan.duration``/``visible_after`` and record times;
+    pass a callable returning seconds to drive time by hand.
+
+    All of these are plain attributes and may be changed at any time.
+
+    What the simulator saw is in :attr:`records` (a :class:`SimulatorRecords`)
+    and the jobs it accepted in :attr:`jobs`. One simulator may be served by
+    several servers at once; they share its state.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        default_plan: JobPlan = DEFAULT_PLAN,
+        asset_origin: str | None = None,
+        assets_require_auth: bool = False,
+        redirect_assets_to: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.default_plan = default_plan
+        self.asset_origin = asset_origin
+        self.assets_require_auth = assets_require_auth
+        self.redirect_assets_to = redirect_assets_to
+        self.records = SimulatorRecords()
+        self._clock: Clock = clock or anyio.current_time
+        self._jobs: dict[str, SimulatedJob] = {}
+        self._next_plans: collections.deque[JobPlan] = collections.deque()
+        self._rules: list[tuple[BodyPredicate, JobPlan]] = []
+        self._faults: list[_ArmedFault] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<FastRouterSimulator jobs={len(self._jobs)} in_flight={self.records.in_flight} "
+            f"faults={len(self._faults)}>"
+        )
+
+    # -- plans ---------------------------------------------------------------
+
+    def plan_next(self, *plans: JobPlan) -> None:
+        """Queue plans for the next submits, one per accepted submit, in order (before any rule)."""
+        self._next_plans.extend(plans)
+
+    def plan_for(self, match: str | BodyPredicate, plan: JobPlan) -> None:
+        """Use ``plan`` for submits that ``match``: a prompt substring, or a callable given the JSON body.
+
+        Rules are tried in the order they were added; the first match wins.
+        Queued :meth:`plan_next` plans come first, ``default_plan`` last.
+        """
+        predicate = _prompt_contains(match) if isinstance(match, str) else match
+        self._rules.append((predicate, plan))
+
+    def clear_plans(self) -> None:
+        """Forget queued plans and rules (``default_plan`` stays)."""
+        self._next_plans.clear()
+        self._rules.clear()
+
+    # -- faults --------------------------------------------------------------
+
+    def inject(self, fault: Fault) -> Fault:
+        """Arm ``fault`` after those already injected, and return it."""
+        self._faults.append(_ArmedFault(fault))
+        return fault
+
+    def clear_faults(self) -> None:
+        """Disarm every fault."""
+        self._faults.clear()
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The faults that may still apply to a request, in injection order."""
+        return tuple(armed.fault for armed in self._faults if not armed.exhausted)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def jobs(self) -> Mapping[str, SimulatedJob]:
+        """Every job created, by task id (a read-only view)."""
+        return MappingProxyType(self._jobs)
+
+    def now(self) -> float:
+        """The simulator's clock (the event loop's time unless a ``clock`` was given)."""
+        return self._clock()
+
+    def reset_records(self) -> None:
+        """Forget recorded requests and counts (see :meth:`SimulatorRecords.reset`); jobs are kept."""
+        self.records.reset()
+
+    # -- serving -------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """A new ``aiohttp.web.Application`` answering for this simulator, to mount or run yourself."""
+        return build_app(self)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
+        """Serve on ``host:port`` (``0``: a free port) for the duration of ``async with``.
+
+        ``async with sim.serve() as server:`` starts the server and yields the
+        :class:`SimulatorServer`, whose ``base_url`` is what a client needs.
+        """
+        return SimulatorServer(self, host=host, port=port)
+
+    # -- used by the HTTP layer ----------------------------------------------
+
+    def _authorized(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        return self.api_key is None or token == self.api_key
+
+    def _take_fault(self, route: RecordRoute) -> Fault | None:
+        if route == "other":
+            return None
+        chosen = next((armed for armed in self._faults if armed.take(route)), None)
+        self._faults = [armed for armed in self._faults if not armed.exhausted]
+        return chosen.fault if chosen is not None else None
+
+    def _choose_plan(self, body: Mapping[str, Any]) -> JobPlan:
+        if self._next_plans:
+            return self._next_plans.popleft()
+        for predicate, plan in self._rules:
+            if predicate(body):
+                return plan
+        return self.default_plan
+
+    def _create_job(self, body: Mapping[str, Any]) -> SimulatedJob:
+        task_id = _payloads.new_task_id()
+        while task_id in self._jobs:  # pragma: no cover  (80 random bits)
+            task_id = _payloads.new_task_id()
+        job = SimulatedJob(
+            task_id=task_id,
+            model=body["model"],
+            prompt=body["prompt"],
+            body=MappingProxyType(dict(body)),
+            plan=self._choose_plan(body),
+            created=self.now(),
+            created_date=_payloads.iso_timestamp(),
+            generation_id=_payloads.new_generation_id(),
+        )
+        self._jobs[task_id] = job
+        self.records._job_started()
+        return job
+
+    def _advance(self, job: SimulatedJob) -> JobStage:
+        was_done = job.done
+        stage = job._count_poll(self.now())
+        if job.done and not was_done:
+            job.cached_at = int(time.time())
+            self.records._job_finished()
+        return stage
+
+    def _video_for(self, task_id: str) -> bytes:
+        job = self._jobs.get(task_id)
+        if job is not None and job.plan.video is not None:
+            return job.plan.video
+        return sample_video()
+
+
+def _prompt_contains(text: str) -> BodyPredicate:
+    def predicate(body: Mapping[str, Any]) -> bool:
+        prompt = body.get("prompt")
+        return isinstance(prompt, str) and text in prompt
+
+    return predicate

@@ -1,0 +1,83 @@
+"""The public surface is exactly what __all__ says, and every public name is importable."""
+
+from __future__ import annotations
+
+import fastrouter_async
+import fastrouter_async.testing
+
+PUBLIC = {
+    "DEFAULT_BASE_URL",
+    "MODELS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "DownloadError",
+    "FastRouterError",
+    "FastRouterSession",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JobFailedError",
+    "JobState",
+    "JobStatus",
+    "JobTimeoutError",
+    "ModelSpec",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "PollRoute",
+    "RateLimitError",
+    "ResultSource",
+    "RetryPolicy",
+    "ServerError",
+    "SubmitUncertainError",
+    "Timeouts",
+    "UnexpectedResponseError",
+    "VideoJob",
+    "VideoRequest",
+    "VideoResult",
+    "__version__",
+    "find_model",
+}
+
+
+def test_exported_members() -> None:
+    """__all__ is sorted, complete and importable; no other public name is exposed."""
+    assert set(fastrouter_async.__all__) == PUBLIC
+    assert fastrouter_async.__all__ == sorted(fastrouter_async.__all__, key=lambda n: (not n.isupper(), n))
+    for name in fastrouter_async.__all__:
+        assert hasattr(fastrouter_async, name)
+    exposed = {n for n in vars(fastrouter_async) if not n.startswith("_") and n != "testing"}
+    assert exposed <= PUBLIC | {"version", "PackageNotFoundError"}
+
+
+def test_testing_namespace() -> None:
+    """The simulator's public names are importable from fastrouter_async.testing."""
+    for name in fastrouter_async.testing.__all__:
+        assert hasattr(fastrouter_async.testing, name)
+    assert {"FastRouterSimulator", "Fault", "JobPlan", "SimulatorServer"} <= set(fastrouter_async.testing.__all__)
+
+
+def test_error_tree() -> None:
+    """Every error is a FastRouterError; status errors share APIStatusError; timeouts are TimeoutErrors."""
+    f = fastrouter_async
+    for name in fastrouter_async.__all__:
+        obj = getattr(f, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, f.FastRouterError), name
+    for cls in (
+        f.BadRequestError,
+        f.AuthenticationError,
+        f.InsufficientCreditsError,
+        f.PermissionDeniedError,
+        f.NotFoundError,
+        f.RateLimitError,
+        f.ServerError,
+    ):
+        assert issubclass(cls, f.APIStatusError)
+    assert issubclass(f.APITimeoutError, TimeoutError)
+    assert issubclass(f.APITimeoutError, f.APIConnectionError)
+    assert issubclass(f.JobTimeoutError, TimeoutError)
+    assert issubclass(f.InvalidRequestError, ValueError)
