@@ -30,7 +30,6 @@ from ._config import (
 from ._download import DownloadProgress, download_result
 from ._errors import (
     APIConnectionError,
-    APIStatusError,
     FastRouterError,
     InvalidRequestError,
     NotFoundError,
@@ -422,7 +421,7 @@ def _submit_may_retry(exc: FastRouterError) -> bool:
     """Submits are retried only when no job can have been created."""
     if isinstance(exc, RateLimitError):
         return True
-    return isinstance(exc, APIConnectionError) and not exc.request_sent and not isinstance(exc, APIStatusError)
+    return isinstance(exc, APIConnectionError) and not exc.request_sent
 
 
 def _poll_route(value: PollRoute | str) -> PollRoute:

@@ -9,6 +9,7 @@ whether the request may have reached the server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import time
@@ -22,7 +23,7 @@ import attrs
 from yarl import URL
 
 from ._config import MAX_JSON_BYTES, Secret, Timeouts
-from ._errors import APIConnectionError, APITimeoutError, UnexpectedResponseError
+from ._errors import APIConnectionError, APITimeoutError, FastRouterError, UnexpectedResponseError
 from ._protocol import HttpCall, Response, is_media_response
 
 __all__ = ["StreamedResponse", "Transport", "same_origin"]
@@ -103,6 +104,7 @@ class Transport:
         self._timeouts = timeouts
         self._session = http_session
         self._owns_session = http_session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connection_limit = connection_limit
         self._user_agent = _user_agent()
         self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
@@ -116,6 +118,14 @@ class Transport:
         return same_origin(url, self._api_origin)
 
     def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "this FastRouterSession was first used in another event loop; create one session per "
+                "event loop (for example inside the coroutine given to asyncio.run)"
+            )
         if self._session is None:
             # Created lazily, inside the running loop, as aiohttp requires.
             connector = aiohttp.TCPConnector(limit=self._connection_limit)
@@ -207,6 +217,8 @@ class Transport:
                 continue
             try:
                 yield resp
+            except FastRouterError:
+                raise  # ours (e.g. JobTimeoutError, a TimeoutError too) pass through unchanged
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _map_exception(exc, method, str(current), sent=True) from exc
             finally:

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 import venv
 from pathlib import Path
@@ -28,12 +29,14 @@ def main(target: str = ".venv") -> int:
     else:
         return 0
     venv.create(env_dir, with_pip=False, clear=True)
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as answer:
+    index = "https://pypi.org/pypi/pip/json"
+    with urllib.request.urlopen(index, timeout=60) as answer:
         release = json.load(answer)
     wheel = next(f for f in release["urls"] if f["filename"].endswith("-py3-none-any.whl"))
+    wheel_url = urllib.parse.urljoin(index, wheel["url"])  # mirrors may answer with relative URLs
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / wheel["filename"]
-        with urllib.request.urlopen(wheel["url"], timeout=120) as answer:
+        with urllib.request.urlopen(wheel_url, timeout=120) as answer:
             path.write_bytes(answer.read())
         # A pip wheel can run itself: python pip.whl/pip install pip.whl
         subprocess.check_call([python, str(path / "pip"), "install", "--no-index", str(path)])

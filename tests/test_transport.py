@@ -1,0 +1,115 @@
+"""The transport's redirect handling and event-loop binding, against real loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fastrouter_async import APIConnectionError, AuthenticationError, FastRouterSession
+from fastrouter_async.testing import FastRouterSimulator, SimulatorServer
+
+from .conftest import API_KEY, FAST_POLL, FAST_RETRY
+
+VEO: dict[str, Any] = {"model": "google/veo3", "prompt": "a cat surfing"}
+
+
+class Redirector:
+    """A tiny server whose /api/v1/* routes redirect as told, recording what it received."""
+
+    def __init__(self) -> None:
+        self.target = ""
+        self.status = 307
+        self.seen: list[tuple[str, str, bool]] = []
+        self.origin = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append((request.method, request.path, "Authorization" in request.headers))
+        if request.path.startswith("/loop"):
+            return web.Response(status=302, headers={"Location": "/loop/again"})
+        if request.path.startswith("/ftp"):
+            return web.Response(status=302, headers={"Location": "ftp://127.0.0.1/file"})
+        if request.path.startswith("/same/"):
+            return web.Response(status=self.status, headers={"Location": "/api/v1" + request.path[len("/same") :]})
+        if request.path.startswith("/api/v1/") and not self.target:
+            return web.json_response({"data": {"taskId": "fr_SAMEORIGIN", "status": "processing"}})
+        return web.Response(status=self.status, headers={"Location": self.target + request.path_qs})
+
+
+@pytest.fixture
+async def redirector() -> AsyncIterator[Redirector]:
+    state = Redirector()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    state.origin = f"http://127.0.0.1:{port}"
+    yield state
+    await runner.cleanup()
+
+
+def session_at(base_url: str) -> FastRouterSession:
+    return FastRouterSession(API_KEY, base_url=base_url, poll_policy=FAST_POLL, retry_policy=FAST_RETRY)
+
+
+async def test_api_redirect_to_another_host_drops_the_key(
+    redirector: Redirector, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """An API route redirecting to another host reaches it without the key (which then refuses)."""
+    redirector.target = server.origin
+    async with session_at(redirector.origin + "/api/v1") as session:
+        with pytest.raises(AuthenticationError):
+            await session.submit(**VEO)
+    assert redirector.seen == [("POST", "/api/v1/videos", True)]
+    assert [("Authorization" in r.headers, r.method) for r in sim.records.submits] == [(False, "POST")]
+
+
+@pytest.mark.parametrize(("status", "method"), [(307, "POST"), (308, "POST"), (303, "GET"), (302, "GET")])
+async def test_same_origin_redirect_keeps_the_key(redirector: Redirector, status: int, method: str) -> None:
+    """A same-origin redirect keeps the key; 307/308 keep POST and its body, 302/303 become GET."""
+    redirector.status = status
+    async with session_at(redirector.origin + "/same") as session:
+        job = await session.submit(**VEO)
+    assert job.task_id == "fr_SAMEORIGIN"
+    assert redirector.seen[1] == (method, "/api/v1/videos", True)
+
+
+async def test_redirect_loop_is_cut(redirector: Redirector) -> None:
+    """Endless redirects end with APIConnectionError after a bounded number of hops."""
+    async with session_at(redirector.origin + "/loop") as session:
+        with pytest.raises(APIConnectionError, match="redirects"):
+            await session.job("fr_1", model="google/veo3").status()
+    assert len(redirector.seen) == 6
+
+
+async def test_redirect_to_non_http_is_refused(redirector: Redirector) -> None:
+    """A redirect to a non-HTTP URL is refused, never followed."""
+    async with session_at(redirector.origin + "/ftp") as session:
+        with pytest.raises(APIConnectionError, match="non-HTTP"):
+            await session.job("fr_1", model="google/veo3").status()
+
+
+def test_session_bound_to_its_first_event_loop(server: SimulatorServer) -> None:
+    """Using one session from a second event loop is a precise RuntimeError, not an aiohttp crash."""
+    session = session_at("http://127.0.0.1:9/api/v1")
+
+    async def use() -> None:
+        await session.job("fr_1", model="google/veo3").status()
+
+    with pytest.raises(APIConnectionError):  # port 9 refuses: the first loop binds the session anyway
+        asyncio.run(use())
+    with pytest.raises(RuntimeError, match="another event loop"):
+        asyncio.run(use())
+
+    async def close() -> None:
+        await session.aclose()
+
+    with pytest.raises(RuntimeError, match="another event loop"):
+        asyncio.run(session.job("fr_1").status())
+    asyncio.run(close())
