@@ -22,9 +22,11 @@ demo: $(STAMP)
 
 test: lint typecheck unit
 
+PY_SOURCES := fastrouter_async tests examples tools
+
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -43,6 +43,7 @@ import attrs
 
 from ._errors import InvalidRequestError
 from ._models import VideoRequest
+from ._protocol import WIRE_NAMES
 
 __all__ = ["MODELS", "WIRE_NAMES", "ModelSpec", "find_model", "validate"]
 
@@ -439,23 +440,6 @@ _SPECS: tuple[ModelSpec, ...] = (
 
 MODELS: Mapping[str, ModelSpec] = MappingProxyType({spec.id: spec for spec in _SPECS})
 """Every known FastRouter video model, by id. Not exhaustive: FastRouter adds models."""
-
-WIRE_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "model": "model",
-        "prompt": "prompt",
-        "image": "image",
-        "length": "length",
-        "seconds": "seconds",
-        "resolution": "resolution",
-        "aspect_ratio": "aspectRatio",
-        "size": "size",
-        "mode": "mode",
-        "seed": "seed",
-        "generate_audio": "generateAudio",
-    }
-)
-"""``VideoRequest`` field name -> the name FastRouter's JSON body uses."""
 
 
 def _slug_key(model_id: str) -> str:

@@ -33,6 +33,7 @@ import email.utils
 import json
 import re
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, TypeGuard
 from urllib.parse import quote
 
@@ -56,6 +57,7 @@ __all__ = [
     "FAILURE_WORDS",
     "RETRYABLE_STATUSES",
     "SUCCESS_WORDS",
+    "WIRE_NAMES",
     "HttpCall",
     "Response",
     "SubmitAccepted",
@@ -90,19 +92,22 @@ def is_retryable_status(status: int) -> bool:
     return status in RETRYABLE_STATUSES or 500 <= status <= 599
 
 
-WIRE_NAMES: Mapping[str, str] = {
-    "model": "model",
-    "prompt": "prompt",
-    "image": "image",
-    "length": "length",
-    "seconds": "seconds",
-    "resolution": "resolution",
-    "aspect_ratio": "aspectRatio",
-    "size": "size",
-    "mode": "mode",
-    "seed": "seed",
-    "generate_audio": "generateAudio",
-}
+WIRE_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "model": "model",
+        "prompt": "prompt",
+        "image": "image",
+        "length": "length",
+        "seconds": "seconds",
+        "resolution": "resolution",
+        "aspect_ratio": "aspectRatio",
+        "size": "size",
+        "mode": "mode",
+        "seed": "seed",
+        "generate_audio": "generateAudio",
+    }
+)
+"""``VideoRequest`` field name -> the name FastRouter's JSON body uses."""
 
 _MEDIA_PREFIXES = ("video/", "application/octet-stream", "binary/octet-stream")
 _REDACTED = "[redacted]"
@@ -276,13 +281,7 @@ def parse_submit_response(response: Response, *, scrub_secret: str | None = None
     APIStatusError when the body itself reports an error without a task id
     (the server refused the job).
     """
-    payload = decode_json(response, scrub_secret=scrub_secret)
-    if not isinstance(payload, Mapping):
-        raise UnexpectedResponseError(
-            f"the create answer is JSON but not an object: {_preview(payload, scrub_secret)}",
-            body=scrub_json(payload, scrub_secret),
-            status_code=response.status,
-        )
+    payload = _json_object(response, "the create answer", scrub_secret)
     task_id = extract_task_id(payload)
     if task_id is None:
         message = _error_message(payload, scrub_secret, plain_message=False)
@@ -326,13 +325,7 @@ def parse_poll_response(
             raw_status="video body",
             source=ResultSource.POLL_BODY,
         )
-    payload = decode_json(response, scrub_secret=scrub_secret)
-    if not isinstance(payload, Mapping):
-        raise UnexpectedResponseError(
-            f"the status answer for task {task_id} is JSON but not an object: {_preview(payload, scrub_secret)}",
-            body=scrub_json(payload, scrub_secret),
-            status_code=response.status,
-        )
+    payload = _json_object(response, f"the status answer for task {task_id}", scrub_secret)
     data = _as_mapping(payload.get("data"))
     raw_status = _first_str(data.get("status"), payload.get("status"))
     state = _job_state(payload, data, raw_status)
@@ -482,6 +475,17 @@ def scrub_json(value: object, secret: str | None) -> Any:
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+def _json_object(response: Response, what: str, secret: str | None) -> Mapping[str, Any]:
+    payload = decode_json(response, scrub_secret=secret)
+    if not isinstance(payload, Mapping):
+        raise UnexpectedResponseError(
+            f"{what} is JSON but not an object: {_preview(payload, secret)}",
+            body=scrub_json(payload, secret),
+            status_code=response.status,
+        )
+    return payload
 
 
 def _job_state(payload: Mapping[str, Any], data: Mapping[str, Any], raw_status: str | None) -> JobState:
