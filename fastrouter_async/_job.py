@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -51,7 +50,6 @@ class VideoJob:
     _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
     _polls_done: int = attrs.field(default=0, init=False)
     _wait_lock: anyio.Lock | None = attrs.field(default=None, init=False)
-    _rng: random.Random = attrs.field(factory=random.Random, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self._slot is not None:
@@ -134,7 +132,7 @@ class VideoJob:
                 return 0.0  # re-attached: ask right away
             elapsed = anyio.current_time() - self._submitted_at
             return max(0.0, policy.first_delay - elapsed)
-        return poll_delay(policy, self._polls_done, self._rng)
+        return poll_delay(policy, self._polls_done, self._session._rng)
 
     def _in_grace_window(self) -> bool:
         if self._submitted_at is None:
