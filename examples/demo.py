@@ -31,9 +31,15 @@ REQUESTS = [
 ]
 
 
-def slug(text: str) -> str:
-    kept = "".join(ch if ch.isalnum() else "-" for ch in text.lower())
-    return "-".join(part for part in kept.split("-") if part)[:40]
+def slug(text: str, limit: int = 48) -> str:
+    """A file name from a prompt: lower-case words joined by dashes, cut at a word boundary."""
+    words = "".join(ch if ch.isalnum() else " " for ch in text.lower()).split()
+    name = ""
+    for word in words:
+        if len(name) + len(word) + 1 > limit:
+            break
+        name = f"{name}-{word}" if name else word
+    return name or "video"
 
 
 @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -940,8 +941,9 @@ def test_public_names() -> None:
     ]
 
 
-async def test_command_line_serves_until_interrupted(http: aiohttp.ClientSession) -> None:
-    """python -m fastrouter_async.testing prints its base URL, serves, and stops cleanly on Ctrl-C."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_command_line_serves_until_interrupted(http: aiohttp.ClientSession, signum: signal.Signals) -> None:
+    """python -m fastrouter_async.testing prints its base URL, serves, and stops cleanly on Ctrl-C or SIGTERM."""
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -962,7 +964,7 @@ async def test_command_line_serves_until_interrupted(http: aiohttp.ClientSession
         assert re.match(r"^http://127\.0\.0\.1:\d+/api/v1$", base_url)
         async with http.post(f"{base_url}/videos", json={"model": MODEL, "prompt": "p"}, headers=AUTH) as r:
             assert r.status == 200
-        process.send_signal(2)  # SIGINT, as Ctrl-C
+        process.send_signal(signum)
         rest = await asyncio.wait_for(process.stdout.read(), 20)
         assert await process.wait() == 0
         assert rest.decode().strip().endswith("stopped")

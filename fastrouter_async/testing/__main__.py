@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Sequence
 
 from ._plans import JobPlan
@@ -31,11 +32,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Installed explicitly: a process started in the background may inherit SIGINT as ignored,
+        # and process managers stop services with SIGTERM. Both shut the server down cleanly.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
     simulator = FastRouterSimulator(api_key=args.api_key, default_plan=JobPlan(duration=args.duration))
     async with simulator.serve(host=args.host, port=args.port) as server:
         print(f"FastRouter simulator serving; base URL: {server.base_url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
-        await asyncio.Event().wait()
+        await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
