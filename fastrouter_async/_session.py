@@ -200,6 +200,11 @@ class FastRouterSession:
         """Jobs submitted by this session that hold a slot (not yet seen to end)."""
         return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
 
+    @property
+    def submits_waiting(self) -> int:
+        """Submits currently waiting for a slot (backpressure: the cap is reached)."""
+        return 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -36,6 +37,16 @@ from fastrouter_async import (
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
 
 from .conftest import API_KEY, FAST_POLL, SessionFactory
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until ``condition`` holds (no wall-clock waiting)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
 
 VEO: dict[str, Any] = {"model": "google/veo3", "prompt": "a cat surfing", "length": 8, "aspect_ratio": "16:9"}
 
@@ -374,7 +385,7 @@ async def test_submit_waits_for_a_slot(make_session: SessionFactory, sim: FastRo
     sim.default_plan = JobPlan(polls=2)
     first = await session.submit(**VEO)
     second = asyncio.create_task(session.submit(**VEO))
-    await asyncio.sleep(0.02)
+    await until(lambda: session.submits_waiting == 1)
     assert not second.done()
     assert sim.records.submit_count == 1
     await first
@@ -400,8 +411,12 @@ async def test_slot_released_when_waiting_submit_is_cancelled(
     session = make_session(max_concurrent_jobs=1)
     sim.default_plan = JobPlan(polls=3)
     first = await session.submit(**VEO)
-    with anyio.move_on_after(0.02):
-        await session.submit(**VEO)
+    waiting = asyncio.create_task(session.submit(**VEO))
+    await until(lambda: session.submits_waiting == 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert session.submits_waiting == 0
     assert sim.records.submit_count == 1
     await first
     assert session.jobs_in_flight == 0
@@ -427,7 +442,7 @@ async def test_close_wakes_submits_waiting_for_a_slot(make_session: SessionFacto
     sim.default_plan = JobPlan(polls=5)
     held = await session.submit(**VEO)  # kept referenced: a dropped handle would free its slot
     waiting = asyncio.create_task(session.submit(**VEO))
-    await asyncio.sleep(0.01)
+    await until(lambda: session.submits_waiting == 1)
     await session.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await waiting
@@ -468,6 +483,7 @@ async def test_caller_timeout_names_the_task(session: FastRouterSession, sim: Fa
     """asyncio.timeout around result() raises TimeoutError whose cause names the task and its last status."""
     sim.default_plan = JobPlan(polls=1000)
     job = await session.submit(**VEO)
+    await job.status()  # a known last status, however slow the machine
     with pytest.raises(TimeoutError) as caught:
         async with asyncio.timeout(0.05):
             await job
@@ -480,6 +496,7 @@ async def test_result_timeout_option(session: FastRouterSession, sim: FastRouter
     """result(timeout=) raises JobTimeoutError (a TimeoutError) with the task and last status; the job goes on."""
     sim.default_plan = JobPlan(polls=1000)
     job = await session.submit(**VEO)
+    await job.status()  # a known last status, however slow the machine
     with pytest.raises(JobTimeoutError) as caught:
         await job.result(timeout=0.03)
     assert isinstance(caught.value, TimeoutError)
