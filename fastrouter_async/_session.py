@@ -415,11 +415,34 @@ class FastRouterSession:
 
 
 def _request_from_fields(fields: Mapping[str, Any], extra: Mapping[str, Any]) -> VideoRequest:
+    extra = _merge_extra(extra)
     for required in ("model", "prompt"):
         if fields[required] is None:
             example = "'google/veo3'" if required == "model" else "'a cat surfing at sunset'"
             raise InvalidRequestError(required, None, f"a non-empty string is required, e.g. {example}")
     return VideoRequest(**fields, extra=extra)
+
+
+def _merge_extra(keywords: Mapping[str, Any]) -> dict[str, Any]:
+    """``submit(extra={...}, other=...)``: an ``extra`` mapping joins the other pass-through keywords.
+
+    Without this, ``extra=`` (the VideoRequest spelling) would be sent as a parameter named "extra".
+    """
+    merged = {k: v for k, v in keywords.items() if k != "extra"}
+    if "extra" not in keywords:
+        return merged
+    nested = keywords["extra"]
+    if not isinstance(nested, Mapping):
+        raise InvalidRequestError(
+            "extra", nested, "a mapping of further API parameters, e.g. {'negativePrompt': 'blurry'}"
+        )
+    for key, value in nested.items():
+        if key in merged:
+            raise InvalidRequestError(
+                f"extra[{key!r}]", value, "each further parameter once (it was also passed as a keyword)"
+            )
+        merged[key] = value
+    return merged
 
 
 def _submit_may_retry(exc: FastRouterError) -> bool:

@@ -85,6 +85,26 @@ async def test_submit_accepts_a_video_request(session: FastRouterSession, sim: F
     }
 
 
+async def test_submit_extra_mapping_is_merged(session: FastRouterSession, sim: FastRouterSimulator) -> None:
+    """submit(extra={...}) sends those parameters (like VideoRequest.extra), merged with other keywords."""
+    await session.submit(model="google/veo3", prompt="p", extra={"negativePrompt": "blur"}, fps=24)
+    assert sim.records.submits[0].json == {"model": "google/veo3", "prompt": "p", "negativePrompt": "blur", "fps": 24}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"extra": "blur"}, "extra"), ({"extra": {"fps": 24}, "fps": 30}, "extra['fps']")],
+)
+async def test_submit_bad_extra_sends_nothing(
+    session: FastRouterSession, sim: FastRouterSimulator, kwargs: dict[str, Any], field: str
+) -> None:
+    """A non-mapping extra, or a parameter given twice, is refused before anything is sent."""
+    with pytest.raises(InvalidRequestError) as caught:
+        await session.submit(model="google/veo3", prompt="p", **kwargs)
+    assert caught.value.field == field
+    assert sim.records.requests == []
+
+
 async def test_submit_rejects_request_and_keywords_together(session: FastRouterSession) -> None:
     """Passing a VideoRequest and keyword arguments at once is a TypeError naming the keywords."""
     with pytest.raises(TypeError, match="prompt"):
