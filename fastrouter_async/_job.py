@@ -49,6 +49,7 @@ class VideoJob:
     _last_status: JobStatus | None = attrs.field(default=None, init=False)
     _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
     _polls_done: int = attrs.field(default=0, init=False)
+    _last_poll_at: float | None = attrs.field(default=None, init=False)
     _wait_lock: anyio.Lock | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -134,6 +135,21 @@ class VideoJob:
             return max(0.0, policy.first_delay - elapsed)
         return poll_delay(policy, self._polls_done, self._session._rng)
 
+    def _due_at(self) -> float:
+        """When the next poll of this job is due, on the policy's schedule (without jitter)."""
+        policy = self._session._poll_policy
+        if self._last_poll_at is None:
+            return (self._submitted_at or anyio.current_time()) + policy.first_delay
+        return self._last_poll_at + policy.base_delay(self._polls_done)
+
+    @property
+    def _holds_slot(self) -> bool:
+        return self._slot is not None and not self._slot.released
+
+    @property
+    def _being_awaited(self) -> bool:
+        return self._wait_lock is not None and self._wait_lock.locked()
+
     def _in_grace_window(self) -> bool:
         if self._submitted_at is None:
             return False
@@ -141,6 +157,7 @@ class VideoJob:
 
     def _record(self, snapshot: JobStatus) -> None:
         self._polls_done += 1
+        self._last_poll_at = anyio.current_time()
         previous = self._last_status
         self._last_status = snapshot
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:

@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -69,8 +70,16 @@ class _Slot:
         self._limiter = limiter
         self._released = False
 
+    @property
+    def released(self) -> bool:
+        return self._released
+
     async def acquire(self) -> None:
         await self._limiter.acquire_on_behalf_of(self)
+
+    def acquire_nowait(self) -> None:
+        """Take the slot at once, or raise ``anyio.WouldBlock``."""
+        self._limiter.acquire_on_behalf_of_nowait(self)
 
     def release(self) -> None:
         if not self._released:
@@ -155,6 +164,8 @@ class FastRouterSession:
             base_url=self._base_url, secret=self._secret, timeouts=timeouts, http_session=http_session
         )
         self._limiter: anyio.CapacityLimiter | None = None
+        self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
+        self._idle_poll_lock: anyio.Lock | None = None
         self._closed = False
         self._rng = random.Random()
 
@@ -281,7 +292,7 @@ class FastRouterSession:
                 slot.release()
             raise
         logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
-        return VideoJob(
+        job = VideoJob(
             accepted.task_id,
             request.model,
             request,
@@ -289,6 +300,9 @@ class FastRouterSession:
             submitted_at=anyio.current_time(),
             slot=slot,
         )
+        if slot is not None:
+            self._slot_holders.add(job)
+        return job
 
     def job(self, task_id: str, *, model: str | None = None) -> VideoJob:
         """A handle on an existing task, e.g. one submitted before a restart.
@@ -315,11 +329,60 @@ class FastRouterSession:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._max_concurrent_jobs)
         slot = _Slot(self._limiter)
-        await slot.acquire()
+        try:
+            slot.acquire_nowait()
+        except anyio.WouldBlock:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._poll_idle_jobs)
+                await slot.acquire()
+                tg.cancel_scope.cancel()
         if self._closed:
             slot.release()
             self._ensure_open()
         return slot
+
+    async def _poll_idle_jobs(self) -> None:
+        """While a submit waits for a slot, find out which slot-holding jobs have ended.
+
+        A slot is freed when a poll sees its job end. When the caller submits several
+        jobs before awaiting any, nothing would poll them and the next submit would
+        wait forever; so a waiting submit polls, on their normal schedule, the jobs
+        that hold slots and that no ``result()`` is waiting on. Only one waiting submit
+        does this at a time (the others queue on the lock and take over in turn); it
+        stops as soon as its submit gets a slot.
+        """
+        if self._idle_poll_lock is None:
+            self._idle_poll_lock = anyio.Lock()
+        policy = self._poll_policy
+        async with self._idle_poll_lock:
+            while not self._closed:
+                idle = [job for job in list(self._slot_holders) if job._holds_slot and not job._being_awaited]
+                now = anyio.current_time()
+                for job in [job for job in idle if job._due_at() <= now]:
+                    if self.closed:  # the property: mypy would narrow the attribute across the await
+                        return  # aclose() also wakes the submit this runs for
+                    await self._poll_idle_job(job)
+                upcoming = [job._due_at() for job in idle if job._holds_slot]
+                wake = min(upcoming, default=anyio.current_time() + policy.interval)
+                await anyio.sleep(max(0.0, wake - anyio.current_time()))
+
+    async def _poll_idle_job(self, job: VideoJob) -> None:
+        try:
+            job._record(await self._poll_with_retries(job))
+        except NotFoundError:
+            logger.warning("job %s (%s) is no longer known to the server; its slot is freed", job.task_id, job.model)
+            job._release_slot()
+        except FastRouterError as exc:
+            # Not fatal here: the job keeps its slot and is asked again later; its own
+            # result() will report a lasting problem to whoever awaits it.
+            job._last_poll_at = anyio.current_time()
+            logger.warning("could not poll job %s (%s) while waiting for a slot: %s", job.task_id, job.model, exc)
+        except Exception:
+            if self._closed:
+                return
+            # This helper must never fail the submit it runs for; the job is asked again later.
+            job._last_poll_at = anyio.current_time()
+            logger.exception("unexpected error polling job %s while waiting for a slot", job.task_id)
 
     async def _submit_with_retries(self, request: VideoRequest) -> SubmitAccepted:
         call = submit_call(self._base_url, request)

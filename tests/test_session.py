@@ -390,6 +390,39 @@ async def test_fifty_jobs_never_exceed_five_in_flight(make_session: SessionFacto
     assert session.jobs_in_flight == 0
 
 
+async def test_submit_everything_then_await(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """Submitting all jobs before awaiting any does not deadlock at the cap: waiting submits poll held jobs."""
+    session = make_session(max_concurrent_jobs=3)
+    sim.default_plan = JobPlan(polls=2)
+    with anyio.fail_after(10):
+        jobs = [await session.submit(model="google/veo3", prompt=f"video {i}") for i in range(10)]
+        assert sim.records.max_in_flight <= 3
+        polls_before = len(sim.records.polls)
+        finished = [job for job in jobs if job.done]
+        assert len(finished) >= 7  # ends seen by the waiting submits' polling
+        videos = await asyncio.gather(*jobs)
+    assert len({v.task_id for v in videos}) == 10
+    assert len(sim.records.polls) - polls_before <= 2 * (10 - len(finished))  # finished ones cost nothing more
+    assert sim.records.max_in_flight == 3
+    assert session.jobs_in_flight == 0
+
+
+async def test_waiting_submit_frees_slots_of_vanished_jobs(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A held job that the server no longer knows (404 after the grace window) gives its slot to a waiting submit."""
+    session = make_session(
+        max_concurrent_jobs=1, poll_policy=PollPolicy(first_delay=0, interval=0.001, not_found_grace=0)
+    )
+    sim.plan_next(JobPlan(outcome="vanish"))
+    held = await session.submit(**VEO)
+    with anyio.fail_after(10):
+        second = await session.submit(**VEO)
+    assert held.task_id != second.task_id
+    assert not held.done  # the vanished job has no outcome, only a freed slot
+    await second
+
+
 async def test_unbounded_session(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
     """max_concurrent_jobs=None lets every submit through at once."""
     session = make_session(max_concurrent_jobs=None)
