@@ -52,7 +52,7 @@ async def backend(real: bool) -> AsyncIterator[FastRouterSession]:
         return
     # Simulated jobs take 1-3 s (real ones take minutes); one is blocked to show a failure.
     sim = FastRouterSimulator(api_key="sk-v1-demo", default_plan=JobPlan(duration=1.5))
-    sim.plan_for("veo3", JobPlan(duration=2.5))
+    sim.plan_for(lambda body: body.get("model") == "google/veo3", JobPlan(duration=2.5))
     sim.plan_for("moderation", JobPlan(duration=1.0, outcome="failed", error="input flagged by content moderation"))
     async with sim.serve() as server:
         print(f"FastRouter simulator on {server.base_url}\n")

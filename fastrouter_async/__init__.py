@@ -13,6 +13,7 @@ Everything public is importable from here; ``fastrouter_async.testing`` holds th
 FastRouter simulator for tests.
 """
 
+import logging as _logging
 from importlib.metadata import PackageNotFoundError, version
 
 from ._catalog import MODELS, ModelSpec, find_model
@@ -40,6 +41,9 @@ from ._errors import (
 from ._job import VideoJob
 from ._models import JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
+
+# A library logs, the application decides where it goes (nowhere until it configures logging).
+_logging.getLogger("fastrouter_async").addHandler(_logging.NullHandler())
 
 try:
     __version__ = version("fastrouter-async")

@@ -26,8 +26,7 @@ Policy:
 * **Values are never rewritten.** Resolutions are matched case-insensitively (the
   docs write ``768p``, Pollo ``768P``) but sent exactly as given.
 
-Each spec's ``notes`` records its sources and conflicts; a ``models`` command
-shows them to users.
+Each spec's ``notes`` records its sources and conflicts, for users and tools to show.
 """
 
 from __future__ import annotations
@@ -607,8 +606,8 @@ def _check_extra(extra: Mapping[str, object]) -> None:
             raise InvalidRequestError(
                 "extra",
                 key,
-                f"{key!r} is the {field} parameter; pass VideoRequest({field}=...) instead, "
-                "so that it is validated and sent once",
+                f"{key!r} is the {field} parameter; pass it as {field}=... (a keyword of submit() and "
+                "a field of VideoRequest) so that it is validated and sent once",
             )
         problem = _json_problem(value)
         if problem is not None:

@@ -72,7 +72,7 @@ class PollPolicy:
     multiplier: float = 1.5
     max_interval: float = 15.0
     # Videos take 3-10 minutes. Capping the gap at 15 s bounds the detection delay to a few
-    # percent of the job's length while costing at most ~40 polls for a 10-minute job.
+    # percent of the job's length while costing about 45 polls for a 10-minute job.
     jitter: float = 0.2
     # +-20 % spreads the polls of a batch submitted in one burst, so they do not arrive in lockstep.
     not_found_grace: float = 60.0

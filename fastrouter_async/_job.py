@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._errors import JobFailedError, JobTimeoutError, NotFoundError
+from ._errors import InvalidRequestError, JobFailedError, JobTimeoutError, NotFoundError
 from ._models import JobState, JobStatus, VideoRequest, VideoResult
 from ._polling import poll_delay
 
@@ -91,26 +91,29 @@ class VideoJob:
         :class:`JobTimeoutError` (a ``TimeoutError``) when ``timeout`` seconds
         pass first; the task itself keeps running either way.
         """
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+        ):
+            raise InvalidRequestError(
+                "timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes"
+            )
         if self._outcome is None:
-            if self._wait_lock is None:
-                self._wait_lock = anyio.Lock()
-            async with self._wait_lock:  # one waiter polls; the others find the outcome
-                if self._outcome is None:
-                    await self._wait(timeout)
+            await self._wait(timeout)
         return self._finish()
 
     # --- internals ------------------------------------------------------------------------
 
     async def _wait(self, timeout: float | None) -> None:
+        if self._wait_lock is None:
+            self._wait_lock = anyio.Lock()
         started = anyio.current_time()
-        deadline = math.inf if timeout is None else started + timeout
         try:
-            with anyio.move_on_after(deadline - anyio.current_time()) as scope:
-                while self._outcome is None:
-                    await anyio.sleep(self._next_delay())
-                    self._record(await self._session._poll_with_retries(self))
+            # The deadline covers waiting for the lock too: another waiter may be polling.
+            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                async with self._wait_lock:  # one waiter polls; the others find the outcome
+                    while self._outcome is None:
+                        await anyio.sleep(self._next_delay())
+                        self._record(await self._session._poll_with_retries(self))
             if scope.cancelled_caught and self._outcome is None:
                 raise JobTimeoutError(self.task_id, self.model, anyio.current_time() - started, self._last_status)
         except anyio.get_cancelled_exc_class() as cancelled:

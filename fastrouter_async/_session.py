@@ -409,6 +409,8 @@ class FastRouterSession:
             if not exc.request_sent:
                 raise  # nothing reached the server: safe to retry
             raise SubmitUncertainError(request, str(exc)) from exc
+        except UnexpectedResponseError as exc:  # an answer too large to be a create answer
+            raise SubmitUncertainError(request, str(exc)) from exc
         if not 200 <= response.status < 300:
             error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())
             if response.status >= 500:

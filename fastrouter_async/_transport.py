@@ -26,7 +26,7 @@ from ._config import MAX_JSON_BYTES, Secret, Timeouts
 from ._errors import APIConnectionError, APITimeoutError, FastRouterError, UnexpectedResponseError
 from ._protocol import HttpCall, Response, is_media_response
 
-__all__ = ["StreamedResponse", "Transport", "same_origin"]
+__all__ = ["FASTROUTER_GATEWAYS", "StreamedResponse", "Transport", "api_origins"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -45,14 +45,23 @@ def _user_agent() -> str:
     return f"fastrouter-async/{ours} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 
 
-def same_origin(a: str | URL, b: str | URL) -> bool:
-    """True when two URLs share scheme, host and port (the rule for sending credentials)."""
-    ua, ub = URL(str(a)), URL(str(b))
-    return (
-        ua.scheme.lower() == ub.scheme.lower()
-        and (ua.host or "").lower() == (ub.host or "").lower()
-        and ua.port == ub.port
-    )
+FASTROUTER_GATEWAYS = frozenset({"go.fastrouter.ai", "api.fastrouter.ai"})
+# FastRouter documents both hosts as its API gateways, and hosts finished videos on
+# api.fastrouter.ai/videos-content/... while the default base URL is go.fastrouter.ai.
+# With an https base URL on either, both count as "the API" for the key; nothing else does.
+
+
+def api_origins(base_url: str | URL) -> frozenset[tuple[str, str, int | None]]:
+    """The origins the key may be sent to: the base URL's, plus FastRouter's other gateway."""
+    base = URL(str(base_url))
+    origins = {_origin(base)}
+    if base.scheme == "https" and (base.host or "").lower() in FASTROUTER_GATEWAYS:
+        origins |= {("https", host, 443) for host in FASTROUTER_GATEWAYS}
+    return frozenset(origins)
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme.lower(), (url.host or "").lower(), url.port)
 
 
 def loggable(url: str | URL) -> str:
@@ -99,7 +108,7 @@ class Transport:
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
     ) -> None:
         self._base_url = base_url
-        self._api_origin = URL(base_url)
+        self._api_origins = api_origins(base_url)
         self._secret = secret
         self._timeouts = timeouts
         self._session = http_session
@@ -114,8 +123,9 @@ class Transport:
     def owns_session(self) -> bool:
         return self._owns_session
 
-    def is_api_origin(self, url: str) -> bool:
-        return same_origin(url, self._api_origin)
+    def is_api_origin(self, url: str | URL) -> bool:
+        """True when ``url`` belongs to FastRouter's API (the only place the key may go)."""
+        return _origin(URL(str(url))) in self._api_origins
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -192,11 +202,17 @@ class Transport:
         for _ in range(MAX_REDIRECTS + 1):
             request_headers = {"User-Agent": self._user_agent, "Accept": "application/json, video/*;q=0.9, */*;q=0.5"}
             request_headers.update(headers or {})
-            if auth and same_origin(current, self._api_origin):
+            if auth and self.is_api_origin(current):
                 request_headers["Authorization"] = f"Bearer {self._secret.reveal()}"
             try:
                 resp = await client.request(
-                    method, current, json=body, headers=request_headers, allow_redirects=False, timeout=client_timeout
+                    method,
+                    current,
+                    json=body,
+                    headers=request_headers,
+                    allow_redirects=False,
+                    timeout=client_timeout,
+                    raise_for_status=False,  # statuses are ours to interpret, whatever the session's default
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _map_exception(exc, method, str(current), sent=None) from exc

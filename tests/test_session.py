@@ -562,6 +562,31 @@ async def test_result_timeout_option(session: FastRouterSession, sim: FastRouter
     assert (await job.result(timeout=5)).task_id == job.task_id
 
 
+async def test_result_timeout_covers_waiting_behind_another_waiter(
+    session: FastRouterSession, sim: FastRouterSimulator
+) -> None:
+    """result(timeout=) counts the time spent behind another coroutine already polling the job."""
+    sim.default_plan = JobPlan(polls=1000)
+    job = await session.submit(**VEO)
+    first = asyncio.create_task(job.result())
+    await until(lambda: job._being_awaited)
+    started = anyio.current_time()
+    with pytest.raises(JobTimeoutError):
+        await job.result(timeout=0.05)
+    assert anyio.current_time() - started < 2
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "5", True])
+async def test_result_timeout_validated(session: FastRouterSession, timeout: object) -> None:
+    """A timeout that is not a number of seconds >= 0 is an InvalidRequestError naming it."""
+    job = session.job("fr_1", model="google/veo3")
+    with pytest.raises(InvalidRequestError, match="timeout"):
+        await job.result(timeout=timeout)  # type: ignore[arg-type]
+
+
 async def test_anyio_deadline(session: FastRouterSession, sim: FastRouterSimulator) -> None:
     """anyio.fail_after around result() stops the wait with TimeoutError and the job stays awaitable."""
     sim.default_plan = JobPlan(polls=1000)
@@ -674,6 +699,24 @@ async def test_caller_owned_aiohttp_session_is_not_closed(server: SimulatorServe
         assert not http.closed
 
 
+async def test_caller_session_raising_for_status_still_maps_errors(server: SimulatorServer) -> None:
+    """A caller-owned ClientSession(raise_for_status=True) does not turn a refused submit into uncertainty."""
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as http,
+        FastRouterSession("sk-v1-WRONGKEY0000000000", base_url=server.base_url, http_session=http) as session,
+    ):
+        with pytest.raises(AuthenticationError):
+            await session.submit(**VEO)
+
+
+async def test_oversized_create_answer_is_uncertain(session: FastRouterSession, sim: FastRouterSimulator) -> None:
+    """A 2xx create answer too large to be one is SubmitUncertainError after one POST (a job may exist)."""
+    sim.inject(Fault.status(200, route="submit", body="x" * (9 * 1024 * 1024)))
+    with pytest.raises(SubmitUncertainError, match=r"too large|exceeds"):
+        await session.submit(**VEO)
+    assert sim.records.submit_count == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -702,7 +745,13 @@ async def test_invalid_input_sends_nothing(
 async def test_unknown_models_pass_through(session: FastRouterSession, sim: FastRouterSimulator) -> None:
     """A model the catalog does not know is submitted with its parameters unchanged."""
     await session.submit(model="newlab/model-x", prompt="p", length=7, resolution="8k", extra={"fps": 60})
-    assert sim.records.submits[0].json["resolution"] == "8k"
+    assert sim.records.submits[0].json == {
+        "model": "newlab/model-x",
+        "prompt": "p",
+        "length": 7,
+        "resolution": "8k",
+        "fps": 60,
+    }
 
 
 async def test_validation_can_be_turned_off(make_session: SessionFactory, sim: FastRouterSimulator) -> None:

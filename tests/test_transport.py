@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from fastrouter_async import APIConnectionError, AuthenticationError, FastRouterSession
+from fastrouter_async import APIConnectionError, AuthenticationError, FastRouterSession, Timeouts
+from fastrouter_async._config import Secret
+from fastrouter_async._transport import Transport
 from fastrouter_async.testing import FastRouterSimulator, SimulatorServer
 
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY
@@ -93,6 +95,28 @@ async def test_redirect_to_non_http_is_refused(redirector: Redirector) -> None:
     async with session_at(redirector.origin + "/ftp") as session:
         with pytest.raises(APIConnectionError, match="non-HTTP"):
             await session.job("fr_1", model="google/veo3").status()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "url", "trusted"),
+    [
+        ("https://go.fastrouter.ai/api/v1", "https://go.fastrouter.ai/api/v1/videos", True),
+        ("https://go.fastrouter.ai/api/v1", "https://api.fastrouter.ai/videos-content/fr_1", True),
+        ("https://api.fastrouter.ai/api/v1", "https://go.fastrouter.ai/api/v1/videos", True),
+        ("https://go.fastrouter.ai/api/v1", "https://videocdn.pollo.ai/x.mp4", False),
+        ("https://go.fastrouter.ai/api/v1", "http://api.fastrouter.ai/videos-content/fr_1", False),
+        ("https://go.fastrouter.ai/api/v1", "https://api.fastrouter.ai:8443/videos-content/fr_1", False),
+        ("https://go.fastrouter.ai/api/v1", "https://evil.fastrouter.ai.example/x", False),
+        ("https://proxy.example/api/v1", "https://api.fastrouter.ai/videos-content/fr_1", False),
+        ("http://127.0.0.1:8000/api/v1", "http://127.0.0.1:8000/videos-content/fr_1", True),
+        ("http://127.0.0.1:8000/api/v1", "http://127.0.0.1:8001/videos-content/fr_1", False),
+        ("http://127.0.0.1:8000/api/v1", "http://localhost:8000/videos-content/fr_1", False),
+    ],
+)
+def test_where_the_key_may_go(base_url: str, url: str, trusted: bool) -> None:
+    """The key goes to the base URL's origin, and to FastRouter's other https gateway; nowhere else."""
+    transport = Transport(base_url=base_url, secret=Secret(API_KEY), timeouts=Timeouts())
+    assert transport.is_api_origin(url) is trusted
 
 
 def test_session_bound_to_its_first_event_loop(server: SimulatorServer) -> None:

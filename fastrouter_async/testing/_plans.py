@@ -76,9 +76,14 @@ class JobPlan:
     running_word: str = "processing"
     """The status word while running (Pollo also uses ``"waiting"``)."""
     cost_usd: float = 0.21
+    """The job's price: ``data.costUsd`` of the final answer, and the ``credits_used`` of the create
+    answer's ``estimate_usage`` and of the final answer's ``usage`` (FastRouter bills in USD credits)."""
     credits: float = 3.5
+    """The upstream provider's own credit count: ``data.credit`` of the final answer (clients ignore it)."""
     visible_after: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    """Polls answer 404 until this many seconds have passed since the submit."""
     hidden_polls: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Polls answer 404 until this many have been made for the job."""
     video: bytes | None = attrs.field(default=None, repr=_video_repr)
     """The video served for this job; ``None`` serves the bundled sample."""
 
