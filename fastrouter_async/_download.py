@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._config import RetryPolicy
-from ._errors import APIConnectionError, DownloadError
+from ._errors import APIConnectionError, DownloadError, FastRouterError
 from ._models import ResultSource, VideoResult
-from ._polling import retry_delay
+from ._polling import retrying
 from ._protocol import HttpCall, inline_video_base64, is_media_response, is_retryable_status
 from ._transport import StreamedResponse, loggable
 
@@ -52,8 +52,8 @@ _B64_BLOCK = 4 * 256 * 1024  # a multiple of 4: decodes into 768 KiB pieces
 _GONE = frozenset({403, 404, 410})
 
 
-class _Retryable(Exception):
-    """A download attempt failed in a way worth another try."""
+class _Retryable(FastRouterError):
+    """A download attempt failed in a way worth another try (never leaves this module)."""
 
 
 async def download_result(
@@ -124,23 +124,29 @@ async def _download_with_retries(
     # The key goes to the API origin only: always for the poll route (it is the API),
     # and for hosted copies only after they refused to answer without it.
     use_auth = is_poll
-    attempt = 0
-    while True:
-        try:
+
+    async def attempt() -> Path:
+        nonlocal use_auth
+        while True:
             async with transport.stream(call, auth=use_auth, headers={"Accept-Encoding": "identity"}) as resp:
                 if resp.status in (401, 403) and not use_auth and transport.is_api_origin(resp.url):
                     use_auth = True
                     continue
                 await _check_response(resp, call, is_poll)
-                total = _content_length(resp)
-                return await _write_atomically(path, resp.iter_chunks(_CHUNK), total, overwrite, progress)
-        except (_Retryable, APIConnectionError) as exc:
-            attempt += 1
-            if attempt >= retry_policy.max_attempts:
-                raise DownloadError(str(exc), url=loggable(call.url)) from exc
-            delay = retry_delay(retry_policy, attempt - 1, rng, None)
-            logger.warning("download from %s failed (%s); retry %d in %.2fs", loggable(call.url), exc, attempt, delay)
-            await anyio.sleep(delay)
+                return await _write_atomically(
+                    path, resp.iter_chunks(_CHUNK), _content_length(resp), overwrite, progress
+                )
+
+    try:
+        return await retrying(
+            attempt,
+            policy=retry_policy,
+            should_retry=lambda exc: isinstance(exc, _Retryable | APIConnectionError),
+            rng=rng,
+            what=f"download from {loggable(call.url)}",
+        )
+    except (_Retryable, APIConnectionError) as exc:
+        raise DownloadError(str(exc), url=loggable(call.url)) from exc
 
 
 async def _check_response(resp: StreamedResponse, call: HttpCall, is_poll: bool) -> None:
