@@ -72,7 +72,7 @@ async def produce(session: FastRouterSession, request: VideoRequest, out: Path, 
         job = await session.submit(request)
         print(f"{stamp()} submitted  {request.model:<28} task {job.task_id}")
         video = await job
-        path = await video.download(out / f"{slug(request.prompt)}.mp4")
+        path = (await video.download(out / f"{slug(request.prompt)}.mp4")).path
         size = path.stat().st_size
         print(f"{stamp()} done       {request.model:<28} -> {path} ({size:,} bytes)")
         cost = f"${video.cost_usd:.2f}" if video.cost_usd is not None else "-"

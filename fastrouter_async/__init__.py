@@ -39,7 +39,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._job import VideoJob
-from ._models import JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).
@@ -60,6 +60,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "DownloadError",
+    "DownloadedFile",
     "FastRouterError",
     "FastRouterSession",
     "InsufficientCreditsError",

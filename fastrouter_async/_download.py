@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import inspect
 import logging
 import os
@@ -23,13 +24,13 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 
 from ._config import RetryPolicy
 from ._errors import APIConnectionError, DownloadError, FastRouterError
-from ._models import ResultSource, VideoResult
+from ._models import DownloadedFile, ResultSource, VideoResult
 from ._polling import retrying
 from ._protocol import HttpCall, inline_video_base64, is_media_response, is_retryable_status
 from ._transport import StreamedResponse, loggable
@@ -66,8 +67,8 @@ async def download_result(
     poll: HttpCall,
     retry_policy: RetryPolicy,
     rng: random.Random,
-) -> Path:
-    """Write ``result``'s video to ``path`` atomically and return ``path``."""
+) -> DownloadedFile:
+    """Write ``result``'s video to ``path`` atomically and describe the file written."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise DownloadError(
@@ -80,7 +81,14 @@ async def download_result(
         text = inline_video_base64(result.payload)
         if text is None:
             raise DownloadError("the result has no inline video to write", task_id=result.task_id)
-        return await _write_atomically(path, _decode_base64(text, result.task_id), None, overwrite, progress)
+        return await _write_atomically(
+            path,
+            _decode_base64(text, result.task_id),
+            total=None,
+            overwrite=overwrite,
+            progress=progress,
+            task_id=result.task_id,
+        )
     if result.source is ResultSource.POLL_BODY:
         sources = [(poll, True)]
     else:
@@ -93,6 +101,7 @@ async def download_result(
             return await _download_with_retries(
                 transport,
                 call,
+                result.task_id,
                 path,
                 is_poll=is_poll,
                 overwrite=overwrite,
@@ -113,6 +122,7 @@ async def download_result(
 async def _download_with_retries(
     transport: Transport,
     call: HttpCall,
+    task_id: str,
     path: Path,
     *,
     is_poll: bool,
@@ -120,12 +130,12 @@ async def _download_with_retries(
     progress: DownloadProgress | None,
     retry_policy: RetryPolicy,
     rng: random.Random,
-) -> Path:
+) -> DownloadedFile:
     # The key goes to the API origin only: always for the poll route (it is the API),
     # and for hosted copies only after they refused to answer without it.
     use_auth = is_poll
 
-    async def attempt() -> Path:
+    async def attempt() -> DownloadedFile:
         nonlocal use_auth
         while True:
             async with transport.stream(call, auth=use_auth, headers={"Accept-Encoding": "identity"}) as resp:
@@ -134,7 +144,12 @@ async def _download_with_retries(
                     continue
                 await _check_response(resp, call, is_poll)
                 return await _write_atomically(
-                    path, resp.iter_chunks(_CHUNK), _content_length(resp), overwrite, progress
+                    path,
+                    resp.iter_chunks(_CHUNK),
+                    total=_content_length(resp),
+                    overwrite=overwrite,
+                    progress=progress,
+                    task_id=task_id,
                 )
 
     try:
@@ -188,28 +203,32 @@ async def _decode_base64(text: str, task_id: str) -> AsyncIterator[bytes]:
 async def _write_atomically(
     path: Path,
     chunks: AsyncIterator[bytes],
+    *,
     total: int | None,
     overwrite: bool,
     progress: DownloadProgress | None,
-) -> Path:
+    task_id: str | None,
+) -> DownloadedFile:
     """Stream ``chunks`` into a temporary file beside ``path``, verify, then rename into place."""
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     received = 0
+    digest = hashlib.sha256()
     try:
-        async with await anyio.open_file(temp, "xb") as handle:
+        handle = await anyio.to_thread.run_sync(_open_exclusive, temp)
+        try:
             buffer = bytearray()
             async for chunk in chunks:
                 buffer += chunk
                 received += len(chunk)
                 if len(buffer) >= _WRITE_BUFFER:
-                    await handle.write(bytes(buffer))
+                    # Writing and hashing both happen off the event loop (hashlib releases the GIL).
+                    await anyio.to_thread.run_sync(_write_and_hash, handle, digest, bytes(buffer))
                     buffer.clear()
                     await _report(progress, received, total)
-            if buffer:
-                await handle.write(bytes(buffer))
-            await handle.flush()
-            await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+            await anyio.to_thread.run_sync(_finish_file, handle, digest, bytes(buffer))
+        finally:
+            handle.close()
         await _report(progress, received, total)
         if total is not None and received != total:
             raise _Retryable(f"the download ended after {received} of {total} bytes")
@@ -219,7 +238,23 @@ async def _write_atomically(
             temp.unlink()  # a file system call of microseconds; safe even while being cancelled
         raise
     logger.info("downloaded %d bytes to %s", received, path)
-    return path
+    return DownloadedFile(path=path, size=received, sha256=digest.hexdigest(), task_id=task_id)
+
+
+def _open_exclusive(temp: Path) -> BinaryIO:
+    return open(temp, "xb")  # closed by the caller, across awaits
+
+
+def _write_and_hash(handle: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
+    handle.write(data)
+    digest.update(data)
+
+
+def _finish_file(handle: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
+    if data:
+        _write_and_hash(handle, digest, data)
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:

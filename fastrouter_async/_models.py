@@ -18,7 +18,7 @@ import attrs
 if TYPE_CHECKING:
     from ._download import DownloadProgress
 
-__all__ = ["JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
+__all__ = ["DownloadedFile", "JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -114,6 +114,29 @@ class JobStatus:
         return text
 
 
+@attrs.frozen(kw_only=True)
+class DownloadedFile(os.PathLike[str]):
+    """A video written to disk, complete and verified: where, how big, and its sha256.
+
+    It is path-like (``open(f)``, ``Path(f)``, ``os.fspath(f)`` all work), so code
+    that treated ``download()``'s answer as a path keeps working.
+    """
+
+    path: Path
+    size: int
+    """Bytes written."""
+    sha256: str
+    """Hex digest of the bytes written, computed while writing them."""
+    task_id: str | None = None
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def exists(self) -> bool:
+        """Whether the file is still at ``path`` (a shortcut for ``self.path.exists()``)."""
+        return self.path.exists()
+
+
 class _ResultFetcher(Protocol):
     async def _download_result(
         self,
@@ -122,7 +145,7 @@ class _ResultFetcher(Protocol):
         *,
         overwrite: bool,
         progress: DownloadProgress | None,
-    ) -> Path: ...
+    ) -> DownloadedFile: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -147,8 +170,8 @@ class VideoResult:
         *,
         overwrite: bool = True,
         progress: DownloadProgress | None = None,
-    ) -> Path:
-        """Stream the video to ``path`` and return it as a ``Path``.
+    ) -> DownloadedFile:
+        """Stream the video to ``path`` and return the :class:`DownloadedFile` (path, size, sha256).
 
         The bytes go to a temporary file beside ``path`` that is renamed into
         place only once complete, so ``path`` never holds a partial video.

@@ -39,7 +39,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._job import VideoJob
-from ._models import JobState, JobStatus, VideoRequest, VideoResult
+from ._models import DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._polling import is_transient, retrying
 from ._protocol import (
     SubmitAccepted,
@@ -465,7 +465,7 @@ class FastRouterSession:
 
     async def _download_result(
         self, result: VideoResult, path: Path, *, overwrite: bool, progress: DownloadProgress | None
-    ) -> Path:
+    ) -> DownloadedFile:
         self._ensure_open()
         return await download_result(
             self._transport,

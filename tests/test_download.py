@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,7 +53,7 @@ async def test_cdn_host_never_sees_authorization(
     video = await finished(session)
     assert video.url is not None
     assert video.url.startswith(other_server.origin)
-    path = await video.download(tmp_path / "v.mp4")
+    path = (await video.download(tmp_path / "v.mp4")).path
     assert path.read_bytes() == sample_video()
     assert other.records.downloads
     assert not any(has_auth(h) for h in other.records.headers_seen("any"))
@@ -98,7 +99,7 @@ async def test_redirect_to_another_host_drops_authorization(
     sim.assets_require_auth = True
     sim.redirect_assets_to = other_server.origin
     video = await finished(session)
-    path = await video.download(tmp_path / "v.mp4")
+    path = (await video.download(tmp_path / "v.mp4")).path
     assert path.read_bytes() == sample_video()
     assert any(r.status == 302 and has_auth(r.headers) for r in sim.records.downloads)
     assert other.records.downloads
@@ -111,7 +112,7 @@ async def test_truncated_download_is_retried_to_a_complete_file(
     """A connection cut mid-body is retried; the final path only ever holds the complete file."""
     sim.inject(Fault.truncate(1000, times=2))
     video = await finished(session)
-    path = await video.download(tmp_path / "v.mp4")
+    path = (await video.download(tmp_path / "v.mp4")).path
     assert path.read_bytes() == sample_video()
     assert leftovers(tmp_path) == []
     assert len(sim.records.downloads) == 3
@@ -147,7 +148,7 @@ async def test_video_as_poll_body(session: FastRouterSession, sim: FastRouterSim
     sim.default_plan = JobPlan(outcome="video_body")
     video = await finished(session)
     assert (video.source, video.url, video.urls) == (ResultSource.POLL_BODY, None, ())
-    path = await video.download(tmp_path / "v.mp4")
+    path = (await video.download(tmp_path / "v.mp4")).path
     assert path.read_bytes() == sample_video()
 
 
@@ -157,7 +158,7 @@ async def test_inline_base64_video(session: FastRouterSession, sim: FastRouterSi
     sim.default_plan = JobPlan(outcome="inline_base64", video=payload)
     video = await finished(session)
     assert video.source is ResultSource.INLINE_BASE64
-    path = await video.download(tmp_path / "v.mp4")
+    path = (await video.download(tmp_path / "v.mp4")).path
     assert path.read_bytes() == payload
     assert base64.b64encode(payload)  # the simulator really sent base64 (sanity)
 
@@ -174,7 +175,7 @@ async def test_large_video_streams_with_progress(
         seen.append((received, total))
 
     video = await finished(session)
-    path = await video.download(tmp_path / "deep" / "folder" / "v.mp4", progress=progress)
+    path = (await video.download(tmp_path / "deep" / "folder" / "v.mp4", progress=progress)).path
     assert path.read_bytes() == payload
     assert len(seen) >= 5
     assert seen[-1] == (len(payload), len(payload))
@@ -250,3 +251,16 @@ async def test_many_downloads_in_parallel(session: FastRouterSession, tmp_path: 
         for i, video in enumerate(videos):
             tg.start_soon(video.download, tmp_path / f"{i}.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{i}.mp4" for i in range(20))
+
+
+async def test_download_reports_size_and_sha256(session: FastRouterSession, tmp_path: Path) -> None:
+    """download() answers with the file's path, size and the sha256 of the bytes written."""
+    video = await finished(session)
+    written = await video.download(tmp_path / "v.mp4")
+    data = sample_video()
+    assert written.path == tmp_path / "v.mp4"
+    assert written.size == len(data)
+    assert written.sha256 == hashlib.sha256(data).hexdigest()
+    assert written.task_id == video.task_id
+    assert os.fspath(written) == str(tmp_path / "v.mp4")
+    assert written.exists()

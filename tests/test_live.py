@@ -34,7 +34,7 @@ async def test_live_generate_and_download(tmp_path: Path) -> None:
         first = await job.status()
         assert first.state in (JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED)
         video = await job.result(timeout=30 * 60)
-        path = await video.download(tmp_path / "live.mp4")
+        path = (await video.download(tmp_path / "live.mp4")).path
     assert path.stat().st_size > 10_000
     assert path.read_bytes()[4:8] == b"ftyp"
 

@@ -15,6 +15,7 @@ PUBLIC = {
     "AuthenticationError",
     "BadRequestError",
     "DownloadError",
+    "DownloadedFile",
     "FastRouterError",
     "FastRouterSession",
     "InsufficientCreditsError",

@@ -65,7 +65,7 @@ async def test_submit_wait_download(session: FastRouterSession, sim: FastRouterS
     assert video.url is not None
     assert video.url.endswith(f"/videos-content/{job.task_id}")
     assert (video.cost_usd, video.credits_used) == (0.21, 0.21)
-    path = await video.download(f"{tmp_path}/out/cat.mp4")
+    path = (await video.download(f"{tmp_path}/out/cat.mp4")).path
     assert path.read_bytes()[4:8] == b"ftyp"
     again = session.job(job.task_id, model="google/veo3")
     assert (await again.result()).task_id == job.task_id
