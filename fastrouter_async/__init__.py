@@ -17,6 +17,7 @@ import logging as _logging
 from importlib.metadata import PackageNotFoundError, version
 
 from ._catalog import MODELS, ModelSpec, find_model
+from ._catalog import validate as validate_request
 from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -86,4 +87,5 @@ __all__ = [
     "VideoResult",
     "__version__",
     "find_model",
+    "validate_request",
 ]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from ._errors import InvalidRequestError
+
 if TYPE_CHECKING:
     from ._download import DownloadProgress
 
@@ -48,10 +50,56 @@ class VideoRequest:
     generate_audio: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
+        """Build a request from a mapping, e.g. one line of a JSONL batch file.
+
+        Keys may be the Python names (``aspect_ratio``) or FastRouter's wire names
+        (``aspectRatio``); other keys become ``extra`` parameters, sent unchanged.
+        An ``extra`` key holding a mapping is merged into them. Values are not
+        converted: validation (``validate_request``) reports wrong types.
+        """
+        if not isinstance(fields, Mapping):
+            raise InvalidRequestError(
+                "request", fields, "a mapping of submit fields, e.g. {'model': ..., 'prompt': ...}"
+            )
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in fields.items():
+            if not isinstance(key, str):
+                raise InvalidRequestError("request", key, "field names that are strings")
+            name = _PYTHON_NAMES.get(key, key)
+            if name == "extra":
+                if not isinstance(value, Mapping):
+                    raise InvalidRequestError("extra", value, "a mapping of further API parameters")
+                for extra_key, extra_value in value.items():
+                    _put_once(extra, str(extra_key), extra_value)
+            elif name in _FIELD_NAMES:
+                _put_once(known, name, value)
+            else:
+                _put_once(extra, key, value)
+        for required in ("model", "prompt"):
+            if known.get(required) is None:
+                raise InvalidRequestError(required, None, "a non-empty string is required")
+        return cls(**known, extra=extra)
+
     def describe(self) -> str:
         """A one-line summary for logs and messages (the prompt is shortened)."""
         prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:37] + "..."
         return f"{self.model}: {prompt!r}"
+
+
+_FIELD_NAMES = frozenset(
+    {"model", "prompt", "image", "length", "seconds", "resolution"}
+    | {"aspect_ratio", "size", "mode", "seed", "generate_audio"}
+)
+_PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
+
+
+def _put_once(target: dict[str, Any], key: str, value: Any) -> None:
+    if key in target:
+        raise InvalidRequestError(key, value, "each field once (it was given under two spellings)")
+    target[key] = value
 
 
 class JobState(enum.Enum):

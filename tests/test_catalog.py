@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 import pytest
 
+from fastrouter_async import validate_request
 from fastrouter_async._catalog import MODELS, WIRE_NAMES, ModelSpec, _check_against_spec, find_model, validate
 from fastrouter_async._errors import InvalidRequestError
 from fastrouter_async._models import VideoRequest
@@ -498,3 +499,43 @@ def test_wire_names_cover_every_request_field() -> None:
     assert WIRE_NAMES["aspect_ratio"] == "aspectRatio"
     assert WIRE_NAMES["generate_audio"] == "generateAudio"
     assert all(WIRE_NAMES[name] == name for name in WIRE_NAMES if name not in {"aspect_ratio", "generate_audio"})
+
+
+def test_from_fields_accepts_python_and_wire_names() -> None:
+    """VideoRequest.from_fields maps wire names to Python names and keeps the rest as extra."""
+    request = VideoRequest.from_fields(
+        {"model": "google/veo3", "prompt": "a cat", "aspectRatio": "16:9", "negativePrompt": "blur", "length": 8}
+    )
+    assert request.aspect_ratio == "16:9"
+    assert request.length == 8
+    assert dict(request.extra) == {"negativePrompt": "blur"}
+
+
+def test_from_fields_merges_an_extra_mapping() -> None:
+    """An "extra" mapping joins the other pass-through fields."""
+    request = VideoRequest.from_fields({"model": "m/x", "prompt": "p", "extra": {"fps": 24}, "cfg": 1})
+    assert dict(request.extra) == {"fps": 24, "cfg": 1}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"prompt": "p"}, "model"),
+        ({"model": "m/x"}, "prompt"),
+        ({"model": "m/x", "prompt": "p", "aspect_ratio": "1:1", "aspectRatio": "1:1"}, "aspect_ratio"),
+        ({"model": "m/x", "prompt": "p", "extra": "fps=24"}, "extra"),
+        (["model", "prompt"], "request"),
+    ],
+)
+def test_from_fields_rejects_bad_mappings(fields: Any, field: str) -> None:
+    """Missing, doubled or malformed fields are named in the error."""
+    with pytest.raises(InvalidRequestError) as caught:
+        VideoRequest.from_fields(fields)
+    assert caught.value.field == field
+
+
+def test_validate_request_is_public() -> None:
+    """validate_request checks a request against the catalog without sending anything."""
+    with pytest.raises(InvalidRequestError) as caught:
+        validate_request(VideoRequest(model="google/veo3", prompt="p", length=99))
+    assert caught.value.field == "length"

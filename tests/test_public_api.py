@@ -41,6 +41,7 @@ PUBLIC = {
     "VideoResult",
     "__version__",
     "find_model",
+    "validate_request",
 }
 
 
