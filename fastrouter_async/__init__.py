@@ -16,6 +16,7 @@ FastRouter simulator for tests.
 import logging as _logging
 from importlib.metadata import PackageNotFoundError, version
 
+from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, find_model
 from ._catalog import validate as validate_request
 from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
@@ -76,6 +77,7 @@ __all__ = [
     "PollPolicy",
     "PollRoute",
     "RateLimitError",
+    "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",

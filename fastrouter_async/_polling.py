@@ -30,6 +30,10 @@ logger = logging.getLogger("fastrouter_async")
 
 T = TypeVar("T")
 
+_RATE_LIMIT_ALLOWANCE = 4
+# Rate-limited attempts allowed per ordinary attempt: with the defaults, 32 tries spread over
+# the server's Retry-After waits, enough to ride out a storm, not enough to spin on a hard quota.
+
 
 def poll_delay(policy: PollPolicy, polls_done: int, rng: random.Random) -> float:
     """Seconds to wait before the next poll, jittered."""
@@ -75,22 +79,35 @@ async def retrying(
     rng: random.Random,
     what: str,
 ) -> T:
-    """Run ``operation`` until it succeeds, retrying the failures ``should_retry`` accepts."""
+    """Run ``operation`` until it succeeds, retrying the failures ``should_retry`` accepts.
+
+    A 429 is the session-wide throttle's business (every request of the session
+    waits it out together), so rate-limited attempts have their own, larger
+    allowance (``_RATE_LIMIT_ALLOWANCE`` times ``max_attempts``) and do not use up
+    the attempts meant for real failures.
+    """
     attempt = 0
+    limited = 0
     while True:
         try:
             return await operation()
         except FastRouterError as exc:
-            if attempt + 1 >= policy.max_attempts or not should_retry(exc):
+            if not should_retry(exc):
                 raise
-            delay = retry_delay(policy, attempt, rng, server_retry_after(exc))
-            attempt += 1
-            logger.warning(
-                "%s failed (%s); retry %d of %d in %.2fs",
-                what,
-                exc,
-                attempt,
-                policy.max_attempts - 1,
-                delay,
-            )
+            if isinstance(exc, RateLimitError):
+                limited += 1
+                exhausted = limited >= policy.max_attempts * _RATE_LIMIT_ALLOWANCE
+                delay = retry_delay(policy, min(limited - 1, attempt), rng, server_retry_after(exc))
+            else:
+                exhausted = attempt + 1 >= policy.max_attempts
+                delay = retry_delay(policy, attempt, rng, server_retry_after(exc))
+                attempt += 1
+            if exhausted:
+                raise
+            if isinstance(exc, RateLimitError):
+                logger.warning("%s was rate limited (%s); retrying in %.2fs", what, exc, delay)
+            else:
+                logger.warning(
+                    "%s failed (%s); retry %d of %d in %.2fs", what, exc, attempt, policy.max_attempts - 1, delay
+                )
             await anyio.sleep(delay)

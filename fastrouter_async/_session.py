@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 
 from . import _catalog
+from ._budget import RequestBudget, Throttle, coerce_budget
 from ._config import (
     DEFAULT_MAX_CONCURRENT_JOBS,
     DEFAULT_POLL_POLICY,
@@ -42,11 +43,14 @@ from ._job import VideoJob
 from ._models import DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._polling import is_transient, retrying
 from ._protocol import (
+    HttpCall,
+    Response,
     SubmitAccepted,
     error_for_status,
     parse_poll_response,
     parse_submit_response,
     poll_call,
+    retry_after_seconds,
     submit_call,
 )
 from ._transport import Transport
@@ -124,7 +128,9 @@ class FastRouterSession:
     bounds the jobs in flight (from submit until the job is seen to end); a
     ``submit`` beyond it waits for a slot (``None``: no bound). Pass
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
-    never closed by this session.
+    never closed by this session. ``request_budget`` (a :class:`RequestBudget`
+    or requests per second) paces every submit and poll of the session; with
+    or without one, a 429 slows the whole session, not just one job.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class FastRouterSession:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         poll_route: PollRoute | str = PollRoute.GET_VIDEO_RESPONSE,
         validate: bool = True,
+        request_budget: RequestBudget | float | None = None,
         http_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._secret = resolve_api_key(api_key)
@@ -156,6 +163,8 @@ class FastRouterSession:
             if not isinstance(value, cls):
                 raise InvalidRequestError(name, value, f"a {cls.__name__} instance")
         self._max_concurrent_jobs = max_concurrent_jobs
+        self._budget = coerce_budget(request_budget)
+        self._throttle = Throttle(self._budget, first_pause=retry_policy.base_delay, max_pause=retry_policy.max_delay)
         self._poll_policy = poll_policy
         self._retry_policy = retry_policy
         self._poll_route = _poll_route(poll_route)
@@ -205,6 +214,15 @@ class FastRouterSession:
     @property
     def max_concurrent_jobs(self) -> int | None:
         return self._max_concurrent_jobs
+
+    @property
+    def request_budget(self) -> RequestBudget | None:
+        return self._budget
+
+    @property
+    def rate_limited(self) -> int:
+        """How many 429 answers this session has received (each slowed the whole session)."""
+        return self._throttle.rate_limited
 
     @property
     def jobs_in_flight(self) -> int:
@@ -404,7 +422,7 @@ class FastRouterSession:
     async def _submit_once(self, call: Any, request: VideoRequest) -> SubmitAccepted:
         secret = self._secret.reveal()
         try:
-            response = await self._transport.request(call)
+            response = await self._budgeted_request(call)
         except APIConnectionError as exc:
             if not exc.request_sent:
                 raise  # nothing reached the server: safe to retry
@@ -424,13 +442,26 @@ class FastRouterSession:
             # The job was most likely created; without its task id we cannot know.
             raise SubmitUncertainError(request, str(exc)) from exc
 
+    async def _budgeted_request(self, call: HttpCall) -> Response:
+        """One API request, paced by the session's budget; a 429 slows the whole session."""
+        ticket = await self._throttle.acquire()
+        response = await self._transport.request(call)
+        if response.status == 429:
+            wait = retry_after_seconds(response.headers, now=time.time())
+            if wait is not None:
+                wait = min(max(wait, 0.0), self._retry_policy.max_retry_after)
+            self._throttle.rate_limited_by(ticket, wait)
+        else:
+            self._throttle.succeeded()
+        return response
+
     # --- polling --------------------------------------------------------------------------
 
     async def _poll_once(self, job: VideoJob) -> JobStatus:
         self._ensure_open()
         call = poll_call(self._poll_route, self._base_url, job.task_id, job.model)
         secret = self._secret.reveal()
-        response = await self._transport.request(call)
+        response = await self._budgeted_request(call)
         if 200 <= response.status < 300:
             return parse_poll_response(response, task_id=job.task_id, model=job.model, scrub_secret=secret)
         error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())

@@ -30,6 +30,7 @@ PUBLIC = {
     "PollPolicy",
     "PollRoute",
     "RateLimitError",
+    "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",

@@ -26,6 +26,7 @@ from fastrouter_async import (
     PollPolicy,
     PollRoute,
     RateLimitError,
+    RequestBudget,
     ResultSource,
     RetryPolicy,
     SubmitUncertainError,
@@ -273,13 +274,14 @@ async def test_create_429_is_retried(session: FastRouterSession, sim: FastRouter
     assert job.task_id
 
 
-async def test_create_429_gives_up_after_max_attempts(session: FastRouterSession, sim: FastRouterSimulator) -> None:
-    """A create that keeps answering 429 raises RateLimitError after max_attempts POSTs."""
+async def test_create_429_gives_up_after_max_attempts(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A create that keeps answering 429 raises RateLimitError after its rate-limit allowance of POSTs."""
+    session = make_session(request_budget=RequestBudget(rate=10_000, recovery=0.001))
     sim.inject(Fault.rate_limit(route="submit", retry_after=0, times=None))
     with pytest.raises(RateLimitError) as caught:
         await session.submit(**VEO)
     assert caught.value.retry_after == 0.0
-    assert sim.records.submit_count == 4
+    assert sim.records.submit_count == 4 * 4  # max_attempts times the allowance for 429s
     assert sim.records.jobs_created == 0
 
 
