@@ -42,6 +42,8 @@ PUBLIC = {
     "VideoResult",
     "__version__",
     "find_model",
+    "safe_filename",
+    "unique_path",
     "validate_request",
 }
 
