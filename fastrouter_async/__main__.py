@@ -1,0 +1,8 @@
+"""``python -m fastrouter_async``: the ``fastrouter-video`` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

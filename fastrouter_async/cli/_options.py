@@ -1,0 +1,215 @@
+"""The command line's grammar (argparse): commands, their options, and the options every command takes."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from fastrouter_async import __version__
+
+__all__ = ["build_parser"]
+
+PROG = "fastrouter-video"
+
+_DESCRIPTION = """\
+Generate videos with FastRouter from the command line: one at a time, or a whole file of
+prompts that survives crashes and resumes where it stopped.
+
+The API key is read from the FASTROUTER_API_KEY environment variable (never from the command
+line, where other users could see it). Add --simulate to any command to run against a local
+simulator instead: no key, no cost.
+"""
+
+_EPILOG = """\
+exit codes: 0 success; 1 a job failed or its outcome is uncertain, or the API refused;
+2 bad usage, a bad batch file or a missing key (nothing was sent); 130 stopped by Ctrl-C
+(143 by SIGTERM). Run 'fastrouter-video COMMAND --help' for a command's options.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number >= 0")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes, before or after the command name.
+
+    On the sub-commands their defaults are suppressed, so that an option given before the
+    command name is not overwritten by the sub-command's default.
+    """
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("common options")
+    group.add_argument(
+        "--simulate",
+        action="store_true",
+        default=default(False),
+        help="run against a simulator started inside this command (no key needed, nothing billed)",
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=default(None),
+        help="FastRouter API base URL (default: FASTROUTER_BASE_URL, else https://go.fastrouter.ai/api/v1)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        metavar="SECONDS",
+        type=_seconds,
+        default=default(None),
+        help="advanced: poll every SECONDS instead of the default backoff (1 s, then 2 s growing to 15 s)",
+    )
+    group.add_argument(
+        "--simulate-time-scale",
+        metavar="FACTOR",
+        type=_seconds,
+        default=default(1.0),
+        help="advanced: multiply the simulated jobs' durations (2-6 s) by FACTOR; 0 ends them at the first poll",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log to stderr: -v what happens, -vv everything (the key is never logged)",
+    )
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("request")
+    group.add_argument("--model", required=True, help="model id, e.g. google/veo3 (see the models command)")
+    group.add_argument("--image", metavar="URL", help="first frame: an http(s) URL of a JPG or PNG image")
+    group.add_argument("--length", metavar="N", type=_int, help="duration in seconds (most models)")
+    group.add_argument("--seconds", metavar="N", type=_int, help="duration in seconds (Sora models)")
+    group.add_argument("--resolution", metavar="R", help="e.g. 720p, 1080p")
+    group.add_argument("--aspect-ratio", metavar="A", help="e.g. 16:9, 9:16, 1:1")
+    group.add_argument("--size", metavar="S", help="Sora models: e.g. 1280x720")
+    group.add_argument("--mode", metavar="M", help="e.g. std, pro (Kling models)")
+    group.add_argument("--seed", metavar="N", type=_int, help="a whole number from 0 to 4294967295")
+    group.add_argument(
+        "--audio",
+        dest="generate_audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="generate audio (--audio) or not (--no-audio); models that can",
+    )
+    group.add_argument(
+        "--param",
+        metavar="KEY=VALUE",
+        action="append",
+        help="a further API parameter, sent unchanged; VALUE is decoded if it is JSON (7, true, [1,2]), "
+        "else sent as text. Repeatable.",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        _add_common(sub, suppress=True)
+        return sub
+
+    generate = command("generate", "generate one video", "Generate one video, show its progress, download it.")
+    generate.add_argument("prompt", metavar="PROMPT", help="what the video should show")
+    generate.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
+    _add_request_options(generate)
+
+    batch = command(
+        "batch",
+        "generate a video for every line of a file, resumably",
+        "Generate a video for every request in FILE (.txt, .jsonl or .csv) into DIR.\n\n"
+        "The whole file is checked before anything is sent. Progress is journaled in DIR/journal.sqlite:\n"
+        "run the same command again after a crash or Ctrl-C and it resumes (finished jobs are skipped,\n"
+        "submitted ones are picked up by task id, and nothing is paid for twice).",
+    )
+    batch.add_argument("file", metavar="FILE", help="the requests: .txt, .jsonl or .csv (see docs/cli.md)")
+    batch.add_argument("--model", help="the model of every line that names none (required for .txt)")
+    batch.add_argument("--out", metavar="DIR", required=True, help="folder for the videos and manifest.jsonl")
+    batch.add_argument(
+        "--concurrency", metavar="N", type=_positive_int, help="at most N jobs in flight at once (default 8)"
+    )
+    batch.add_argument(
+        "--rps", metavar="R", type=_positive_number, help="at most R API requests per second, submits and polls"
+    )
+    batch.add_argument("--journal", metavar="PATH", help="the journal file (default DIR/journal.sqlite)")
+    batch.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="submit again the jobs whose earlier submit may or may not have reached FastRouter (may pay twice)",
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="submit again the jobs that failed in an earlier run"
+    )
+
+    status = command("status", "ask once how a task is doing", "Ask once how a task is doing (one request).")
+    status.add_argument("task_id", metavar="TASK_ID")
+    status.add_argument("--model", required=True, help="the model the task was submitted with")
+
+    download = command(
+        "download", "wait for a task and download its video", "Wait for a task to end, then download its video."
+    )
+    download.add_argument("task_id", metavar="TASK_ID")
+    download.add_argument("--model", required=True, help="the model the task was submitted with")
+    download.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
+
+    models = command(
+        "models", "list the known models and their parameters", "List the known models and the parameters each accepts."
+    )
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+
+    simulator = command(
+        "simulator",
+        "serve the simulator for other programs",
+        "Serve a simulated FastRouter (the one behind --simulate) until Ctrl-C or SIGTERM.",
+    )
+    simulator.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free port)")
+    simulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    return parser
