@@ -72,7 +72,9 @@ _COMMANDS: Mapping[str, Command] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    options = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    options = build_parser().parse_args(arguments)
+    options.argv = arguments  # to print the command that resumes an interrupted batch
     configure_logging(options.verbose)
     try:
         return asyncio.run(_COMMANDS[options.command](options))

@@ -1,0 +1,193 @@
+"""``batch FILE --out DIR``: a video for every request of a file, journaled, resumable, with a live display."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+
+from fastrouter_async import BatchOutcome, FastRouterError, FastRouterSession, OutcomeStatus, RequestBudget
+
+from ._batch_file import BatchFile, BatchFileError, load_batch_file
+from ._display import BatchDisplay, LiveBatchDisplay, PlainBatchDisplay
+from ._manifest import MANIFEST_NAME, manifest_rows, write_manifest
+from ._options import PROG
+from ._runtime import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    StopSignals,
+    open_session,
+    say,
+    stdout_is_terminal,
+)
+
+__all__ = ["JOURNAL_NAME", "run_batch"]
+
+JOURNAL_NAME: Final = "journal.sqlite"
+DISPLAY_EVERY: Final = 0.25
+# Seconds between two redraws of the progress display (it only reads counters).
+MANIFEST_EVERY: Final = 1.0
+# At most one manifest rewrite per second while outcomes arrive (and always one at the end):
+# a batch of thousands must not spend its time rewriting its report.
+
+
+class _Run:
+    """The state of one ``batch`` command: the requests, what became of them, and where it all goes."""
+
+    def __init__(self, options: argparse.Namespace, batch_file: BatchFile) -> None:
+        self.options = options
+        self.source = Path(options.file)
+        self.folder = Path(options.out)
+        self.journal = Path(options.journal) if options.journal else self.folder / JOURNAL_NAME
+        self.manifest = self.folder / MANIFEST_NAME
+        self.requests = [entry.request for entry in batch_file.entries]
+        self.lines = [entry.line for entry in batch_file.entries]
+        self.outcomes: dict[int, BatchOutcome] = {}
+        self.started = time.monotonic()
+        self._manifest_written_at: float | None = None
+
+    async def save_manifest(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and self._manifest_written_at is not None and now - self._manifest_written_at < MANIFEST_EVERY:
+            return
+        self._manifest_written_at = now
+        rows = manifest_rows(self.requests, self.lines, self.outcomes, self.folder)
+        with anyio.CancelScope(shield=True):  # a half-done rename is worse than a late stop
+            await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
+
+    def count(self, status: OutcomeStatus) -> int:
+        return sum(outcome.status is status for outcome in self.outcomes.values())
+
+
+def _session_options(options: argparse.Namespace) -> dict[str, Any]:
+    chosen: dict[str, Any] = {}
+    if options.concurrency is not None:
+        chosen["max_concurrent_jobs"] = options.concurrency
+    if options.rps is not None:
+        chosen["request_budget"] = RequestBudget.per_second(options.rps)
+    return chosen
+
+
+def _display_for(run: _Run) -> BatchDisplay:
+    if stdout_is_terminal():
+        return LiveBatchDisplay(len(run.requests), source=run.source, folder=run.folder)
+    return PlainBatchDisplay(len(run.requests))
+
+
+async def _show_progress(display: BatchDisplay, batch: Any, session: FastRouterSession) -> None:
+    while True:
+        display.progress(batch.progress, session.rate_limited)
+        await anyio.sleep(DISPLAY_EVERY)
+
+
+async def run_batch(options: argparse.Namespace) -> int:
+    """Check the file, run the batch, write the manifest, print the summary; the exit code says how it went."""
+    try:
+        batch_file = load_batch_file(Path(options.file), default_model=options.model)
+    except BatchFileError as exc:
+        say(exc.report(), file=sys.stderr)
+        say(f"{PROG}: nothing was submitted; fix the file and run the command again", file=sys.stderr)
+        return EXIT_USAGE
+    run = _Run(options, batch_file)
+    if batch_file.extra_fields:
+        names = ", ".join(sorted(batch_file.extra_fields))
+        say(f"{PROG}: note: not known fields, sent unchanged and not checked: {names}", file=sys.stderr)
+    try:
+        run.folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the output folder {run.folder}: {exc.strerror or exc}") from None
+    display = _display_for(run)
+    failure: FastRouterError | None = None
+    stop = StopSignals(on_first=lambda signum: display.note(_stopping_note(signum)))
+    with stop.installed():
+        async with open_session(options, **_session_options(options)) as session:
+            batch = session.generate_many(
+                run.requests,
+                output_dir=run.folder,
+                journal=run.journal,
+                resubmit_uncertain=options.resubmit_uncertain,
+                retry_failed=options.retry_failed,
+            )
+            try:
+                with display, anyio.CancelScope() as scope, stop.cancels(scope):
+                    async with batch, anyio.create_task_group() as tg:
+                        tg.start_soon(_show_progress, display, batch, session)
+                        try:
+                            async for outcome in batch:
+                                run.outcomes[outcome.index] = outcome
+                                display.outcome(outcome, run.lines[outcome.index])
+                                await run.save_manifest()
+                        except FastRouterError as exc:
+                            failure = exc  # raised below: a task group would wrap it in an ExceptionGroup
+                        tg.cancel_scope.cancel()
+                    display.progress(batch.progress, session.rate_limited)
+            finally:
+                await run.save_manifest(force=True)
+    if failure is not None:
+        raise failure
+    _summary(run, interrupted_by=stop.signum)
+    if stop.signum is not None:
+        return stop.exit_code
+    everything_ok = len(run.outcomes) == len(run.requests) and all(o.ok for o in run.outcomes.values())
+    return EXIT_OK if everything_ok else EXIT_FAILED
+
+
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _stopping_note(signum: int) -> str:
+    what = _signal_name(signum)
+    return f"{what}: stopping; submits already on their way are being recorded (press Ctrl-C again to quit at once)"
+
+
+def _summary(run: _Run, *, interrupted_by: int | None) -> None:
+    total = len(run.requests)
+    succeeded = run.count(OutcomeStatus.SUCCEEDED)
+    failed = run.count(OutcomeStatus.FAILED)
+    uncertain = run.count(OutcomeStatus.UNCERTAIN)
+    unfinished = total - len(run.outcomes)
+    earlier = sum(o.from_journal for o in run.outcomes.values())
+    resumed = sum(o.resumed for o in run.outcomes.values())
+    costs = [o.cost_usd for o in run.outcomes.values() if o.cost_usd is not None]
+    say()
+    parts = [f"{succeeded} succeeded", f"{failed} failed", f"{uncertain} uncertain"]
+    if unfinished:
+        parts.append(f"{unfinished} unfinished")
+    history = []
+    if earlier:
+        history.append(f"{earlier} finished in an earlier run")
+    if resumed:
+        history.append(f"{resumed} re-attached")
+    say(f"{total} jobs: {', '.join(parts)}" + (f" ({', '.join(history)})" if history else ""))
+    say(f"total cost: ${sum(costs):.2f}" + ("" if len(costs) == len(run.outcomes) else " (some costs unknown)"))
+    say(f"videos:     {run.folder}/")
+    say(f"manifest:   {run.manifest}")
+    say(f"journal:    {run.journal}")
+    if failed:
+        say(
+            f"{failed} failed: the manifest's error field says why. "
+            "Running the same command again reports them again; add --retry-failed to submit them again."
+        )
+    if uncertain:
+        say(
+            f"{uncertain} uncertain: the submit may have reached FastRouter but its answer was lost, so it was not "
+            "sent again (that could pay twice). Check the FastRouter dashboard; to submit them anyway, run the "
+            "same command again with --resubmit-uncertain."
+        )
+    if interrupted_by is not None:
+        say(f"Stopped by {_signal_name(interrupted_by)} with {unfinished} of {total} jobs unfinished.")
+        if run.options.simulate:
+            say("With --simulate the simulator stopped too: jobs it was running are gone.")
+        else:
+            say("Jobs already submitted keep running on FastRouter; their task ids are in the journal.")
+        say("To resume, run the same command again:")
+        say(f"  {shlex.join([PROG, *run.options.argv])}")
