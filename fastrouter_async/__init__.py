@@ -16,6 +16,7 @@ FastRouter simulator for tests.
 import logging as _logging
 from importlib.metadata import PackageNotFoundError, version
 
+from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, find_model
 from ._catalog import validate as validate_request
@@ -42,6 +43,7 @@ from ._errors import (
 )
 from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
+from ._journal import JournalError
 from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
 
@@ -62,6 +64,9 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchOutcome",
+    "BatchProgress",
+    "BatchRun",
     "DownloadError",
     "DownloadedFile",
     "FastRouterError",
@@ -72,8 +77,10 @@ __all__ = [
     "JobState",
     "JobStatus",
     "JobTimeoutError",
+    "JournalError",
     "ModelSpec",
     "NotFoundError",
+    "OutcomeStatus",
     "PermissionDeniedError",
     "PollPolicy",
     "PollRoute",

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import weakref
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,6 +51,8 @@ class VideoJob:
     _polls_done: int = attrs.field(default=0, init=False)
     _last_poll_at: float | None = attrs.field(default=None, init=False)
     _wait_lock: anyio.Lock | None = attrs.field(default=None, init=False)
+    _observer: Callable[[JobStatus], object] | None = attrs.field(default=None, init=False)
+    """Called with each snapshot that changes the state or status word (used by batches)."""
 
     def __attrs_post_init__(self) -> None:
         if self._slot is not None:
@@ -165,6 +167,8 @@ class VideoJob:
         self._last_status = snapshot
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
+            if self._observer is not None:
+                self._observer(snapshot)
         if self._outcome is not None or not snapshot.done:
             return
         if snapshot.state is JobState.SUCCEEDED:

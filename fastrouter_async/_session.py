@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 
 from . import _catalog
+from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._config import (
     DEFAULT_MAX_CONCURRENT_JOBS,
@@ -63,6 +65,19 @@ __all__ = ["FastRouterSession"]
 logger = logging.getLogger("fastrouter_async")
 
 _UNSET: Any = object()
+
+
+class SubmitHooks(Protocol):
+    """What a batch journal needs to hear about one submit (internal)."""
+
+    async def before_send(self) -> None:
+        """Called before each attempt is sent; the intent must be durable when it returns."""
+
+    async def accepted(self, task_id: str) -> None:
+        """Called with the task id, even when the caller has been cancelled meanwhile."""
+
+    async def not_created(self, reason: str) -> None:
+        """Called when an attempt definitely created no job."""
 
 
 class _Slot:
@@ -175,6 +190,7 @@ class FastRouterSession:
         self._limiter: anyio.CapacityLimiter | None = None
         self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
         self._idle_poll_lock: anyio.Lock | None = None
+        self._batches: set[BatchRun] = set()
         self._closed = False
         self._rng = random.Random()
 
@@ -201,6 +217,8 @@ class FastRouterSession:
         if self._limiter is not None:
             self._limiter.total_tokens = math.inf  # wakes every submit waiting for a slot
         with anyio.CancelScope(shield=True):
+            for batch in list(self._batches):  # batches left open: stopped cleanly, journals closed
+                await batch.aclose()
             await self._transport.aclose()
 
     @property
@@ -302,9 +320,12 @@ class FastRouterSession:
         if self._validate:
             _catalog.validate(request)
         self._ensure_open()
-        slot = await self._acquire_slot()
+        return await self._start_job(request, await self._acquire_slot(), None)
+
+    async def _start_job(self, request: VideoRequest, slot: _Slot | None, hooks: SubmitHooks | None) -> VideoJob:
+        """Submit an already validated request on an already acquired slot (released on failure)."""
         try:
-            accepted = await self._submit_with_retries(request)
+            accepted = await self._submit_with_retries(request, hooks)
         except BaseException:
             if slot is not None:
                 slot.release()
@@ -318,6 +339,13 @@ class FastRouterSession:
             submitted_at=anyio.current_time(),
             slot=slot,
         )
+        if slot is not None:
+            self._slot_holders.add(job)
+        return job
+
+    def _attach(self, task_id: str, model: str | None, request: VideoRequest | None, slot: _Slot | None) -> VideoJob:
+        """Re-attach to a task submitted earlier, counting it against the cap with ``slot``."""
+        job = VideoJob(task_id, model, request, session=self, slot=slot)
         if slot is not None:
             self._slot_holders.add(job)
         return job
@@ -340,6 +368,60 @@ class FastRouterSession:
         """Submit and wait: ``await session.generate(model=..., prompt=...)``."""
         job = await self.submit(request, **kwargs)
         return await job.result()
+
+    def generate_many(
+        self,
+        requests: Iterable[VideoRequest | Mapping[str, Any]],
+        *,
+        output_dir: str | os.PathLike[str] | None = None,
+        filename: Callable[[int, VideoRequest], str] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        resubmit_uncertain: bool = False,
+        retry_failed: bool = False,
+        timeout: float | None = None,
+    ) -> BatchRun:
+        """Generate many videos; iterate the answer for one :class:`BatchOutcome` per request, as each ends.
+
+        ::
+
+            async with session.generate_many(requests, output_dir="videos", journal="videos/journal.sqlite") as batch:
+                async for outcome in batch:
+                    print(outcome.index, outcome.status.value, outcome.file or outcome.error)
+
+        ``requests`` holds :class:`VideoRequest` objects or mappings of submit
+        fields; all are validated before anything is sent. Jobs in flight stay
+        under ``max_concurrent_jobs``; one failing job never stops the others.
+        With ``output_dir`` each video is downloaded there (``filename(index,
+        request)`` names it; default ``0001-the-prompt.mp4``). With ``journal``
+        (a SQLite file) each job's life is recorded, and running the same batch
+        again resumes it: finished jobs are skipped, submitted jobs re-attached,
+        never-submitted jobs submitted, and jobs whose submit outcome is unknown
+        reported as ``UNCERTAIN`` and left alone unless ``resubmit_uncertain``.
+        Jobs that failed in an earlier run are reported again unless
+        ``retry_failed``. ``timeout`` bounds each job's wait for its result.
+        """
+        self._ensure_open()
+        prepared = prepare_requests(requests, check=self._validate)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+        ):
+            raise InvalidRequestError(
+                "timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes"
+            )
+        if filename is not None and not callable(filename):
+            raise InvalidRequestError("filename", filename, "a function (index, request) -> file name, or None")
+        if journal is not None and not isinstance(journal, str | os.PathLike):
+            raise InvalidRequestError("journal", journal, "a file path for the SQLite journal, or None")
+        return BatchRun(
+            self,
+            prepared,
+            output_dir=output_dir_path(output_dir),
+            filename=filename,
+            journal=None if journal is None else Path(journal),
+            resubmit_uncertain=bool(resubmit_uncertain),
+            retry_failed=bool(retry_failed),
+            timeout=timeout,
+        )
 
     async def _acquire_slot(self) -> _Slot | None:
         if self._max_concurrent_jobs is None:
@@ -402,14 +484,28 @@ class FastRouterSession:
             job._last_poll_at = anyio.current_time()
             logger.exception("unexpected error polling job %s while waiting for a slot", job.task_id)
 
-    async def _submit_with_retries(self, request: VideoRequest) -> SubmitAccepted:
+    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> SubmitAccepted:
         call = submit_call(self._base_url, request)
 
         async def attempt() -> SubmitAccepted:
             self._ensure_open()
-            # Once sent, the request runs to completion even if the caller is cancelled:
-            # abandoning it half-way would lose the task id of a job that is being paid for.
-            return await _complete_despite_cancellation(self._submit_once(call, request), request)
+            if hooks is None:
+                # Once sent, the request runs to completion even if the caller is cancelled:
+                # abandoning it half-way would lose the task id of a job that is being paid for.
+                return await _complete_despite_cancellation(self._submit_once(call, request), request)
+            try:
+                await hooks.before_send()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await hooks.not_created("stopped before the submit was sent")
+                raise
+            try:
+                return await _complete_despite_cancellation(self._submit_and_record(call, request, hooks), request)
+            except SubmitUncertainError:
+                raise
+            except FastRouterError as exc:  # refused, rate limited or never sent: no job exists
+                await hooks.not_created(str(exc))
+                raise
 
         return await retrying(
             attempt,
@@ -418,6 +514,11 @@ class FastRouterSession:
             rng=self._rng,
             what=f"submit of {request.describe()}",
         )
+
+    async def _submit_and_record(self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks) -> SubmitAccepted:
+        accepted = await self._submit_once(call, request)
+        await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
+        return accepted
 
     async def _submit_once(self, call: Any, request: VideoRequest) -> SubmitAccepted:
         secret = self._secret.reveal()

@@ -1,0 +1,606 @@
+"""``session.generate_many``: many requests in, one outcome per request out, in completion order.
+
+A :class:`BatchRun` owns one driver task that feeds the requests to workers
+under the session's ``max_concurrent_jobs`` and sends each outcome to the
+consumer as soon as it is known. One failing job never stops the others.
+
+With a journal, each job's life is recorded (see :mod:`._journal`) and a
+re-run of the same batch resumes: finished jobs are skipped (their files
+checked), submitted jobs are re-attached by task id and never resubmitted,
+jobs never submitted are submitted, and jobs whose submit outcome is unknown
+are reported and left alone unless ``resubmit_uncertain=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._catalog import validate
+from ._errors import (
+    FastRouterError,
+    InvalidRequestError,
+    JobFailedError,
+    SubmitUncertainError,
+)
+from ._filenames import safe_filename, unique_path
+from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
+from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
+from ._protocol import build_submit_body
+
+if TYPE_CHECKING:
+    from ._job import VideoJob
+    from ._session import FastRouterSession, _Slot
+
+__all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "prepare_requests"]
+
+logger = logging.getLogger("fastrouter_async")
+
+FileNamer = Callable[[int, VideoRequest], str]
+
+
+class OutcomeStatus(enum.Enum):
+    """How one job of a batch ended (for this run)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    """The submit may have created a job whose task id was lost; it was not submitted again."""
+
+
+@attrs.frozen(kw_only=True)
+class BatchOutcome:
+    """What became of one request of a batch."""
+
+    index: int
+    """0-based position of the request in the input."""
+    request: VideoRequest
+    status: OutcomeStatus
+    task_id: str | None = None
+    result: VideoResult | None = None
+    """The finished video (``None`` for failures and for jobs finished in an earlier run)."""
+    file: DownloadedFile | None = None
+    """The downloaded file, when the batch has an ``output_dir``."""
+    error: FastRouterError | None = None
+    cost_usd: float | None = None
+    resumed: bool = False
+    """The job was submitted by an earlier run and re-attached by its task id."""
+    from_journal: bool = False
+    """The job had finished in an earlier run: nothing was requested for it this time."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is OutcomeStatus.SUCCEEDED
+
+
+@attrs.frozen(kw_only=True)
+class BatchProgress:
+    """A snapshot of a running batch, for progress displays."""
+
+    total: int
+    waiting: int
+    """Not started yet (waiting for a slot under ``max_concurrent_jobs``)."""
+    submitting: int
+    running: int
+    """Submitted (or re-attached) and not yet seen to end."""
+    downloading: int
+    succeeded: int
+    failed: int
+    uncertain: int
+    skipped: int
+    """Finished in an earlier run (counted in ``succeeded``/``failed`` too)."""
+    resumed: int
+    """Re-attached to tasks submitted by an earlier run."""
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.uncertain
+
+
+class _Action(enum.Enum):
+    SUBMIT = "submit"
+    ATTACH = "attach"
+    REPORT = "report"  # known from the journal: nothing to request
+
+
+@attrs.define(eq=False)
+class _Item:
+    index: int
+    request: VideoRequest
+    body: Mapping[str, Any]
+    key: JobKey
+    entry: JournalEntry | None = None
+    action: _Action = _Action.SUBMIT
+    outcome: BatchOutcome | None = None  # for REPORT items
+
+
+def prepare_requests(requests: Iterable[VideoRequest | Mapping[str, Any]], *, check: bool) -> list[VideoRequest]:
+    """Turn the input into requests and validate every one before anything is sent."""
+    if isinstance(requests, str | bytes | Mapping):
+        raise InvalidRequestError(
+            "requests", requests, "an iterable of VideoRequest objects or mappings of submit fields"
+        )
+    prepared: list[VideoRequest] = []
+    for index, item in enumerate(requests):
+        try:
+            request = item if isinstance(item, VideoRequest) else VideoRequest.from_fields(item)
+            if check:
+                validate(request)
+        except InvalidRequestError as exc:
+            exc.add_note(f"fastrouter_async: in request #{index} of the batch (0-based); nothing was submitted")
+            raise
+        prepared.append(request)
+    return prepared
+
+
+def default_filename(index: int, request: VideoRequest) -> str:
+    """``0001-a-cat-surfing-at-sunset.mp4``: the 1-based position, then the prompt."""
+    return f"{index + 1:04d}-{safe_filename(request.prompt, max_length=72)}"
+
+
+class BatchRun:
+    """The running batch returned by ``session.generate_many()``: an async iterator of :class:`BatchOutcome`.
+
+    ::
+
+        async with session.generate_many(requests, output_dir="videos", journal="videos/journal.sqlite") as batch:
+            async for outcome in batch:
+                print(outcome.index, outcome.status, outcome.file or outcome.error)
+
+    Iterating to the end needs no ``async with``; use it (or :meth:`aclose`)
+    when you may stop early: closing stops the batch cleanly, a submit already
+    on its way finishes and its task id is kept (journaled), and the session's
+    ``aclose()`` closes batches left open.
+    """
+
+    def __init__(
+        self,
+        session: FastRouterSession,
+        requests: list[VideoRequest],
+        *,
+        output_dir: Path | None,
+        filename: FileNamer | None,
+        journal: Path | None,
+        resubmit_uncertain: bool,
+        retry_failed: bool,
+        timeout: float | None,
+    ) -> None:
+        self._session = session
+        self._requests = requests
+        self._output_dir = output_dir
+        self._filename = filename or default_filename
+        self._journal_path = journal
+        self._resubmit_uncertain = resubmit_uncertain
+        self._retry_failed = retry_failed
+        self._timeout = timeout
+        self._journal: Journal | None = None
+        self._driver: asyncio.Task[None] | None = None
+        # Streams are made when the batch starts, so a batch that is never started leaks nothing.
+        self._send: MemoryObjectSendStream[BatchOutcome | BaseException] | None = None
+        self._receive: MemoryObjectReceiveStream[BatchOutcome | BaseException] | None = None
+        self._status_send: MemoryObjectSendStream[tuple[JobKey, str]] | None = None
+        self._status_receive: MemoryObjectReceiveStream[tuple[JobKey, str]] | None = None
+        self._started = False
+        self._closed = False
+        self._start_lock = anyio.Lock()
+        self._counts = dict.fromkeys(
+            (
+                "waiting",
+                "submitting",
+                "running",
+                "downloading",
+                "succeeded",
+                "failed",
+                "uncertain",
+                "skipped",
+                "resumed",
+            ),
+            0,
+        )
+        self._counts["waiting"] = len(requests)
+
+    # --- the consumer's side ------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        return len(self._requests)
+
+    @property
+    def progress(self) -> BatchProgress:
+        return BatchProgress(total=len(self._requests), **self._counts)
+
+    @property
+    def journal_path(self) -> Path | None:
+        return self._journal_path
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> BatchOutcome:
+        await self._start()
+        assert self._receive is not None
+        try:
+            item = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self.aclose()
+            raise StopAsyncIteration from None
+        if isinstance(item, BaseException):
+            await self.aclose()
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        """Stop the batch (if still running) and release the journal. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        driver = self._driver
+        if driver is not None and not driver.done():
+            driver.cancel()
+        with anyio.CancelScope(shield=True):
+            if driver is not None:
+                await asyncio.wait([driver])
+            if self._journal is not None:
+                await self._journal.aclose()
+        for stream in (self._send, self._receive, self._status_send, self._status_receive):
+            if stream is not None:
+                stream.close()
+        self._session._batches.discard(self)
+
+    def __repr__(self) -> str:
+        p = self.progress
+        return (
+            f"<BatchRun {p.finished}/{p.total} finished: {p.succeeded} succeeded, {p.failed} failed, "
+            f"{p.uncertain} uncertain, {p.running} running>"
+        )
+
+    # --- the driver ---------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError("this batch is closed")
+        async with self._start_lock:
+            if self._started:
+                return
+            self._session._ensure_open()
+            items = self._items()
+            if self._journal_path is not None:
+                self._journal = await Journal.open(self._journal_path)
+                try:
+                    await self._plan(items, await self._journal.entries())
+                except BaseException:
+                    await self._journal.aclose()
+                    self._journal = None
+                    raise
+            else:
+                await self._plan(items, {})
+            self._send, self._receive = anyio.create_memory_object_stream[BatchOutcome | BaseException](
+                max_buffer_size=math.inf
+            )
+            self._status_send, self._status_receive = anyio.create_memory_object_stream[tuple[JobKey, str]](
+                max_buffer_size=math.inf
+            )
+            self._started = True
+            self._session._batches.add(self)
+            self._driver = asyncio.create_task(self._drive(items), name="fastrouter_async batch")
+
+    def _items(self) -> list[_Item]:
+        bodies = [build_submit_body(request) for request in self._requests]
+        keys = keys_for([fingerprint(body) for body in bodies])
+        return [
+            _Item(index=i, request=request, body=body, key=key)
+            for i, (request, body, key) in enumerate(zip(self._requests, bodies, keys, strict=True))
+        ]
+
+    async def _plan(self, items: list[_Item], entries: Mapping[JobKey, JournalEntry]) -> None:
+        """Decide, from the journal, what each job needs this run."""
+        for item in items:
+            entry = entries.get(item.key)
+            item.entry = entry
+            if entry is None or entry.state is JournalState.NOT_SENT:
+                item.action = _Action.SUBMIT
+            elif entry.state in (JournalState.SUBMITTING, JournalState.UNCERTAIN):
+                if self._resubmit_uncertain:
+                    logger.warning(
+                        "request #%d (%s): its earlier submit may have created a job; resubmitting as asked",
+                        item.index,
+                        item.request.describe(),
+                    )
+                    item.action = _Action.SUBMIT
+                else:
+                    item.action = _Action.REPORT
+                    item.outcome = self._uncertain(item, entry)
+                    if entry.state is JournalState.SUBMITTING and self._journal is not None:
+                        await self._journal.uncertain(item.key, _DIED_WHILE_SUBMITTING)
+            elif entry.state is JournalState.FAILED:
+                if self._retry_failed and entry.task_id is not None:
+                    item.action = _Action.SUBMIT
+                else:
+                    item.action = _Action.REPORT
+                    item.outcome = BatchOutcome(
+                        index=item.index,
+                        request=item.request,
+                        status=OutcomeStatus.FAILED,
+                        task_id=entry.task_id,
+                        error=JobFailedError(entry.task_id or "?", entry.model, entry.error or "the job failed"),
+                        from_journal=True,
+                    )
+            elif entry.state is JournalState.SUCCEEDED:
+                file = await self._verified_file(entry)
+                needs_file = self._output_dir is not None or entry.file_path is not None
+                if file is None and needs_file:
+                    item.action = _Action.ATTACH  # fetch it again: a fresh poll gives fresh URLs
+                else:
+                    item.action = _Action.REPORT
+                    item.outcome = BatchOutcome(
+                        index=item.index,
+                        request=item.request,
+                        status=OutcomeStatus.SUCCEEDED,
+                        task_id=entry.task_id,
+                        file=file,
+                        cost_usd=entry.cost_usd,
+                        from_journal=True,
+                    )
+            else:  # SUBMITTED
+                item.action = _Action.ATTACH
+
+    def _uncertain(self, item: _Item, entry: JournalEntry) -> BatchOutcome:
+        reason = entry.error if entry.state is JournalState.UNCERTAIN and entry.error else _DIED_WHILE_SUBMITTING
+        return BatchOutcome(
+            index=item.index,
+            request=item.request,
+            status=OutcomeStatus.UNCERTAIN,
+            error=SubmitUncertainError(item.request, reason),
+            from_journal=True,
+        )
+
+    async def _verified_file(self, entry: JournalEntry) -> DownloadedFile | None:
+        if entry.file_path is None or entry.file_size is None or entry.file_sha256 is None:
+            return None
+        path = Path(entry.file_path)
+        ok = await anyio.to_thread.run_sync(_file_matches, path, entry.file_size, entry.file_sha256)
+        if not ok:
+            logger.warning("the video of task %s is no longer intact at %s; fetching it again", entry.task_id, path)
+            return None
+        return DownloadedFile(path=path, size=entry.file_size, sha256=entry.file_sha256, task_id=entry.task_id)
+
+    async def _drive(self, items: list[_Item]) -> None:
+        assert self._send is not None
+        assert self._status_send is not None
+        try:
+            async with anyio.create_task_group() as outer:
+                if self._journal is not None:
+                    outer.start_soon(self._write_statuses)
+                try:
+                    await self._run_items(items)
+                finally:
+                    self._status_send.close()  # the writer finishes what is queued, then ends
+        except BaseException as exc:
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                self._send.send_nowait(exc)
+            raise
+        finally:
+            self._send.close()
+
+    async def _run_items(self, items: list[_Item]) -> None:
+        assert self._send is not None
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                if item.action is _Action.REPORT:
+                    assert item.outcome is not None
+                    self._moved("waiting", _bucket(item.outcome))
+                    if item.outcome.from_journal and item.outcome.status is not OutcomeStatus.UNCERTAIN:
+                        self._counts["skipped"] += 1
+                    self._send.send_nowait(item.outcome)
+            for item in items:
+                if item.action is _Action.REPORT:
+                    continue
+                slot = await self._session._acquire_slot()
+                tg.start_soon(self._work, item, slot)
+
+    async def _work(self, item: _Item, slot: _Slot | None) -> None:
+        outcome = await self._run_job(item, slot)
+        assert self._send is not None
+        self._send.send_nowait(outcome)
+
+    async def _run_job(self, item: _Item, slot: _Slot | None) -> BatchOutcome:
+        session = self._session
+        resumed = item.action is _Action.ATTACH
+        if resumed:
+            assert item.entry is not None
+            assert item.entry.task_id is not None
+            job = session._attach(item.entry.task_id, item.entry.model, item.request, slot)
+            self._moved("waiting", "running")
+            self._counts["resumed"] += 1
+        else:
+            self._moved("waiting", "submitting")
+            try:
+                job = await session._start_job(item.request, slot, _JournalHooks(self._journal, item))
+            except SubmitUncertainError as exc:
+                if self._journal is not None:
+                    await self._journal.uncertain(item.key, exc.reason)
+                return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=exc)
+            except JournalError:
+                raise
+            except FastRouterError as exc:
+                return self._ended(item, "submitting", OutcomeStatus.FAILED, error=exc)
+            self._moved("submitting", "running")
+        job._observer = self._observer(item)
+        return await self._finish_job(item, job, resumed)
+
+    async def _finish_job(self, item: _Item, job: VideoJob, resumed: bool) -> BatchOutcome:
+        journal = self._journal
+        try:
+            result = await job.result(timeout=self._timeout)
+        except JobFailedError as exc:
+            if journal is not None:
+                await journal.failed(item.key, exc.message)
+            return self._ended(item, "running", OutcomeStatus.FAILED, error=exc, task_id=job.task_id, resumed=resumed)
+        except JournalError:
+            raise
+        except FastRouterError as exc:
+            # Timed out, or polling failed for good: the job may still be running; a re-run re-attaches it.
+            job._release_slot()
+            if journal is not None:
+                await journal.problem(item.key, str(exc))
+            return self._ended(item, "running", OutcomeStatus.FAILED, error=exc, task_id=job.task_id, resumed=resumed)
+        if journal is not None:
+            await journal.succeeded(item.key, cost_usd=result.cost_usd)
+        if self._output_dir is None:
+            return self._ended(item, "running", OutcomeStatus.SUCCEEDED, result=result, resumed=resumed)
+        self._moved("running", "downloading")
+        try:
+            file = await result.download(self._target(item), overwrite=True)
+        except JournalError:
+            raise
+        except FastRouterError as exc:
+            if journal is not None:
+                await journal.problem(item.key, f"download failed: {exc}")
+            return self._ended(item, "downloading", OutcomeStatus.FAILED, error=exc, result=result, resumed=resumed)
+        if journal is not None:
+            await journal.file(item.key, path=file.path, size=file.size, sha256=file.sha256)
+        return self._ended(item, "downloading", OutcomeStatus.SUCCEEDED, result=result, file=file, resumed=resumed)
+
+    def _target(self, item: _Item) -> Path:
+        assert self._output_dir is not None
+        entry = item.entry
+        if entry is not None and entry.file_path is not None:
+            return Path(entry.file_path)  # the file this job wrote before (now missing or damaged)
+        name = self._filename(item.index, item.request)
+        # Never replace a file this batch did not write for this job: take the next free name.
+        return unique_path(self._output_dir, name, overwrite=False)
+
+    def _observer(self, item: _Item) -> Callable[[JobStatus], None]:
+        def observe(status: JobStatus) -> None:
+            if self._journal is not None and self._status_send is not None and not status.done:
+                # Recorded by the batch's journal writer, in order, without holding up the poll.
+                self._status_send.send_nowait((item.key, status.raw_status or status.state.value))
+
+        return observe
+
+    async def _write_statuses(self) -> None:
+        assert self._journal is not None
+        assert self._status_receive is not None
+        async for key, word in self._status_receive:
+            await self._journal.status(key, word)
+
+    def _ended(
+        self,
+        item: _Item,
+        stage: str,
+        status: OutcomeStatus,
+        *,
+        error: FastRouterError | None = None,
+        result: VideoResult | None = None,
+        file: DownloadedFile | None = None,
+        task_id: str | None = None,
+        resumed: bool = False,
+    ) -> BatchOutcome:
+        outcome = BatchOutcome(
+            index=item.index,
+            request=item.request,
+            status=status,
+            task_id=result.task_id if result is not None else task_id,
+            result=result,
+            file=file,
+            error=error,
+            cost_usd=result.cost_usd if result is not None else None,
+            resumed=resumed,
+        )
+        if status is OutcomeStatus.FAILED and error is not None:
+            logger.warning("request #%d (%s) failed: %s", item.index, item.request.describe(), error)
+        self._moved(stage, _bucket(outcome))
+        return outcome
+
+    def _moved(self, source: str, target: str) -> None:
+        self._counts[source] -= 1
+        self._counts[target] += 1
+
+
+_DIED_WHILE_SUBMITTING = (
+    "an earlier run stopped after recording the intent to submit and before recording FastRouter's answer"
+)
+
+
+def _bucket(outcome: BatchOutcome) -> str:
+    return {
+        OutcomeStatus.SUCCEEDED: "succeeded",
+        OutcomeStatus.FAILED: "failed",
+        OutcomeStatus.UNCERTAIN: "uncertain",
+    }[outcome.status]
+
+
+class _JournalHooks:
+    """Connects one submit to the journal: intent before sending, task id as soon as it is known."""
+
+    def __init__(self, journal: Journal | None, item: _Item) -> None:
+        self._journal = journal
+        self._item = item
+
+    async def before_send(self) -> None:
+        if self._journal is not None:
+            item = self._item
+            await self._journal.submitting(item.key, position=item.index, model=item.request.model, body=item.body)
+
+    async def accepted(self, task_id: str) -> None:
+        if self._journal is not None:
+            try:
+                await self._journal.submitted(self._item.key, task_id)
+            except JournalError:
+                logger.error(  # noqa: TRY400 - the traceback adds nothing; the task id is what matters
+                    "could not journal task %s of request #%d; keep this id to re-attach: session.job(%r, model=%r)",
+                    task_id,
+                    self._item.index,
+                    task_id,
+                    self._item.request.model,
+                )
+                raise
+
+    async def not_created(self, reason: str) -> None:
+        if self._journal is not None:
+            await self._journal.not_sent(self._item.key, reason)
+
+
+def _file_matches(path: Path, size: int, sha256: str) -> bool:
+    try:
+        if path.stat().st_size != size:
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(1024 * 1024):
+                digest.update(block)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def output_dir_path(value: str | os.PathLike[str] | None) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise InvalidRequestError("output_dir", value, "a folder path, or None not to download")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise InvalidRequestError("output_dir", value, "a folder (this path is a file)")
+    return path

@@ -1,0 +1,370 @@
+"""The batch journal: a SQLite file (WAL mode) recording each job's life.
+
+One row per job, keyed by the request's fingerprint and its occurrence (the
+first, second, ... time the same request appears in the batch), so identical
+prompts at different positions are different jobs, and inserting a line into
+a batch file does not make the jobs after it look new. Every change is also
+appended to an ``events`` table: the job's history, for audits.
+
+States of a row::
+
+    submitting  the intent is recorded; the POST may be on its way
+    submitted   FastRouter answered with a task id
+    uncertain   the POST was sent but its answer was lost (or the run died in between)
+    not_sent    a submit attempt definitely created nothing (refused, 429, never sent)
+    succeeded   the job finished; file_* are set once the video is on disk
+    failed      the job finished and failed
+
+Every write is its own transaction, committed with ``synchronous=FULL`` before
+the caller goes on: a task id is on disk before anything else happens to the
+job. The work runs in a worker thread (no disk I/O on the event loop), one
+statement at a time. A lock file keeps two runs from sharing a journal. The
+API key is never written: rows hold the request body as sent, which does not
+contain it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import attrs
+
+from ._errors import FastRouterError
+
+__all__ = ["JobKey", "Journal", "JournalEntry", "JournalError", "JournalState", "fingerprint", "keys_for"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    fingerprint TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    status TEXT,
+    error TEXT,
+    cost_usd REAL,
+    file_path TEXT,
+    file_size INTEGER,
+    file_sha256 TEXT,
+    submit_attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, occurrence)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT
+);
+"""
+
+
+class JournalError(FastRouterError):
+    """The journal cannot be used: locked by another run, unreadable, or of a newer format."""
+
+
+class JournalState(enum.Enum):
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    UNCERTAIN = "uncertain"
+    NOT_SENT = "not_sent"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class JobKey:
+    """Which job of a batch: the request's fingerprint and its occurrence among identical requests."""
+
+    fingerprint: str
+    occurrence: int
+
+
+@attrs.frozen(kw_only=True)
+class JournalEntry:
+    """One row of the journal as read back."""
+
+    key: JobKey
+    position: int
+    model: str
+    state: JournalState
+    task_id: str | None
+    status: str | None
+    error: str | None
+    cost_usd: float | None
+    file_path: str | None
+    file_size: int | None
+    file_sha256: str | None
+    submit_attempts: int
+
+
+def fingerprint(body: Mapping[str, Any]) -> str:
+    """The sha256 of the request body as sent (canonical JSON): same request, same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Journal:
+    """An open journal; use :meth:`open` and :meth:`aclose`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_file: IO[bytes] | None) -> None:
+        self.path = path
+        self._db = connection
+        self._lock_file = lock_file
+        self._guard = anyio.Lock()
+        # The connection is used from worker threads, one statement batch at a time: this lock
+        # holds even if an awaiting caller was cancelled while its thread was still working.
+        self._thread_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> Journal:
+        """Open (or create) the journal at ``path`` and take its lock; raise :class:`JournalError` if in use."""
+        resolved = Path(path)
+        return await anyio.to_thread.run_sync(cls._open_sync, resolved)
+
+    @classmethod
+    def _open_sync(cls, path: Path) -> Journal:
+        if path.exists() and path.is_dir():
+            raise JournalError(
+                f"the journal path {path} is a directory; pass a file path such as {path / 'journal.sqlite'}"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = _take_lock(path)
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),))
+                elif int(row[0]) > _SCHEMA_VERSION:
+                    raise JournalError(
+                        f"the journal {path} was written by a newer fastrouter-async (format {row[0]}); "
+                        "upgrade to use it"
+                    )
+            except BaseException:
+                db.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            _release_lock(lock_file)
+            raise JournalError(f"cannot use {path} as a journal: {exc}") from exc
+        except BaseException:
+            _release_lock(lock_file)
+            raise
+        return cls(path, db, lock_file)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            async with self._guard:
+                await anyio.to_thread.run_sync(self._close_sync)
+
+    def _close_sync(self) -> None:
+        try:
+            with self._thread_lock:
+                self._db.close()
+        finally:
+            _release_lock(self._lock_file)
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        if self._closed:
+            raise RuntimeError("the journal is closed")
+        # Shielded: a write that has begun is finished and committed even if the caller is
+        # cancelled meanwhile, so a recorded fact is never half-recorded.
+        with anyio.CancelScope(shield=True):
+            async with self._guard:
+                try:
+                    return await anyio.to_thread.run_sync(self._locked, work, *args)
+                except sqlite3.Error as exc:
+                    raise JournalError(f"could not write the journal {self.path}: {exc}") from exc
+
+    def _locked(self, work: Any, *args: Any) -> Any:
+        with self._thread_lock:
+            return work(*args)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def entries(self) -> dict[JobKey, JournalEntry]:
+        """Every job the journal knows."""
+        result: dict[JobKey, JournalEntry] = await self._run(self._entries_sync)
+        return result
+
+    def _entries_sync(self) -> dict[JobKey, JournalEntry]:
+        rows = self._db.execute(
+            "SELECT fingerprint, occurrence, position, model, state, task_id, status, error, cost_usd, "
+            "file_path, file_size, file_sha256, submit_attempts FROM jobs"
+        ).fetchall()
+        found: dict[JobKey, JournalEntry] = {}
+        for row in rows:
+            key = JobKey(row[0], row[1])
+            try:
+                state = JournalState(row[4])
+            except ValueError:
+                state = JournalState.UNCERTAIN  # a word this version does not know: never resubmit blindly
+            found[key] = JournalEntry(
+                key=key,
+                position=row[2],
+                model=row[3],
+                state=state,
+                task_id=row[5],
+                status=row[6],
+                error=row[7],
+                cost_usd=row[8],
+                file_path=row[9],
+                file_size=row[10],
+                file_sha256=row[11],
+                submit_attempts=row[12],
+            )
+        return found
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def submitting(self, key: JobKey, *, position: int, model: str, body: Mapping[str, Any]) -> None:
+        """The intent: recorded, and on disk, before the submit is sent."""
+        await self._run(self._submitting_sync, key, position, model, json.dumps(dict(body), default=str))
+
+    def _submitting_sync(self, key: JobKey, position: int, model: str, body: str) -> None:
+        now = time.time()
+        with _transaction(self._db):
+            self._db.execute(
+                "INSERT INTO jobs (fingerprint, occurrence, position, model, request, state, submit_attempts, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?) "
+                "ON CONFLICT (fingerprint, occurrence) DO UPDATE SET state = 'submitting', "
+                "position = excluded.position, "
+                "task_id = NULL, status = NULL, error = NULL, cost_usd = NULL, file_path = NULL, file_size = NULL, "
+                "file_sha256 = NULL, submit_attempts = submit_attempts + 1, updated_at = excluded.updated_at",
+                (key.fingerprint, key.occurrence, position, model, body, now, now),
+            )
+            self._event(key, now, "submitting", None)
+
+    async def submitted(self, key: JobKey, task_id: str) -> None:
+        await self._update(key, "submitted", task_id, state=JournalState.SUBMITTED, task_id=task_id)
+
+    async def not_sent(self, key: JobKey, reason: str) -> None:
+        """The submit attempt created no job (refused, rate limited, or never sent)."""
+        await self._update(key, "not_sent", reason, state=JournalState.NOT_SENT, error=reason)
+
+    async def uncertain(self, key: JobKey, reason: str) -> None:
+        await self._update(key, "uncertain", reason, state=JournalState.UNCERTAIN, error=reason)
+
+    async def status(self, key: JobKey, word: str) -> None:
+        """A status word seen while the job runs (ignored once the job is recorded as ended)."""
+        await self._run(self._status_sync, key, word)
+
+    def _status_sync(self, key: JobKey, word: str) -> None:
+        now = time.time()
+        with _transaction(self._db):
+            changed = self._db.execute(
+                "UPDATE jobs SET status = ?, updated_at = ? WHERE fingerprint = ? AND occurrence = ? "
+                "AND state = 'submitted' AND (status IS NULL OR status != ?)",
+                (word, now, key.fingerprint, key.occurrence, word),
+            ).rowcount
+            if changed:
+                self._event(key, now, "status", word)
+
+    async def succeeded(self, key: JobKey, *, cost_usd: float | None) -> None:
+        await self._update(
+            key, "succeeded", None, state=JournalState.SUCCEEDED, status="succeeded", cost_usd=cost_usd, error=None
+        )
+
+    async def failed(self, key: JobKey, error: str) -> None:
+        await self._update(key, "failed", error, state=JournalState.FAILED, status="failed", error=error)
+
+    async def problem(self, key: JobKey, error: str) -> None:
+        """Something went wrong that does not end the job (a download, a poll): noted, state unchanged."""
+        await self._update(key, "problem", error, error=error)
+
+    async def file(self, key: JobKey, *, path: Path, size: int, sha256: str) -> None:
+        await self._update(
+            key, "file", f"{path} ({size} bytes)", file_path=str(path), file_size=size, file_sha256=sha256, error=None
+        )
+
+    async def _update(self, key: JobKey, event: str, detail: str | None, **columns: Any) -> None:
+        await self._run(self._update_sync, key, event, detail, columns)
+
+    def _update_sync(self, key: JobKey, event: str, detail: str | None, columns: Mapping[str, Any]) -> None:
+        now = time.time()
+        names = [f"{name} = ?" for name in columns]
+        values = [value.value if isinstance(value, JournalState) else value for value in columns.values()]
+        with _transaction(self._db):
+            self._db.execute(
+                f"UPDATE jobs SET {', '.join(names)}, updated_at = ? WHERE fingerprint = ? AND occurrence = ?",  # noqa: S608 - column names are ours
+                (*values, now, key.fingerprint, key.occurrence),
+            )
+            self._event(key, now, event, detail)
+
+    def _event(self, key: JobKey, now: float, event: str, detail: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO events (fingerprint, occurrence, at, event, detail) VALUES (?, ?, ?, ?, ?)",
+            (key.fingerprint, key.occurrence, now, event, detail),
+        )
+
+
+def keys_for(fingerprints: Sequence[str]) -> list[JobKey]:
+    """Number identical requests in order: the second copy of a request is occurrence 1."""
+    seen: dict[str, int] = {}
+    keys = []
+    for value in fingerprints:
+        occurrence = seen.get(value, 0)
+        seen[value] = occurrence + 1
+        keys.append(JobKey(value, occurrence))
+    return keys
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Any:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _take_lock(path: Path) -> IO[bytes] | None:
+    """An exclusive lock on ``PATH.lock`` for the life of the run (released by the OS if the process dies)."""
+    if sys.platform == "win32":  # pragma: no cover - no fcntl; SQLite's own locking still applies
+        return None
+    import fcntl  # noqa: PLC0415 - POSIX only
+
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+b")  # noqa: SIM115 - held open until the journal is closed
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise JournalError(
+            f"the journal {path} is in use by another run (lock {lock_path} is held); "
+            "wait for that run to end, or use another journal"
+        ) from exc
+    return handle
+
+
+def _release_lock(handle: IO[bytes] | None) -> None:
+    if handle is not None:
+        handle.close()  # closing the descriptor releases the flock
