@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import signal
 import sys
@@ -12,7 +13,7 @@ from typing import Any, Final
 
 import anyio
 
-from fastrouter_async import BatchOutcome, FastRouterError, FastRouterSession, OutcomeStatus, RequestBudget
+from fastrouter_async import BatchOutcome, BatchRun, FastRouterError, FastRouterSession, OutcomeStatus, RequestBudget
 
 from ._batch_file import BatchFile, BatchFileError, load_batch_file
 from ._display import BatchDisplay, LiveBatchDisplay, PlainBatchDisplay
@@ -82,7 +83,7 @@ def _display_for(run: _Run) -> BatchDisplay:
     return PlainBatchDisplay(len(run.requests))
 
 
-async def _show_progress(display: BatchDisplay, batch: Any, session: FastRouterSession) -> None:
+async def _show_progress(display: BatchDisplay, batch: BatchRun, session: FastRouterSession) -> None:
     while True:
         display.progress(batch.progress, session.rate_limited)
         await anyio.sleep(DISPLAY_EVERY)
@@ -97,6 +98,9 @@ async def run_batch(options: argparse.Namespace) -> int:
         say(f"{PROG}: nothing was submitted; fix the file and run the command again", file=sys.stderr)
         return EXIT_USAGE
     run = _Run(options, batch_file)
+    if not options.verbose:
+        # The display reports every failure and uncertain job; the library's warnings would repeat them.
+        logging.getLogger("fastrouter_async").setLevel(logging.ERROR)
     if batch_file.extra_fields:
         names = ", ".join(sorted(batch_file.extra_fields))
         say(f"{PROG}: note: not known fields, sent unchanged and not checked: {names}", file=sys.stderr)
@@ -158,6 +162,7 @@ def _summary(run: _Run, *, interrupted_by: int | None) -> None:
     earlier = sum(o.from_journal for o in run.outcomes.values())
     resumed = sum(o.resumed for o in run.outcomes.values())
     costs = [o.cost_usd for o in run.outcomes.values() if o.cost_usd is not None]
+    unknown_cost = any(o.ok and o.cost_usd is None for o in run.outcomes.values())
     say()
     parts = [f"{succeeded} succeeded", f"{failed} failed", f"{uncertain} uncertain"]
     if unfinished:
@@ -168,7 +173,7 @@ def _summary(run: _Run, *, interrupted_by: int | None) -> None:
     if resumed:
         history.append(f"{resumed} re-attached")
     say(f"{total} jobs: {', '.join(parts)}" + (f" ({', '.join(history)})" if history else ""))
-    say(f"total cost: ${sum(costs):.2f}" + ("" if len(costs) == len(run.outcomes) else " (some costs unknown)"))
+    say(f"total cost: ${sum(costs):.2f}" + (" (some costs unknown)" if unknown_cost else ""))
     say(f"videos:     {run.folder}/")
     say(f"manifest:   {run.manifest}")
     say(f"journal:    {run.journal}")
