@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -113,6 +114,7 @@ class _Action(enum.Enum):
     SUBMIT = "submit"
     ATTACH = "attach"
     REPORT = "report"  # known from the journal: nothing to request
+    VERIFY = "verify"  # finished earlier: report it once its file is checked, else fetch it again
 
 
 @attrs.define(eq=False)
@@ -347,23 +349,26 @@ class BatchRun:
                         from_journal=True,
                     )
             elif entry.state is JournalState.SUCCEEDED:
-                file = await self._verified_file(entry)
-                needs_file = self._output_dir is not None or entry.file_path is not None
-                if file is None and needs_file:
-                    item.action = _Action.ATTACH  # fetch it again: a fresh poll gives fresh URLs
+                if entry.file_path is not None:
+                    item.action = _Action.VERIFY  # checked while the rest of the batch gets going
+                elif self._output_dir is not None:
+                    item.action = _Action.ATTACH  # never downloaded: a fresh poll gives fresh URLs
                 else:
                     item.action = _Action.REPORT
-                    item.outcome = BatchOutcome(
-                        index=item.index,
-                        request=item.request,
-                        status=OutcomeStatus.SUCCEEDED,
-                        task_id=entry.task_id,
-                        file=file,
-                        cost_usd=entry.cost_usd,
-                        from_journal=True,
-                    )
+                    item.outcome = self._finished_earlier(item, entry, None)
             else:  # SUBMITTED
                 item.action = _Action.ATTACH
+
+    def _finished_earlier(self, item: _Item, entry: JournalEntry, file: DownloadedFile | None) -> BatchOutcome:
+        return BatchOutcome(
+            index=item.index,
+            request=item.request,
+            status=OutcomeStatus.SUCCEEDED,
+            task_id=entry.task_id,
+            file=file,
+            cost_usd=entry.cost_usd,
+            from_journal=True,
+        )
 
     def _uncertain(self, item: _Item, entry: JournalEntry) -> BatchOutcome:
         reason = entry.error if entry.state is JournalState.UNCERTAIN and entry.error else _DIED_WHILE_SUBMITTING
@@ -405,19 +410,37 @@ class BatchRun:
 
     async def _run_items(self, items: list[_Item]) -> None:
         assert self._send is not None
+        for item in items:
+            if item.action is _Action.REPORT:
+                assert item.outcome is not None
+                self._report(item.outcome)
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._verify_files, [item for item in items if item.action is _Action.VERIFY], tg)
             for item in items:
-                if item.action is _Action.REPORT:
-                    assert item.outcome is not None
-                    self._moved("waiting", _bucket(item.outcome))
-                    if item.outcome.from_journal and item.outcome.status is not OutcomeStatus.UNCERTAIN:
-                        self._counts["skipped"] += 1
-                    self._send.send_nowait(item.outcome)
-            for item in items:
-                if item.action is _Action.REPORT:
-                    continue
-                slot = await self._session._acquire_slot()
-                tg.start_soon(self._work, item, slot)
+                if item.action in (_Action.SUBMIT, _Action.ATTACH):
+                    await self._start_work(item, tg)
+
+    async def _verify_files(self, items: list[_Item], tg: anyio.abc.TaskGroup) -> None:
+        """Check the files of jobs finished earlier (size and sha256, in a worker thread), one at a time."""
+        for item in items:
+            assert item.entry is not None
+            file = await self._verified_file(item.entry)
+            if file is not None:
+                self._report(self._finished_earlier(item, item.entry, file))
+            else:
+                item.action = _Action.ATTACH  # fetch it again: a fresh poll gives fresh URLs
+                await self._start_work(item, tg)
+
+    async def _start_work(self, item: _Item, tg: anyio.abc.TaskGroup) -> None:
+        slot = await self._session._acquire_slot()
+        tg.start_soon(self._work, item, slot)
+
+    def _report(self, outcome: BatchOutcome) -> None:
+        assert self._send is not None
+        self._moved("waiting", _bucket(outcome))
+        if outcome.from_journal and outcome.status is not OutcomeStatus.UNCERTAIN:
+            self._counts["skipped"] += 1
+        self._send.send_nowait(outcome)
 
     async def _work(self, item: _Item, slot: _Slot | None) -> None:
         outcome = await self._run_job(item, slot)
