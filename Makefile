@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit simulator clean help
 
 help:
-	@echo "make demo   install everything and generate videos against the embedded simulator"
+	@echo "make demo   install everything and run a batch of example prompts against the embedded simulator"
 	@echo "make test   install everything and run the whole check: lint, types, tests"
 
 $(STAMP): pyproject.toml tools/bootstrap_venv.py
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml tools/bootstrap_venv.py
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# A batch of the example prompts against the embedded simulator: the live display, ./videos and its
+# manifest. One prompt is blocked by (simulated) moderation on purpose, so the batch exits 1: that is
+# the expected outcome here; any other failure fails the target. examples/demo.py shows the library way.
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	rm -rf videos
+	@echo "(one example prompt is blocked by simulated moderation on purpose, to show a failure)"
+	$(BIN)/fastrouter-video batch examples/prompts.jsonl --simulate --out videos --concurrency 3 || test $$? -eq 1
 
 test: lint typecheck unit
 

@@ -191,8 +191,11 @@ def _summary(run: _Run, *, interrupted_by: int | None) -> None:
     if interrupted_by is not None:
         say(f"Stopped by {_signal_name(interrupted_by)} with {unfinished} of {total} jobs unfinished.")
         if run.options.simulate:
-            say("With --simulate the simulator stopped too: jobs it was running are gone.")
-        else:
-            say("Jobs already submitted keep running on FastRouter; their task ids are in the journal.")
+            say(
+                "With --simulate the simulator stopped too: the jobs it was running are gone, and a re-run would "
+                "report them as not found. To see a full run, start again with a new --out folder."
+            )
+            return
+        say("Jobs already submitted keep running on FastRouter; their task ids are in the journal.")
         say("To resume, run the same command again:")
         say(f"  {shlex.join([PROG, *run.options.argv])}")

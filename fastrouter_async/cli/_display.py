@@ -153,7 +153,7 @@ class LiveBatchDisplay:
         self._live = Live(console=self.console, auto_refresh=False, transient=False)
         self._progress: BatchProgress | None = None
         self._rate_limited = 0
-        self._stopping: str | None = None
+        self._note: str | None = None
 
     def __enter__(self) -> LiveBatchDisplay:
         self._live.start()
@@ -181,8 +181,7 @@ class LiveBatchDisplay:
         self._redraw()
 
     def note(self, text: str) -> None:
-        self._stopping = text
-        self._live.console.print(Text(text, style="bold"))
+        self._note = text  # shown at the foot of the panel, where the eye is
         self._redraw()
 
     def _redraw(self) -> None:
@@ -222,6 +221,6 @@ class LiveBatchDisplay:
         line = Table.grid(padding=(0, 1))
         line.add_row(bar, Text(f"{progress.finished}/{progress.total}  {percent:3.0f}%"))
         parts: list[Text | Table] = [title, line, counts, Text(timing + ("   " + ", ".join(extras) if extras else ""))]
-        if self._stopping:
-            parts.append(Text(self._stopping, style="bold yellow"))
+        if self._note:
+            parts.append(Text(self._note, style="bold yellow"))
         return Group(*parts)
