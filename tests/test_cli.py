@@ -263,6 +263,13 @@ async def test_batch_writes_videos_manifest_and_summary(
     assert "7 finished in an earlier run" in child.stdout
     assert read_manifest(tmp_path / "videos") == rows
 
+    (tmp_path / "videos" / rows[1]["file"]).unlink()  # a finished video lost: fetched again, not generated again
+    again, child = await run(cli, *batch_args(server, source.name, out="videos"))
+    assert again == 1
+    assert sim.records.submit_count == 7
+    assert read_manifest(tmp_path / "videos") == rows
+    assert_videos(tmp_path / "videos", rows, videos)
+
 
 async def test_batch_identical_prompts_are_different_jobs(
     cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
@@ -487,6 +494,23 @@ async def test_sigterm_stops_like_ctrl_c(
     assert await child.finish() == 143
     assert "Stopped by SIGTERM" in child.stdout
     assert [row["status"] for row in read_manifest(tmp_path / "out")] == ["unfinished", "unfinished"]
+
+
+async def test_two_runs_cannot_share_a_journal(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A second run on a journal in use stops at once, sends nothing and leaves the first run's files alone."""
+    sim.default_plan = JobPlan(duration=30.0)
+    source = prompts_file(tmp_path, ["a cat", "a dog"])
+    first = await cli(*batch_args(server, source.name))
+    await first.until(lambda: sim.records.jobs_created == 2, "two jobs created")
+    code, second = await run(cli, *batch_args(server, source.name))
+    assert code == 1
+    assert "in use by another run" in second.stderr
+    assert sim.records.submit_count == 2
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+    first.process.send_signal(signal.SIGINT)
+    assert await first.finish() == 130
 
 
 # -- one job at a time ---------------------------------------------------------------------------------

@@ -133,8 +133,11 @@ async def run_batch(options: argparse.Namespace) -> int:
                             failure = exc  # raised below: a task group would wrap it in an ExceptionGroup
                         tg.cancel_scope.cancel()
                     display.progress(batch.progress, session.rate_limited)
+            except FastRouterError as exc:  # the batch could not start, e.g. its journal is in use by another run
+                failure = exc
             finally:
-                await run.save_manifest(force=True)
+                if failure is None or run.outcomes:  # a batch that never started (journal locked...) has nothing to add
+                    await run.save_manifest(force=True)
     if failure is not None:
         raise failure
     _summary(run, interrupted_by=stop.signum)
