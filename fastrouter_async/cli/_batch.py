@@ -52,7 +52,6 @@ class _Run:
         self.requests = [entry.request for entry in batch_file.entries]
         self.lines = [entry.line for entry in batch_file.entries]
         self.outcomes: dict[int, BatchOutcome] = {}
-        self.started = time.monotonic()
         self._manifest_written_at: float | None = None
 
     async def save_manifest(self, *, force: bool = False) -> None:

@@ -117,7 +117,7 @@ def load_batch_file(path: Path, *, default_model: str | None) -> BatchFile:
     except FileNotFoundError:
         raise BatchFileError(shown, [Problem(shown, None, "no such file")]) from None
     except UnicodeDecodeError as exc:
-        line = text_line_of(path.read_bytes(), exc.start)
+        line = _line_of(path.read_bytes(), exc.start)
         raise BatchFileError(shown, [Problem(shown, line, f"not UTF-8 text ({exc.reason})")]) from None
     except OSError as exc:
         raise BatchFileError(shown, [Problem(shown, None, f"cannot be read: {exc.strerror or exc}")]) from None
@@ -141,7 +141,7 @@ def load_batch_file(path: Path, *, default_model: str | None) -> BatchFile:
     return BatchFile(entries, frozenset(extra_fields))
 
 
-def text_line_of(data: bytes, offset: int) -> int:
+def _line_of(data: bytes, offset: int) -> int:
     """The 1-based line number of byte ``offset`` in ``data``."""
     return data.count(b"\n", 0, offset) + 1
 
