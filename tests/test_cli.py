@@ -293,14 +293,18 @@ async def test_batch_identical_prompts_are_different_jobs(
 async def test_batch_concurrency_and_csv(
     cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
-    """--concurrency caps the jobs in flight on the server; a CSV file's typed columns reach the server as typed."""
+    """--concurrency caps the jobs in flight, CSV columns reach the server typed, --journal moves the journal."""
     sim.default_plan = JobPlan(duration=0.02)
     rows = "".join(f"clip {n},{4 + 2 * (n % 3)},{n},true\n" for n in range(12))
     (tmp_path / "p.csv").write_text("prompt,length,seed,generateAudio\n" + rows, encoding="utf-8")
-    code, child = await run(cli, *batch_args(server, "p.csv", "--concurrency", "3", "--rps", "500"))
+    options = ("--concurrency", "3", "--rps", "500", "--journal", "state/batch.sqlite")
+    code, child = await run(cli, *batch_args(server, "p.csv", *options))
     assert code == 0, child.stdout + child.stderr
     assert sim.records.max_in_flight <= 3
     assert sim.records.jobs_created == 12
+    assert (tmp_path / "state" / "batch.sqlite").is_file()
+    assert not (tmp_path / "out" / "journal.sqlite").exists()
+    assert f"journal:    {Path('state') / 'batch.sqlite'}" in child.stdout
     first = sim.records.submits[0].json
     assert {k: first[k] for k in ("length", "seed", "generateAudio")} == {"length": 4, "seed": 0, "generateAudio": True}
 

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.status import Status
 
 from fastrouter_async import (
     DownloadedFile,
@@ -63,9 +64,9 @@ class _JobDisplay:
     async def wait(self, job: VideoJob) -> VideoResult:
         """``await job.result()``, showing each status change as it is seen."""
         outcome: list[VideoResult | FastRouterError] = []
-        spinner = None
+        spinner: Status | None = None
         if self.console is not None:
-            spinner = self.console.status(f"task {job.task_id}: waiting")
+            spinner = self.console.status(f"task {job.task_id}: waiting for the first answer")
             spinner.start()
         try:
             async with anyio.create_task_group() as tg:
@@ -91,7 +92,7 @@ class _JobDisplay:
             raise result
         return result
 
-    def _show_status(self, job: VideoJob, spinner: Any) -> None:
+    def _show_status(self, job: VideoJob, spinner: Status | None) -> None:
         changed = self._status_changed(job.last_status)
         if changed is not None:
             self.line(f"{self.stamp()} {changed}")
