@@ -78,6 +78,10 @@ class FastRouterSimulator:
     parameter, new in every poll answer; :meth:`expire_links` makes those issued
     so far (and, if asked, the hosted copies) answer 403/404/410.
 
+    Downloads of a task id this simulator does not know serve the bundled
+    sample, or, with ``videos_from=other_simulator``, that simulator's video for
+    the task: a second simulator then plays a CDN holding the real files.
+
     ``clock`` replaces the event
     loop's clock for ``JobPlan.duration``/``visible_after`` and record times;
     pass a callable returning seconds to drive time by hand.
@@ -101,6 +105,7 @@ class FastRouterSimulator:
         download_etag: EtagMode = "strong",
         download_checksums: tuple[str, ...] = (),
         download_content_length: bool = True,
+        videos_from: FastRouterSimulator | None = None,
         clock: Clock | None = None,
     ) -> None:
         unknown = set(download_checksums) - set(CHECKSUM_HEADERS)
@@ -115,6 +120,7 @@ class FastRouterSimulator:
         self.download_etag: EtagMode = download_etag
         self.download_checksums: tuple[str, ...] = tuple(download_checksums)
         self.download_content_length = download_content_length
+        self.videos_from = videos_from
         self.records = SimulatorRecords()
         self._clock: Clock = clock or anyio.current_time
         self._jobs: dict[str, SimulatedJob] = {}
@@ -277,6 +283,8 @@ class FastRouterSimulator:
 
     def _video_for(self, task_id: str) -> bytes:
         job = self._jobs.get(task_id)
+        if job is None and self.videos_from is not None:
+            return self.videos_from._video_for(task_id)
         if job is not None and job.plan.video is not None:
             return job.plan.video
         return sample_video()
