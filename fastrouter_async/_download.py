@@ -148,7 +148,12 @@ class Downloader:
         limit = self._max_bytes if max_bytes is None else max_bytes
         key = await anyio.to_thread.run_sync(_check_destination, path, overwrite, result.task_id)
         async with self._destination(key):
-            part = await PartFile.open(path, result.task_id)
+            try:
+                part = await PartFile.open(path, result.task_id)
+            except OSError as exc:
+                raise DownloadError(
+                    f"could not create a temporary file beside {path}: {exc}", task_id=result.task_id
+                ) from exc
             keep = True
             try:
                 return await self._fetch(
@@ -164,6 +169,12 @@ class Downloader:
             except Abort as exc:
                 keep = False
                 raise DownloadError(str(exc), task_id=result.task_id, url=_best_url(result)) from exc
+            except FastRouterError:
+                raise
+            except OSError as exc:  # the disk, not the network: full, read-only, a name the file system refuses
+                raise DownloadError(
+                    f"could not write the video of task {result.task_id} to {path}: {exc}", task_id=result.task_id
+                ) from exc
             finally:
                 await part.close(keep=keep)
 

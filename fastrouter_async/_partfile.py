@@ -79,7 +79,7 @@ def part_paths(destination: Path) -> tuple[Path, Path]:
     A name too long for that (file systems allow 255 bytes) uses a hash of it instead.
     """
     base = f".{destination.name}"
-    if len(f"{base}.part.json".encode()) > _MAX_NAME_BYTES:
+    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see _write_sidecar)
         base = "." + hashlib.sha256(destination.name.encode()).hexdigest()[:32]
     return destination.with_name(f"{base}.part"), destination.with_name(f"{base}.part.json")
 

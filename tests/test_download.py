@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -767,3 +768,71 @@ async def test_refreshed_links_on_another_host_never_get_the_key(
     assert not any(has_auth(h) for h in other.records.headers_seen("any"))
     # The provider link here is on the API host, so after its 403 it was asked again with the key (expected).
     assert [has_auth(r.headers) for r in sim.records.downloads] == [False, True]
+
+
+# --- destination edge cases ----------------------------------------------------------------------
+
+
+async def test_overwrite_false_never_replaces_a_file_that_appears_meanwhile(
+    session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """With overwrite=False a file created during the download is kept; the download fails and cleans up."""
+    video = await finished(session)
+    target = tmp_path / "v.mp4"
+
+    def progress(received: int, total: int | None) -> None:
+        if not target.exists():
+            target.write_bytes(b"someone else's")
+
+    with pytest.raises(DownloadError, match="already exists"):
+        await video.download(target, overwrite=False, progress=progress)
+    assert target.read_bytes() == b"someone else's"
+    assert leftovers(tmp_path) == []
+    other = await video.download(tmp_path / "new.mp4", overwrite=False)
+    assert other.path.read_bytes() == sample_video()
+
+
+async def test_range_past_a_shrunk_file_restarts_after_416(
+    session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A Range beyond a file that shrank (no ETag to notice) gets 416; the download starts over and completes."""
+    shrunk = os.urandom(100_000)
+    sim.default_plan = JobPlan(video=BIG)
+    sim.download_etag = "none"
+    sim.inject(Fault.truncate(1_000_000))
+    sim.inject(Fault.serve(shrunk, times=None))
+    video = await finished(session)
+    written = await video.download(tmp_path / "v.mp4")
+    assert [r.status for r in sim.records.downloads] == [200, 416, 200]
+    assert written.sha256 == sha(shrunk)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+async def test_symlinked_part_file_is_refused(session: FastRouterSession, tmp_path: Path) -> None:
+    """A .part that is a symlink is never written through (it could point anywhere)."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (tmp_path / ".v.mp4.part").symlink_to(victim)
+    video = await finished(session)
+    with pytest.raises(DownloadError, match="not a regular file"):
+        await video.download(tmp_path / "v.mp4")
+    assert victim.read_bytes() == b"keep me"
+
+
+async def test_long_destination_name_gets_a_short_part_name(session: FastRouterSession, tmp_path: Path) -> None:
+    """A destination name near the 255-byte limit still gets a temporary file (named by a hash)."""
+    name = "x" * 240 + ".mp4"
+    video = await finished(session)
+    written = await video.download(tmp_path / name)
+    assert written.path.read_bytes() == sample_video()
+    assert list(tmp_path.iterdir()) == [tmp_path / name]
+
+
+async def test_disk_errors_are_download_errors(session: FastRouterSession, tmp_path: Path) -> None:
+    """A destination the file system refuses (its folder is a file) raises DownloadError naming the path."""
+    (tmp_path / "file").write_bytes(b"")
+    video = await finished(session)
+    with pytest.raises(DownloadError, match="temporary file beside") as caught:
+        await video.download(tmp_path / "file" / "v.mp4")
+    assert caught.value.task_id == video.task_id
+    assert isinstance(caught.value.__cause__, OSError)
