@@ -292,8 +292,8 @@ class Downloader:
             )
         except Corrupt as exc:
             raise DownloadError(
-                f"the video of task {task_id} from {where} failed verification "
-                f"{self._retry_policy.max_attempts} times; last time {exc}",
+                f"the video of task {task_id} from {where} failed verification; after "
+                f"{self._retry_policy.max_attempts} attempts, the last one found that {exc}",
                 task_id=task_id,
                 url=where,
             ) from exc
