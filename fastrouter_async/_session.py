@@ -176,6 +176,10 @@ class FastRouterSession:
         self._transport = Transport(
             base_url=self._base_url, secret=self._secret, timeouts=timeouts, http_session=http_session
         )
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
+        self._idle_poll_lock: anyio.Lock | None = None
+        self._closed = False
         self._rng = random.Random()
         self._downloader = Downloader(
             self._transport,
@@ -184,10 +188,6 @@ class FastRouterSession:
             max_concurrent=max_concurrent_downloads,
             max_bytes=max_download_bytes,
         )
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
-        self._idle_poll_lock: anyio.Lock | None = None
-        self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
