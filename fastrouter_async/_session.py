@@ -227,6 +227,16 @@ class FastRouterSession:
         return self._max_concurrent_jobs
 
     @property
+    def jobs_in_flight(self) -> int:
+        """Jobs submitted by this session that hold a slot (not yet seen to end)."""
+        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+
+    @property
+    def submits_waiting(self) -> int:
+        """Submits currently waiting for a slot (backpressure: the cap is reached)."""
+        return 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
+
+    @property
     def max_concurrent_downloads(self) -> int | None:
         return self._downloader.max_concurrent
 
@@ -238,16 +248,6 @@ class FastRouterSession:
     def downloads_in_flight(self) -> int:
         """Download requests of this session streaming right now (bounded by ``max_concurrent_downloads``)."""
         return self._downloader.in_flight
-
-    @property
-    def jobs_in_flight(self) -> int:
-        """Jobs submitted by this session that hold a slot (not yet seen to end)."""
-        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
-
-    @property
-    def submits_waiting(self) -> int:
-        """Submits currently waiting for a slot (backpressure: the cap is reached)."""
-        return 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
