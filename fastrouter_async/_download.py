@@ -335,8 +335,9 @@ class Downloader:
                 url=where,
             )
         length, etag = content_length(headers), strong_etag(headers)
-        if part.size and not (status == 206 and offset):
-            # A whole file (no range support, a changed file, or another link's bytes kept): start over.
+        if not (status == 206 and offset) and not part.blank:
+            # A whole file (no range support, a changed file, or another link's bytes kept): start over,
+            # forgetting what earlier answers said about size and digests too.
             logger.info("%s sends the file from its start; dropping the %d bytes kept", where, part.size)
             await part.restart()
         if status == 206:
@@ -388,7 +389,7 @@ class Downloader:
         if max_bytes is not None and size > max_bytes:
             raise TooLarge(f"the inline video is {size} bytes, more than max_bytes={max_bytes}; nothing was written")
         async with self._slot():
-            if part.size:
+            if not part.blank:
                 await part.restart()
             await part.describe(source=None, etag=None, total=size, digests=())
             await part.write(_decode_base64(cleaned, result.task_id), progress=progress, max_bytes=max_bytes)

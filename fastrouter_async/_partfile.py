@@ -178,6 +178,11 @@ class PartFile:
                 leftover.unlink()
 
     @property
+    def blank(self) -> bool:
+        """No bytes kept and nothing known about them yet."""
+        return self.size == 0 and self.source is None and self.total is None and not self.digests
+
+    @property
     def resumable(self) -> bool:
         """Whether a later call could resume these bytes (a link identity, a strong ETag and a size are known)."""
         return self.size > 0 and None not in (self.source, self.etag, self.total)
