@@ -38,6 +38,7 @@ from ._errors import (
     SubmitUncertainError,
     UnexpectedResponseError,
 )
+from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
 from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
@@ -86,4 +87,6 @@ __all__ = [
     "VideoResult",
     "__version__",
     "find_model",
+    "safe_filename",
+    "unique_path",
 ]

@@ -204,11 +204,12 @@ async def test_download_to_a_directory_is_an_error(session: FastRouterSession, t
         await video.download(tmp_path)
 
 
-async def test_cancelled_download_leaves_nothing(
+async def test_cancelled_download_keeps_a_resumable_part(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
-    """Cancelling a download mid-stream leaves neither the destination nor a temporary file."""
-    sim.default_plan = JobPlan(video=os.urandom(8 * 1024 * 1024))
+    """A cancelled download leaves no destination, only .part + sidecar, and the next call resumes them with Range."""
+    payload = os.urandom(8 * 1024 * 1024)
+    sim.default_plan = JobPlan(video=payload)
     video = await finished(session)
     started = asyncio.Event()
 
@@ -220,7 +221,16 @@ async def test_cancelled_download_leaves_nothing(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".v.mp4.part", ".v.mp4.part.json"]
+    kept = (tmp_path / ".v.mp4.part").stat().st_size
+    assert 0 < kept < len(payload)
+    written = await video.download(tmp_path / "v.mp4")
+    assert written.sha256 == hashlib.sha256(payload).hexdigest()
+    assert (tmp_path / "v.mp4").read_bytes() == payload
+    assert list(tmp_path.iterdir()) == [tmp_path / "v.mp4"]
+    resumed = sim.records.downloads[-1]
+    assert resumed.headers.get("Range") == f"bytes={kept}-"
+    assert resumed.status == 206
 
 
 async def test_unbound_result_cannot_download(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ PUBLIC = {
     "VideoResult",
     "__version__",
     "find_model",
+    "safe_filename",
+    "unique_path",
 }
 
 
