@@ -270,7 +270,7 @@ async def test_success_answer_has_the_documented_shape(http: aiohttp.ClientSessi
     assert (gen["mediaType"], gen["status"], gen["failMsg"]) == ("video", "succeed", "")
     assert ISO_DATE.match(gen["createdDate"])
     assert ISO_DATE.match(gen["updatedDate"])
-    assert gen["url"] == f"{server.origin}/cdn/{task_id}.mp4"
+    assert re.fullmatch(re.escape(f"{server.origin}/cdn/{task_id}.mp4") + r"\?sig=[0-9a-f]{16}", gen["url"])
     assets = body["fastrouter_assets"]
     assert assets["status"] == "ready"
     assert assets["urls"] == [f"{server.origin}/videos-content/{task_id}"]
