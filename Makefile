@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 test: lint typecheck unit
 
-PY_SOURCES := fastrouter_async tests examples tools
+PY_SOURCES := fastrouter_async tests examples tools benchmarks
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_SOURCES)

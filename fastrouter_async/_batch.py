@@ -188,6 +188,7 @@ class BatchRun:
         self._retry_failed = retry_failed
         self._timeout = timeout
         self._journal: Journal | None = None
+        self._reserved: set[Path] = set()
         self._driver: asyncio.Task[None] | None = None
         # Streams are made when the batch starts, so a batch that is never started leaks nothing.
         self._send: MemoryObjectSendStream[BatchOutcome | BaseException] | None = None
@@ -382,7 +383,7 @@ class BatchRun:
 
     async def _verified_file(self, entry: JournalEntry) -> DownloadedFile | None:
         if entry.file_path is None or entry.file_size is None or entry.file_sha256 is None:
-            return None
+            return None  # reserved but never recorded as written: fetched again
         path = Path(entry.file_path)
         ok = await anyio.to_thread.run_sync(_file_matches, path, entry.file_size, entry.file_sha256)
         if not ok:
@@ -493,8 +494,11 @@ class BatchRun:
         if self._output_dir is None:
             return self._ended(item, "running", OutcomeStatus.SUCCEEDED, result=result, resumed=resumed)
         self._moved("running", "downloading")
+        target = self._target(item)
+        if journal is not None:
+            await journal.target(item.key, target)
         try:
-            file = await result.download(self._target(item), overwrite=True)
+            file = await result.download(target, overwrite=True)
         except JournalError:
             raise
         except FastRouterError as exc:
@@ -509,10 +513,21 @@ class BatchRun:
         assert self._output_dir is not None
         entry = item.entry
         if entry is not None and entry.file_path is not None:
-            return Path(entry.file_path)  # the file this job wrote before (now missing or damaged)
+            # The path reserved by an earlier run: its video is missing, damaged, or was written
+            # just before that run stopped, without its size and sha256 being recorded.
+            return Path(entry.file_path)
         name = self._filename(item.index, item.request)
-        # Never replace a file this batch did not write for this job: take the next free name.
-        return unique_path(self._output_dir, name, overwrite=False)
+        # Never replace a file this batch did not write for this job, nor one another job of this
+        # batch has reserved (a custom filename() may give two jobs one name): take the next free name.
+        stem, dot, suffix = name.rpartition(".")
+        stem, suffix = (stem, dot + suffix) if dot and stem else (name, "")
+        candidate = unique_path(self._output_dir, name, overwrite=False)
+        number = 2
+        while candidate in self._reserved:
+            candidate = unique_path(self._output_dir, f"{stem}-{number}{suffix}", overwrite=False)
+            number += 1
+        self._reserved.add(candidate)
+        return candidate
 
     def _observer(self, item: _Item) -> Callable[[JobStatus], None]:
         def observe(status: JobStatus) -> None:

@@ -18,7 +18,9 @@ __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONCURRENT_DOWNLOADS",
     "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_MAX_LINK_REFRESHES",
     "DEFAULT_POLL_POLICY",
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUTS",
@@ -39,6 +41,18 @@ DEFAULT_MAX_CONCURRENT_JOBS = 8
 # Every job in flight is money being spent and a slot at the upstream provider, whose
 # per-account concurrency is typically 5-20 (Runway tiers: 1-20). Eight keeps a batch
 # busy without tripping those limits; raise it deliberately, not by accident.
+
+DEFAULT_MAX_CONCURRENT_DOWNLOADS = 4
+# Downloads are limited by bandwidth, not by FastRouter: a few parallel streams fill a typical
+# link, and more only split it while each holds a connection, a 1 MiB write buffer and a partial
+# file. Separate from the jobs limit, so that a batch of jobs finishing together does not open a
+# stream per job, and a slow download never keeps a new job from being submitted.
+
+DEFAULT_MAX_LINK_REFRESHES = 2
+# When every link of a result answers 403/404/410, the task is polled again for fresh links.
+# Signed provider links can expire between the poll and the download, so one refresh is often
+# needed; a second covers a refresh that raced with an expiry. More would only poll a task whose
+# result is gone for good.
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
 # An API answer larger than this is not JSON we want in memory (a video body is streamed instead).

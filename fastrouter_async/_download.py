@@ -1,14 +1,29 @@
-"""Streaming, atomic downloads of finished videos.
+"""Downloads of finished videos: streamed, resumed, verified, atomic, bounded.
 
-Bytes go to a temporary file beside the destination, are flushed to disk, and
-only then renamed into place, so the destination never holds a partial video.
-Memory stays bounded (one buffer of ``_WRITE_BUFFER`` bytes) whatever the size.
+One download writes to ``.NAME.part`` beside the destination (see ``_partfile``)
+and renames it into place only once complete and verified, so the destination
+never holds a partial or corrupt video. Memory stays bounded (one buffer of
+1 MiB) whatever the size, for every result form: a link, the poll answer's own
+body, or inline base64.
 
-The API key is sent only to the FastRouter API origin: never to a provider CDN,
-never across a redirect to another host. Hosted copies on the API origin are
-first requested without it and get it only if they answer 401/403.
-
-A failed download is retried as a download; nothing here can resubmit a job.
+* **Resume.** A failed attempt keeps the bytes it received; the retry asks for the
+  rest with ``Range: bytes=N-`` and, when the server gave a strong ETag,
+  ``If-Range`` so that a changed file is sent whole instead of being spliced. A
+  ``206`` is appended only if its ``Content-Range`` continues the kept bytes
+  exactly; anything else (a ``200``, another size or ETag) starts over.
+* **Verify.** The size must match ``Content-Length``/``Content-Range``; ``Repr-Digest``,
+  ``Digest``, ``Content-Digest``, ``Content-MD5`` and ``x-goog-hash`` are checked
+  when present. A mismatch drops the bytes and retries; when the retries run out,
+  :class:`DownloadError` says what did not match.
+* **Expired links.** 403/404/410 from every link of a result make the session poll
+  the task once for fresh links (at most ``DEFAULT_MAX_LINK_REFRESHES`` times).
+  Nothing here can submit a job: a failed download is retried as a download.
+* **Limits.** At most ``max_concurrent_downloads`` requests stream at once (their own
+  ``CapacityLimiter``, apart from the jobs limit), and ``max_bytes`` refuses a file
+  from its announced size or stops it mid-stream.
+* **Auth.** The API key goes to the FastRouter API origin only: hosted copies there
+  get it after answering 401/403 without it, provider links never; the transport
+  drops it on any redirect to another host, for ranged retries too.
 """
 
 from __future__ import annotations
@@ -16,21 +31,29 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
-import inspect
 import logging
 import os
 import random
-import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import anyio
+import attrs
 
-from ._config import RetryPolicy
+from ._config import DEFAULT_MAX_LINK_REFRESHES, RetryPolicy
 from ._errors import APIConnectionError, DownloadError, FastRouterError
+from ._integrity import (
+    accepts_ranges,
+    content_length,
+    continuation_problem,
+    decoded_base64_size,
+    expected_digests,
+    parse_content_range,
+    strong_etag,
+)
 from ._models import DownloadedFile, ResultSource, VideoResult
+from ._partfile import Abort, Corrupt, DownloadProgress, PartFile, TooLarge
 from ._polling import retrying
 from ._protocol import HttpCall, inline_video_base64, is_media_response, is_retryable_status
 from ._transport import StreamedResponse, loggable
@@ -38,17 +61,14 @@ from ._transport import StreamedResponse, loggable
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ["DownloadProgress", "download_result"]
+__all__ = ["DownloadProgress", "Downloader", "Refresh"]
 
 logger = logging.getLogger("fastrouter_async")
 
-DownloadProgress = Callable[[int, int | None], object]
-"""``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
+Refresh = Callable[[], Awaitable[VideoResult]]
+"""Polls the task once and returns its result with fresh links (never submits anything)."""
 
 _CHUNK = 256 * 1024
-_WRITE_BUFFER = 1024 * 1024
-# Writes go to a worker thread (no blocking disk I/O on the event loop); batching them into
-# 1 MiB keeps the number of thread hops low while memory stays at a megabyte per download.
 _B64_BLOCK = 4 * 256 * 1024  # a multiple of 4: decodes into 768 KiB pieces
 _GONE = frozenset({403, 404, 410})
 
@@ -57,220 +77,372 @@ class _Retryable(FastRouterError):
     """A download attempt failed in a way worth another try (never leaves this module)."""
 
 
-async def download_result(
-    transport: Transport,
-    result: VideoResult,
-    path: Path,
-    *,
-    overwrite: bool,
-    progress: DownloadProgress | None,
-    poll: HttpCall,
-    retry_policy: RetryPolicy,
-    rng: random.Random,
-) -> DownloadedFile:
-    """Write ``result``'s video to ``path`` atomically and describe the file written."""
-    path = Path(path)
-    if path.exists() and path.is_dir():
-        raise DownloadError(
-            f"{path} is a directory; pass a file path such as {path / (result.task_id + '.mp4')}",
-            task_id=result.task_id,
+class _Gone(FastRouterError):
+    """A link answered 403/404/410: it has expired, or was never ours to fetch."""
+
+
+@attrs.frozen
+class _Source:
+    """One place the bytes can come from: a link, or the poll route answering with the video."""
+
+    call: HttpCall
+    is_poll: bool
+
+    @property
+    def identity(self) -> str | None:
+        """What kept bytes are tied to (scheme, host, path: signed query strings change); ``None``: no resume."""
+        return loggable(self.call.url) if self.call.method == "GET" else None
+
+
+class Downloader:
+    """The downloads of one session: its download limiter, a lock per destination, the policies."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        retry_policy: RetryPolicy,
+        rng: random.Random,
+        max_concurrent: int | None,
+        max_bytes: int | None,
+        max_refreshes: int = DEFAULT_MAX_LINK_REFRESHES,
+    ) -> None:
+        self._transport = transport
+        self._retry_policy = retry_policy
+        self._rng = rng
+        self._max_concurrent = max_concurrent
+        self._max_bytes = max_bytes
+        self._max_refreshes = max_refreshes
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._destinations: dict[str, anyio.Lock] = {}
+
+    @property
+    def max_concurrent(self) -> int | None:
+        return self._max_concurrent
+
+    @property
+    def max_bytes(self) -> int | None:
+        return self._max_bytes
+
+    @property
+    def in_flight(self) -> int:
+        """Download requests streaming right now (each holds one unit of ``max_concurrent``)."""
+        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+
+    async def download(
+        self,
+        result: VideoResult,
+        path: Path,
+        *,
+        overwrite: bool,
+        progress: DownloadProgress | None,
+        max_bytes: int | None,
+        refresh: Refresh | None,
+        poll_body: HttpCall,
+    ) -> DownloadedFile:
+        """Write ``result``'s video to ``path`` (see the module docstring) and describe the file written.
+
+        ``max_bytes=None`` means the session's limit. ``poll_body`` is the request whose
+        answer is the video, for results of the ``POLL_BODY`` form.
+        """
+        limit = self._max_bytes if max_bytes is None else max_bytes
+        key = await anyio.to_thread.run_sync(_check_destination, path, overwrite, result.task_id)
+        async with self._destination(key):
+            try:
+                part = await PartFile.open(path, result.task_id)
+            except OSError as exc:
+                raise DownloadError(
+                    f"could not create a temporary file beside {path}: {exc}", task_id=result.task_id
+                ) from exc
+            keep = True
+            try:
+                return await self._fetch(
+                    result,
+                    path,
+                    part,
+                    overwrite=overwrite,
+                    progress=progress,
+                    max_bytes=limit,
+                    refresh=refresh,
+                    poll_body=poll_body,
+                )
+            except Abort as exc:
+                keep = False
+                raise DownloadError(str(exc), task_id=result.task_id, url=_best_url(result)) from exc
+            except FastRouterError:
+                raise
+            except OSError as exc:  # the disk, not the network: full, read-only, a name the file system refuses
+                raise DownloadError(
+                    f"could not write the video of task {result.task_id} to {path}: {exc}", task_id=result.task_id
+                ) from exc
+            finally:
+                await part.close(keep=keep)
+
+    async def _fetch(
+        self,
+        result: VideoResult,
+        path: Path,
+        part: PartFile,
+        *,
+        overwrite: bool,
+        progress: DownloadProgress | None,
+        max_bytes: int | None,
+        refresh: Refresh | None,
+        poll_body: HttpCall,
+    ) -> DownloadedFile:
+        refreshes = 0
+        while True:
+            if result.source is ResultSource.INLINE_BASE64:
+                return await self._write_inline(
+                    result, path, part, overwrite=overwrite, progress=progress, max_bytes=max_bytes
+                )
+            if result.source is ResultSource.POLL_BODY:
+                sources = [_Source(poll_body, is_poll=True)]
+            elif result.urls:
+                sources = [_Source(HttpCall("GET", url), is_poll=False) for url in result.urls]
+            else:
+                raise DownloadError("the result has no video URL", task_id=result.task_id)
+            failures: list[str] = []
+            gone = False
+            for source in sources:
+                try:
+                    return await self._from_source(
+                        source,
+                        path,
+                        part,
+                        task_id=result.task_id,
+                        overwrite=overwrite,
+                        progress=progress,
+                        max_bytes=max_bytes,
+                    )
+                except _Gone as exc:
+                    gone = gone or not source.is_poll
+                    failures.append(str(exc))
+                except DownloadError as exc:
+                    failures.append(str(exc))
+                logger.warning(
+                    "download of task %s from %s failed: %s", result.task_id, loggable(source.call.url), failures[-1]
+                )
+            if not gone or refresh is None or refreshes >= self._max_refreshes:
+                raise DownloadError(
+                    f"could not download the video of task {result.task_id}: " + "; ".join(failures),
+                    task_id=result.task_id,
+                    url=loggable(sources[-1].call.url),
+                )
+            refreshes += 1
+            logger.info(
+                "the links of task %s answered 403/404/410; asking the task for fresh links (%d of %d)",
+                result.task_id,
+                refreshes,
+                self._max_refreshes,
+            )
+            try:
+                result = await refresh()
+            except FastRouterError as exc:
+                raise DownloadError(
+                    f"could not download the video of task {result.task_id}: "
+                    + "; ".join(failures)
+                    + f"; asking the task for fresh links failed: {exc}",
+                    task_id=result.task_id,
+                    url=loggable(sources[-1].call.url),
+                ) from exc
+
+    async def _from_source(
+        self,
+        source: _Source,
+        path: Path,
+        part: PartFile,
+        *,
+        task_id: str,
+        overwrite: bool,
+        progress: DownloadProgress | None,
+        max_bytes: int | None,
+    ) -> DownloadedFile:
+        # The key goes to the API origin only: always for the poll route (it is the API),
+        # and for hosted copies only after they refused to answer without it.
+        use_auth = source.is_poll
+        where = loggable(source.call.url)
+
+        async def attempt() -> DownloadedFile:
+            nonlocal use_auth
+            async with self._slot():
+                while True:
+                    offset = part.offset_for(source.identity)
+                    headers = {"Accept-Encoding": "identity"}
+                    if offset:
+                        headers["Range"] = f"bytes={offset}-"
+                        if part.etag is not None:
+                            headers["If-Range"] = part.etag
+                    async with self._transport.stream(source.call, auth=use_auth, headers=headers) as resp:
+                        if resp.status in (401, 403) and not use_auth and self._transport.is_api_origin(resp.url):
+                            use_auth = True
+                            continue
+                        await self._receive(
+                            resp, source, part, offset=offset, progress=progress, max_bytes=max_bytes, task_id=task_id
+                        )
+                    return await part.finish(path, overwrite=overwrite)
+
+        try:
+            return await retrying(
+                attempt,
+                policy=self._retry_policy,
+                should_retry=lambda exc: isinstance(exc, _Retryable | Corrupt | APIConnectionError),
+                rng=self._rng,
+                what=f"download from {where}",
+            )
+        except Corrupt as exc:
+            raise DownloadError(
+                f"the video of task {task_id} from {where} failed verification; after "
+                f"{self._retry_policy.max_attempts} attempts, the last one found that {exc}",
+                task_id=task_id,
+                url=where,
+            ) from exc
+        except (_Retryable, APIConnectionError) as exc:
+            raise DownloadError(str(exc), task_id=task_id, url=where) from exc
+
+    async def _receive(
+        self,
+        resp: StreamedResponse,
+        source: _Source,
+        part: PartFile,
+        *,
+        offset: int,
+        progress: DownloadProgress | None,
+        max_bytes: int | None,
+        task_id: str,
+    ) -> None:
+        """Append ``resp``'s body to ``part`` if it is what was asked for; raise what to do otherwise."""
+        where = loggable(resp.url)
+        status, headers = resp.status, resp.headers
+        if status in _GONE:
+            raise _Gone(f"{where} answered HTTP {status} (the link may have expired)")
+        if status == 416 and offset:
+            done = parse_content_range(headers.get("content-range"))
+            if done is not None and done.total == offset == part.total:
+                return  # every byte was already here: finish() verifies them
+            await part.restart()
+            raise _Retryable(f"{where} refused to resume at byte {offset} (HTTP 416); starting over")
+        if is_retryable_status(status):
+            raise _Retryable(f"{where} answered HTTP {status}")
+        if not 200 <= status < 300:
+            raise DownloadError(f"{where} answered HTTP {status}", task_id=task_id, url=where)
+        if source.is_poll and not is_media_response(headers.get("content-type", "")):
+            snippet = (await resp.read_limited(300)).decode("utf-8", "replace")
+            raise DownloadError(
+                f"{source.call.method} {where} answered {headers.get('content-type', 'no content type')} instead "
+                f"of the video: {snippet!r}",
+                task_id=task_id,
+                url=where,
+            )
+        length, etag = content_length(headers), strong_etag(headers)
+        if not (status == 206 and offset) and not part.blank:
+            # A whole file (no range support, a changed file, or another link's bytes kept): start over,
+            # forgetting what earlier answers said about size and digests too.
+            logger.info("%s sends the file from its start; dropping the %d bytes kept", where, part.size)
+            await part.restart()
+        if status == 206:
+            content_range = parse_content_range(headers.get("content-range"))
+            problem = continuation_problem(
+                content_range,
+                offset=offset,
+                known_total=part.total if offset else None,
+                etag=etag,
+                known_etag=part.etag if offset else None,
+                length=length,
+            )
+            if problem is not None or content_range is None:
+                await part.restart()
+                raise _Retryable(f"{where}: {problem}; starting over")
+            total = content_range.total
+        else:
+            total = length
+        if max_bytes is not None and total is not None and total > max_bytes:
+            raise TooLarge(f"the video is {total} bytes, more than max_bytes={max_bytes}; nothing was kept")
+        # A server that refuses ranges gets no Range header next time (the kept bytes are not tied to it).
+        identity = source.identity if accepts_ranges(headers) is not False else None
+        await part.describe(
+            source=identity, etag=etag, total=total, digests=expected_digests(headers, partial=status == 206)
         )
-    if not overwrite and path.exists():
-        raise DownloadError(f"{path} already exists (pass overwrite=True to replace it)", task_id=result.task_id)
-    if result.source is ResultSource.INLINE_BASE64:
+        await part.write(resp.iter_chunks(_CHUNK), progress=progress, max_bytes=max_bytes)
+        if total is not None and part.size != total:
+            raise _Retryable(f"the download from {where} ended after {part.size} of {total} bytes")
+
+    async def _write_inline(
+        self,
+        result: VideoResult,
+        path: Path,
+        part: PartFile,
+        *,
+        overwrite: bool,
+        progress: DownloadProgress | None,
+        max_bytes: int | None,
+    ) -> DownloadedFile:
         text = inline_video_base64(result.payload)
         if text is None:
             raise DownloadError("the result has no inline video to write", task_id=result.task_id)
-        return await _write_atomically(
-            path,
-            _decode_base64(text, result.task_id),
-            total=None,
-            overwrite=overwrite,
-            progress=progress,
-            task_id=result.task_id,
-        )
-    if result.source is ResultSource.POLL_BODY:
-        sources = [(poll, True)]
-    else:
-        if not result.urls:
-            raise DownloadError("the result has no video URL", task_id=result.task_id)
-        sources = [(HttpCall("GET", url), False) for url in result.urls]
-    failures: list[str] = []
-    for call, is_poll in sources:
-        try:
-            return await _download_with_retries(
-                transport,
-                call,
-                result.task_id,
-                path,
-                is_poll=is_poll,
-                overwrite=overwrite,
-                progress=progress,
-                retry_policy=retry_policy,
-                rng=rng,
+        cleaned = "".join(text.split())
+        size = decoded_base64_size(cleaned)
+        if size is None:
+            raise DownloadError(
+                f"the inline video of task {result.task_id} is not valid base64", task_id=result.task_id
             )
-        except DownloadError as exc:
-            failures.append(str(exc))
-            logger.warning("download of task %s from %s failed: %s", result.task_id, loggable(call.url), exc)
-    raise DownloadError(
-        f"could not download the video of task {result.task_id}: " + "; ".join(failures),
-        task_id=result.task_id,
-        url=loggable(sources[-1][0].url),
-    )
+        if max_bytes is not None and size > max_bytes:
+            raise TooLarge(f"the inline video is {size} bytes, more than max_bytes={max_bytes}; nothing was written")
+        async with self._slot():
+            if not part.blank:
+                await part.restart()
+            await part.describe(source=None, etag=None, total=size, digests=())
+            await part.write(_decode_base64(cleaned, result.task_id), progress=progress, max_bytes=max_bytes)
+            try:
+                return await part.finish(path, overwrite=overwrite)
+            except Corrupt as exc:
+                raise DownloadError(
+                    f"the inline video of task {result.task_id}: {exc}", task_id=result.task_id
+                ) from exc
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Hold one unit of the download limit (separate from the jobs limit) for one request."""
+        if self._max_concurrent is None:
+            yield
+            return
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+        async with self._limiter:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _destination(self, key: str) -> AsyncIterator[None]:
+        """One download per destination at a time in this session: they would share a ``.part`` file."""
+        lock = self._destinations.get(key)
+        if lock is None:
+            lock = self._destinations[key] = anyio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0 and self._destinations.get(key) is lock:
+                del self._destinations[key]
 
 
-async def _download_with_retries(
-    transport: Transport,
-    call: HttpCall,
-    task_id: str,
-    path: Path,
-    *,
-    is_poll: bool,
-    overwrite: bool,
-    progress: DownloadProgress | None,
-    retry_policy: RetryPolicy,
-    rng: random.Random,
-) -> DownloadedFile:
-    # The key goes to the API origin only: always for the poll route (it is the API),
-    # and for hosted copies only after they refused to answer without it.
-    use_auth = is_poll
-
-    async def attempt() -> DownloadedFile:
-        nonlocal use_auth
-        while True:
-            async with transport.stream(call, auth=use_auth, headers={"Accept-Encoding": "identity"}) as resp:
-                if resp.status in (401, 403) and not use_auth and transport.is_api_origin(resp.url):
-                    use_auth = True
-                    continue
-                await _check_response(resp, call, is_poll)
-                return await _write_atomically(
-                    path,
-                    resp.iter_chunks(_CHUNK),
-                    total=_content_length(resp),
-                    overwrite=overwrite,
-                    progress=progress,
-                    task_id=task_id,
-                )
-
-    try:
-        return await retrying(
-            attempt,
-            policy=retry_policy,
-            should_retry=lambda exc: isinstance(exc, _Retryable | APIConnectionError),
-            rng=rng,
-            what=f"download from {loggable(call.url)}",
-        )
-    except (_Retryable, APIConnectionError) as exc:
-        raise DownloadError(str(exc), url=loggable(call.url)) from exc
-
-
-async def _check_response(resp: StreamedResponse, call: HttpCall, is_poll: bool) -> None:
-    where = loggable(resp.url)
-    if resp.status in _GONE:
-        raise DownloadError(f"{where} answered HTTP {resp.status} (the link may have expired)", url=where)
-    if is_retryable_status(resp.status):
-        raise _Retryable(f"{where} answered HTTP {resp.status}")
-    if not 200 <= resp.status < 300:
-        raise DownloadError(f"{where} answered HTTP {resp.status}", url=where)
-    if is_poll and not is_media_response(resp.headers.get("content-type", "")):
-        snippet = (await resp.read_limited(300)).decode("utf-8", "replace")
+def _check_destination(path: Path, overwrite: bool, task_id: str) -> str:
+    """Refuse a directory, or an existing file without ``overwrite``; the destination's key for locking."""
+    if path.is_dir():
         raise DownloadError(
-            f"{call.method} {where} answered {resp.headers.get('content-type', 'no content type')} instead of "
-            f"the video: {snippet!r}",
-            url=where,
+            f"{path} is a directory; pass a file path such as {path / (task_id + '.mp4')}", task_id=task_id
         )
+    if not overwrite and os.path.lexists(path):
+        raise DownloadError(f"{path} already exists (pass overwrite=True to replace it)", task_id=task_id)
+    return os.path.normcase(os.path.abspath(path))
 
 
-def _content_length(resp: StreamedResponse) -> int | None:
-    raw = resp.headers.get("content-length")
-    if raw is None or resp.headers.get("content-encoding", "identity") != "identity":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
+def _best_url(result: VideoResult) -> str | None:
+    return loggable(result.url) if result.url else None
 
 
 async def _decode_base64(text: str, task_id: str) -> AsyncIterator[bytes]:
-    cleaned = "".join(text.split())
-    for start in range(0, len(cleaned), _B64_BLOCK):
+    for start in range(0, len(text), _B64_BLOCK):
         try:
-            yield base64.b64decode(cleaned[start : start + _B64_BLOCK], validate=True)
+            yield base64.b64decode(text[start : start + _B64_BLOCK], validate=True)
         except (binascii.Error, ValueError) as exc:
             raise DownloadError(f"the inline video of task {task_id} is not valid base64", task_id=task_id) from exc
-
-
-async def _write_atomically(
-    path: Path,
-    chunks: AsyncIterator[bytes],
-    *,
-    total: int | None,
-    overwrite: bool,
-    progress: DownloadProgress | None,
-    task_id: str | None,
-) -> DownloadedFile:
-    """Stream ``chunks`` into a temporary file beside ``path``, verify, then rename into place."""
-    await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    received = 0
-    digest = hashlib.sha256()
-    try:
-        handle = await anyio.to_thread.run_sync(_open_exclusive, temp)
-        try:
-            buffer = bytearray()
-            async for chunk in chunks:
-                buffer += chunk
-                received += len(chunk)
-                if len(buffer) >= _WRITE_BUFFER:
-                    # Writing and hashing both happen off the event loop (hashlib releases the GIL).
-                    await anyio.to_thread.run_sync(_write_and_hash, handle, digest, bytes(buffer))
-                    buffer.clear()
-                    await _report(progress, received, total)
-            await anyio.to_thread.run_sync(_finish_file, handle, digest, bytes(buffer))
-        finally:
-            handle.close()
-        await _report(progress, received, total)
-        if total is not None and received != total:
-            raise _Retryable(f"the download ended after {received} of {total} bytes")
-        await anyio.to_thread.run_sync(_move_into_place, temp, path, overwrite)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()  # a file system call of microseconds; safe even while being cancelled
-        raise
-    logger.info("downloaded %d bytes to %s", received, path)
-    return DownloadedFile(path=path, size=received, sha256=digest.hexdigest(), task_id=task_id)
-
-
-def _open_exclusive(temp: Path) -> BinaryIO:
-    return open(temp, "xb")  # closed by the caller, across awaits
-
-
-def _write_and_hash(handle: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
-    handle.write(data)
-    digest.update(data)
-
-
-def _finish_file(handle: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
-    if data:
-        _write_and_hash(handle, digest, data)
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(temp, path)
-        return
-    try:
-        os.link(temp, path)  # fails if path exists: no silent overwrite, even in a race
-    except FileExistsError:
-        raise DownloadError(f"{path} already exists (pass overwrite=True to replace it)") from None
-    temp.unlink()
-
-
-async def _report(progress: DownloadProgress | None, received: int, total: int | None) -> None:
-    if progress is None:
-        return
-    outcome = progress(received, total)
-    if inspect.isawaitable(outcome):
-        await outcome

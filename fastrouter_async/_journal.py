@@ -298,6 +298,10 @@ class Journal:
         """Something went wrong that does not end the job (a download, a poll): noted, state unchanged."""
         await self._update(key, "problem", error, error=error)
 
+    async def target(self, key: JobKey, path: Path) -> None:
+        """The path this job's video is about to be written to (reserved, so a re-run reuses it)."""
+        await self._update(key, "target", str(path), file_path=str(path), file_size=None, file_sha256=None)
+
     async def file(self, key: JobKey, *, path: Path, size: int, sha256: str) -> None:
         await self._update(
             key, "file", f"{path} ({size} bytes)", file_path=str(path), file_size=size, file_sha256=sha256, error=None

@@ -174,7 +174,7 @@ class DownloadedFile(os.PathLike[str]):
     size: int
     """Bytes written."""
     sha256: str
-    """Hex digest of the bytes written, computed while writing them."""
+    """Hex SHA-256 of the whole file, computed while writing it (and over the kept part when resumed)."""
     task_id: str | None = None
 
     def __fspath__(self) -> str:
@@ -193,6 +193,7 @@ class _ResultFetcher(Protocol):
         *,
         overwrite: bool,
         progress: DownloadProgress | None,
+        max_bytes: int | None,
     ) -> DownloadedFile: ...
 
 
@@ -218,17 +219,25 @@ class VideoResult:
         *,
         overwrite: bool = True,
         progress: DownloadProgress | None = None,
+        max_bytes: int | None = None,
     ) -> DownloadedFile:
         """Stream the video to ``path`` and return the :class:`DownloadedFile` (path, size, sha256).
 
-        The bytes go to a temporary file beside ``path`` that is renamed into
-        place only once complete, so ``path`` never holds a partial video.
+        The bytes go to ``.NAME.part`` beside ``path``, which is renamed into
+        place only once complete and verified (size, and any checksum the
+        server sent), so ``path`` never holds a partial or corrupt video. An
+        interrupted transfer resumes with an HTTP range request; expired links
+        are replaced by polling the task again (never by resubmitting it).
         Parent folders are created. With ``overwrite=False`` an existing file
         is an error. ``progress(received, total)`` is called as chunks arrive
-        (``total`` is ``None`` when the size is unknown).
+        (``total`` is ``None`` when the size is unknown; ``received`` starts
+        again from 0 if the transfer has to start over). ``max_bytes`` refuses
+        a larger video (default: the session's ``max_download_bytes``).
         """
         if self._fetcher is None:
             raise RuntimeError(
                 "this VideoResult is not bound to a FastRouterSession; get it from VideoJob.result() to download it"
             )
-        return await self._fetcher._download_result(self, Path(path), overwrite=overwrite, progress=progress)
+        return await self._fetcher._download_result(
+            self, Path(path), overwrite=overwrite, progress=progress, max_bytes=max_bytes
+        )

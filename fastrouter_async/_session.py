@@ -20,6 +20,7 @@ from . import _catalog
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._config import (
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_CONCURRENT_JOBS,
     DEFAULT_POLL_POLICY,
     DEFAULT_RETRY_POLICY,
@@ -31,9 +32,10 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._download import DownloadProgress, download_result
+from ._download import Downloader, DownloadProgress
 from ._errors import (
     APIConnectionError,
+    DownloadError,
     FastRouterError,
     InvalidRequestError,
     NotFoundError,
@@ -141,7 +143,10 @@ class FastRouterSession:
     ``api_key`` falls back to ``FASTROUTER_API_KEY`` and ``base_url`` to
     ``FASTROUTER_BASE_URL``; both are read here, once. ``max_concurrent_jobs``
     bounds the jobs in flight (from submit until the job is seen to end); a
-    ``submit`` beyond it waits for a slot (``None``: no bound). Pass
+    ``submit`` beyond it waits for a slot (``None``: no bound).
+    ``max_concurrent_downloads`` separately bounds the downloads streaming at
+    once, and ``max_download_bytes`` (``None``: no bound) refuses any video
+    larger than that many bytes. Pass
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
@@ -161,6 +166,8 @@ class FastRouterSession:
         validate: bool = True,
         request_budget: RequestBudget | float | None = None,
         http_session: aiohttp.ClientSession | None = None,
+        max_concurrent_downloads: int | None = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+        max_download_bytes: int | None = None,
     ) -> None:
         self._secret = resolve_api_key(api_key)
         self._base_url = resolve_base_url(base_url)
@@ -170,6 +177,12 @@ class FastRouterSession:
             raise InvalidRequestError(
                 "max_concurrent_jobs", max_concurrent_jobs, "an integer >= 1, or None for no bound"
             )
+        for limit_name, limit, allowed in (
+            ("max_concurrent_downloads", max_concurrent_downloads, "an integer >= 1, or None for no bound"),
+            ("max_download_bytes", max_download_bytes, "a number of bytes >= 1, or None for no bound"),
+        ):
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                raise InvalidRequestError(limit_name, limit, allowed)
         for name, value, cls in (
             ("poll_policy", poll_policy, PollPolicy),
             ("retry_policy", retry_policy, RetryPolicy),
@@ -193,6 +206,13 @@ class FastRouterSession:
         self._batches: set[BatchRun] = set()
         self._closed = False
         self._rng = random.Random()
+        self._downloader = Downloader(
+            self._transport,
+            retry_policy=retry_policy,
+            rng=self._rng,
+            max_concurrent=max_concurrent_downloads,
+            max_bytes=max_download_bytes,
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -251,6 +271,19 @@ class FastRouterSession:
     def submits_waiting(self) -> int:
         """Submits currently waiting for a slot (backpressure: the cap is reached)."""
         return 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
+
+    @property
+    def max_concurrent_downloads(self) -> int | None:
+        return self._downloader.max_concurrent
+
+    @property
+    def max_download_bytes(self) -> int | None:
+        return self._downloader.max_bytes
+
+    @property
+    def downloads_in_flight(self) -> int:
+        """Download requests of this session streaming right now (bounded by ``max_concurrent_downloads``)."""
+        return self._downloader.in_flight
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -596,18 +629,36 @@ class FastRouterSession:
     # --- downloading ----------------------------------------------------------------------
 
     async def _download_result(
-        self, result: VideoResult, path: Path, *, overwrite: bool, progress: DownloadProgress | None
+        self,
+        result: VideoResult,
+        path: Path,
+        *,
+        overwrite: bool,
+        progress: DownloadProgress | None,
+        max_bytes: int | None,
     ) -> DownloadedFile:
         self._ensure_open()
-        return await download_result(
-            self._transport,
+        if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1):
+            raise InvalidRequestError("max_bytes", max_bytes, "a number of bytes >= 1, or None for the session's limit")
+
+        async def refresh() -> VideoResult:
+            # Expired links: poll the task once (the normal poll path, with its retries) for fresh ones.
+            # A download never submits: the job stays the one already paid for.
+            self._ensure_open()
+            job = VideoJob(result.task_id, result.model, None, session=self)
+            status = await self._poll_with_retries(job)
+            if status.state is not JobState.SUCCEEDED:
+                raise DownloadError(f"task {result.task_id} now reports {status.describe()}", task_id=result.task_id)
+            return self._result_from(job, status)
+
+        return await self._downloader.download(
             result,
             path,
             overwrite=overwrite,
             progress=progress,
-            poll=poll_call(self._poll_route, self._base_url, result.task_id, result.model),
-            retry_policy=self._retry_policy,
-            rng=self._rng,
+            max_bytes=max_bytes,
+            refresh=refresh,
+            poll_body=poll_call(self._poll_route, self._base_url, result.task_id, result.model),
         )
 
 

@@ -207,7 +207,9 @@ async def test_interrupted_batch_resumes_without_resubmitting(
 ) -> None:
     """Stopping a batch midway, then re-running it: submitted jobs are re-attached, each prompt submitted once."""
     journal = tmp_path / "journal.sqlite"
-    sim.default_plan = JobPlan(polls=4)
+    sim.default_plan = JobPlan(polls=40)  # slow, so the first run stops with jobs in flight
+    for quick in range(4):
+        sim.plan_for(f"number {quick}", JobPlan(polls=1))
     session = make_session(max_concurrent_jobs=4)
     async with session.generate_many(requests(12), output_dir=tmp_path, journal=journal) as batch:
         got = []
@@ -369,3 +371,30 @@ async def test_closing_the_session_closes_an_abandoned_batch(
     assert set(states) <= {"submitted", "not_sent"}
     async with make_session().generate_many(requests(5), journal=journal) as again:
         assert again.total == 5  # the lock was released
+
+
+async def test_jobs_given_one_name_do_not_overwrite_each_other(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A filename() that names every job alike still gives each video its own file."""
+    session = make_session(max_concurrent_jobs=4)
+    outcomes = await run(session, requests(4), output_dir=tmp_path, filename=lambda i, r: "same.mp4")
+    names = sorted(o.file.path.name for o in outcomes if o.file)
+    assert names == ["same-2.mp4", "same-3.mp4", "same-4.mp4", "same.mp4"]
+
+
+async def test_a_file_written_but_not_recorded_is_reused_not_duplicated(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A video on disk whose size and sha256 never reached the journal is fetched again onto the same path."""
+    journal = tmp_path / "journal.sqlite"
+    out = tmp_path / "out"
+    first = await run(make_session(), requests(2), output_dir=out, journal=journal)
+    with sqlite3.connect(journal) as db:  # as if the run died between the rename and the record
+        db.execute("UPDATE jobs SET file_size = NULL, file_sha256 = NULL")
+    db.close()
+    sim.reset_records()
+    second = await run(make_session(), requests(2), output_dir=out, journal=journal)
+    assert sim.records.submit_count == 0
+    assert sorted(p.name for p in out.glob("*.mp4")) == sorted(o.file.path.name for o in first if o.file)
+    assert all(o.ok and o.resumed and o.file is not None and o.file.sha256 == SAMPLE_SHA for o in second)

@@ -270,7 +270,7 @@ async def test_success_answer_has_the_documented_shape(http: aiohttp.ClientSessi
     assert (gen["mediaType"], gen["status"], gen["failMsg"]) == ("video", "succeed", "")
     assert ISO_DATE.match(gen["createdDate"])
     assert ISO_DATE.match(gen["updatedDate"])
-    assert gen["url"] == f"{server.origin}/cdn/{task_id}.mp4"
+    assert re.fullmatch(re.escape(f"{server.origin}/cdn/{task_id}.mp4") + r"\?sig=[0-9a-f]{16}", gen["url"])
     assets = body["fastrouter_assets"]
     assert assets["status"] == "ready"
     assert assets["urls"] == [f"{server.origin}/videos-content/{task_id}"]
@@ -972,3 +972,159 @@ async def test_command_line_serves_until_interrupted(http: aiohttp.ClientSession
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# -- download switches, video faults, expiring links ----------------------------------------------
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+async def test_download_without_range_support(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """download_ranges=False ignores Range and advertises nothing: the whole body comes back with 200."""
+    sim.download_ranges = False
+    status, headers, body = await download(http, f"{server.origin}/cdn/fr_X.mp4", {"Range": "bytes=10-"})
+    assert (status, body) == (200, sample_video())
+    assert "Accept-Ranges" not in headers
+    assert "Content-Range" not in headers
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("weak", 'W/"{}"'), ("none", None)])
+async def test_download_etag_modes(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator, mode: Any, expected: str | None
+) -> None:
+    """download_etag sends a weak ETag or none; either way an If-Range never matches and the body comes whole."""
+    sim.download_etag = mode
+    video = sample_video()
+    strong = f'"{hashlib.sha256(video).hexdigest()}"'
+    status, headers, body = await download(
+        http, f"{server.origin}/cdn/fr_X.mp4", {"Range": "bytes=0-9", "If-Range": strong}
+    )
+    assert (status, body) == (200, video)
+    assert headers.get("ETag") == (None if expected is None else expected.format(hashlib.sha256(video).hexdigest()))
+    status, _, body = await download(http, f"{server.origin}/cdn/fr_X.mp4", {"Range": "bytes=0-9"})
+    assert (status, body) == (206, video[:10])
+
+
+async def test_download_checksum_headers(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """download_checksums adds checksum headers: body ones cover the range sent, the others the whole file."""
+    sim.download_checksums = ("content-md5", "content-digest", "repr-digest", "digest", "x-goog-hash")
+    video = sample_video()
+    whole_md5, whole_sha = hashlib.md5(video).digest(), hashlib.sha256(video).digest()
+    _, headers, body = await download(http, f"{server.origin}/cdn/fr_X.mp4", {"Range": "bytes=100-"})
+    assert body == video[100:]
+    assert headers["Content-MD5"] == b64(hashlib.md5(body).digest())
+    assert headers["Content-Digest"] == f"sha-256=:{b64(hashlib.sha256(body).digest())}:"
+    assert headers["Repr-Digest"] == f"sha-256=:{b64(whole_sha)}:, md5=:{b64(whole_md5)}:"
+    assert headers["Digest"] == f"SHA-256={b64(whole_sha)},MD5={b64(whole_md5)}"
+    assert headers["x-goog-hash"] == f"md5={b64(whole_md5)}"
+    _, headers, _ = await download(http, f"{server.origin}/cdn/fr_X.mp4")
+    assert headers["Content-MD5"] == b64(whole_md5)
+
+
+def test_unknown_checksum_header_is_refused() -> None:
+    """A checksum header the simulator cannot send is refused when it is configured."""
+    with pytest.raises(ValueError, match="unknown checksum headers"):
+        FastRouterSimulator(download_checksums=("crc32c",))
+
+
+async def test_download_without_content_length_is_chunked(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """download_content_length=False streams the video chunked, without Content-Length."""
+    sim.download_content_length = False
+    status, headers, body = await download(http, f"{server.origin}/videos-content/fr_X")
+    assert (status, body) == (200, sample_video())
+    assert "Content-Length" not in headers
+    assert headers["Transfer-Encoding"] == "chunked"
+
+
+async def test_corrupt_fault_flips_one_byte_under_true_headers(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """Fault.corrupt sends one wrong byte while length, ETag and checksums describe the real video."""
+    sim.download_checksums = ("repr-digest",)
+    sim.inject(Fault.corrupt())
+    video = sample_video()
+    _, headers, body = await download(http, f"{server.origin}/cdn/fr_X.mp4")
+    assert len(body) == len(video)
+    assert sum(a != b for a, b in zip(body, video, strict=True)) == 1
+    assert headers["ETag"] == f'"{hashlib.sha256(video).hexdigest()}"'
+    assert b64(hashlib.sha256(video).digest()) in headers["Repr-Digest"]
+    assert (await download(http, f"{server.origin}/cdn/fr_X.mp4"))[2] == video  # times=1
+
+
+async def test_serve_fault_answers_other_bytes_consistently(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """Fault.serve answers with other bytes, and ranges and ETag follow them (a file changed on the server)."""
+    other = os.urandom(5000)
+    sim.inject(Fault.serve(other, times=None))
+    status, headers, body = await download(http, f"{server.origin}/cdn/fr_X.mp4", {"Range": "bytes=4000-"})
+    assert (status, body, headers["Content-Range"]) == (206, other[4000:], "bytes 4000-4999/5000")
+    assert headers["ETag"] == f'"{hashlib.sha256(other).hexdigest()}"'
+    with pytest.raises(ValueError, match="needs the video"):
+        Fault(route="download", kind="serve")
+
+
+async def test_video_faults_leave_json_answers_alone(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """corrupt and serve faults on the poll route change only video answers; a JSON poll passes unchanged."""
+    task_id = await submit_id(http, server)
+    sim.inject(Fault.corrupt(route="poll"))
+    body = await poll_json(http, server, task_id)
+    assert body["data"]["taskId"] == task_id
+
+
+async def test_expired_links_answer_their_status_until_a_new_poll(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """expire_links() kills the signed provider links issued so far; the next poll signs fresh ones."""
+    task_id = await submit_id(http, server)
+    old = (await poll_json(http, server, task_id))["data"]["generations"][0]["url"]
+    hosted = f"{server.origin}/videos-content/{task_id}"
+    assert sim.expire_links(403) == 1
+    assert (await download(http, old))[0] == 403
+    assert (await download(http, hosted))[0] == 200  # hosted copies only with hosted=True
+    fresh = (await poll_json(http, server, task_id))["data"]["generations"][0]["url"]
+    assert fresh != old
+    assert (await download(http, fresh))[0] == 200
+    sim.expire_links(410, hosted=True)
+    assert [(await download(http, url))[0] for url in (old, fresh, hosted)] == [410, 410, 410]
+    unsigned = f"{server.origin}/cdn/{task_id}.mp4"
+    assert (await download(http, unsigned))[0] == 200  # a link without a sig is not ours to expire
+    with pytest.raises(ValueError, match="403, 404 or 410"):
+        sim.expire_links(500)
+
+
+async def test_records_count_downloads_at_once(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """records.max_downloads_active is the most downloads being answered at the same time."""
+    sim.default_plan = JobPlan(video=os.urandom(2 * 1024 * 1024))
+    task_id = await submit_id(http, server)
+    url = f"{server.origin}/videos-content/{task_id}"
+    bodies = await asyncio.gather(*(download(http, url) for _ in range(3)))
+    assert {len(b) for _, _, b in bodies} == {2 * 1024 * 1024}
+    assert 1 <= sim.records.max_downloads_active <= 3
+    assert sim.records.downloads_active == 0
+    sim.reset_records()
+    assert sim.records.max_downloads_active == 0
+
+
+async def test_videos_from_another_simulator(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """videos_from makes a second simulator serve the first one's videos for task ids it does not know."""
+    sim.default_plan = JobPlan(video=b"\x00\x00\x00\x18ftypmp42 the real one")
+    task_id = await submit_id(http, server)
+    cdn = FastRouterSimulator(videos_from=sim)
+    async with cdn.serve() as cdn_server:
+        assert (await download(http, f"{cdn_server.origin}/cdn/{task_id}.mp4"))[2] == sim.default_plan.video
+        assert (await download(http, f"{cdn_server.origin}/cdn/fr_unknown.mp4"))[2] == sample_video()

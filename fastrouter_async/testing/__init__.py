@@ -32,10 +32,21 @@ Make things go wrong with a :class:`Fault`::
     sim.inject(Fault.server_error(502, route="submit", times=None))  # every submit
     sim.inject(Fault.drop(route="submit", after_processing=True))    # job created, answer lost
     sim.inject(Fault.truncate(1000))                                 # a download cut short
+    sim.inject(Fault.corrupt())                                      # one wrong byte, true headers
+    sim.inject(Fault.serve(other_bytes))                             # the file changed on the server
+
+Say how videos are served::
+
+    sim.download_ranges = False              # ignore Range (a server without range support)
+    sim.download_etag = "weak"               # or "strong" (the default: quoted SHA-256), "none"
+    sim.download_checksums = ("repr-digest", "content-md5")  # also "digest", "content-digest", "x-goog-hash"
+    sim.download_content_length = False      # chunked, no Content-Length
+    sim.expire_links(410, hosted=True)       # old links (and hosted copies) answer 410; polls sign new ones
 
 Then assert on what the server saw::
 
     sim.records.submit_count, sim.records.jobs_created, sim.records.max_in_flight
+    sim.records.max_downloads_active      # downloads answered at the same time
     sim.records.polls[-1].json            # {"taskId": ..., "model": ...}
     sim.records.headers_seen("download")  # was Authorization sent to the CDN?
     sim.jobs[task_id].poll_count
@@ -43,7 +54,8 @@ Then assert on what the server saw::
 Downloads are served for any task id (even one this simulator does not know),
 so a second simulator can play another host: ``FastRouterSimulator(asset_origin=...)``
 puts the other server's origin into ``fastrouter_assets.urls``, and
-``redirect_assets_to=...`` makes downloads answer 302 to it.
+``redirect_assets_to=...`` makes downloads answer 302 to it, and
+``FastRouterSimulator(videos_from=sim)`` makes the other one serve ``sim``'s videos.
 
 ``sim.app()`` returns a plain ``aiohttp.web.Application`` to mount or run
 yourself, and ``python -m fastrouter_async.testing --port 8000`` serves one

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import _payloads
-from ._assets import video_response
+from ._assets import video_answer
 from ._plans import Fault
 from ._records import RecordedRequest, RecordRoute, SimulatedJob
 
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["build_app"]
 
 API = "/api/v1"
+
+_SEND_CHUNK = 64 * 1024  # videos go out in pieces, so downloads overlap and can be cut mid-body
+_VIDEO_FAULTS = frozenset({"truncate", "corrupt", "serve"})  # applied by the video sender itself
 
 Inner = Callable[[web.Request, RecordedRequest], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,7 +70,13 @@ class _Routes:
         async def handle(request: web.Request) -> web.StreamResponse:
             record = await self._record(route, request)
             record.fault = self.sim._take_fault(route)
-            response = await self._answer(request, record, inner)
+            if route == "download":
+                self.sim.records._download_started()
+            try:
+                response = await self._answer(request, record, inner)
+            finally:
+                if route == "download":
+                    self.sim.records._download_ended()
             if response is None:
                 record.dropped = True
                 return _drop(request)
@@ -85,6 +94,7 @@ class _Routes:
             headers=dict(request.headers),
             json=_decode_json(raw),
             time=self.sim.now(),
+            query=request.query_string,
         )
         self.sim.records.requests.append(record)
         return record
@@ -98,8 +108,11 @@ class _Routes:
             return _status_response(fault)
         if fault.kind == "malformed_json":
             return web.Response(body=_payloads.MALFORMED_JSON, content_type="application/json")
-        if fault.kind == "truncate":
-            return await _truncated(request, record, await inner(request, record), fault.nbytes)
+        if fault.kind in _VIDEO_FAULTS:
+            response = await inner(request, record)
+            if response.prepared or fault.kind != "truncate":
+                return response  # a video answer applied the fault while sending; others pass unchanged
+            return await _truncated(request, record, response, fault.nbytes)
         if fault.kind == "drop":
             if fault.after_processing:
                 await inner(request, record)
@@ -143,27 +156,65 @@ class _Routes:
                 400, "Bad Request - 'taskId' is required and must be a non-empty string", code="invalid_task_id"
             )
         model = body.get("model")
-        return self._poll(request, record, body["taskId"], model, model_sent=model is not None)
+        return await self._poll(request, record, body["taskId"], model, model_sent=model is not None)
 
     async def poll_get(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         if not self.sim._authorized(request.headers.get("Authorization")):
             return _error(401)
         model = request.query.get("model")
-        return self._poll(request, record, request.match_info["task_id"], model, model_sent=model is not None)
+        return await self._poll(request, record, request.match_info["task_id"], model, model_sent=model is not None)
 
     async def download(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         task_id = request.match_info["task_id"]
         record.task_id = task_id
+        expired = self.sim._link_status(request.query.get("sig"), task_id, hosted=request.path.startswith("/videos-"))
+        if expired is not None:
+            return _error(expired, _EXPIRED_MESSAGE, code="link_expired")
         if self.sim.assets_require_auth and not self.sim._authorized(request.headers.get("Authorization")):
             return _error(401)
         if self.sim.redirect_assets_to:
             location = self.sim.redirect_assets_to.rstrip("/") + request.path_qs
             return web.Response(status=302, headers={"Location": location})
-        return video_response(
-            self.sim._video_for(task_id),
-            range_header=request.headers.get("Range"),
-            if_range=request.headers.get("If-Range"),
+        return await self._send_video(request, record, self.sim._video_for(task_id))
+
+    async def _send_video(self, request: web.Request, record: RecordedRequest, video: bytes) -> web.StreamResponse:
+        """Stream ``video`` in pieces, honouring ranges and the simulator's download settings and video faults."""
+        fault = record.fault
+        if fault is not None and fault.kind == "serve" and fault.video is not None:
+            video = fault.video
+        ranged = request.method in ("GET", "HEAD")  # Range means nothing to a POST (a video_body poll)
+        answer = video_answer(
+            video,
+            range_header=request.headers.get("Range") if ranged else None,
+            if_range=request.headers.get("If-Range") if ranged else None,
+            ranges=self.sim.download_ranges,
+            etag=self.sim.download_etag,
+            checksums=self.sim.download_checksums,
         )
+        body = answer.body
+        if fault is not None and fault.kind == "corrupt" and body:
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
+        cut = fault.nbytes if fault is not None and fault.kind == "truncate" else None
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        if self.sim.download_content_length or cut is not None:
+            response.content_length = len(body)
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        sent = body if cut is None else body[:cut]
+        for start in range(0, len(sent), _SEND_CHUNK):
+            await response.write(sent[start : start + _SEND_CHUNK])
+        if cut is not None:
+            record.status = answer.status
+            record.dropped = True
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
 
     async def healthz(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         return web.Response(text="ok")
@@ -173,7 +224,7 @@ class _Routes:
 
     # -- polling -------------------------------------------------------------
 
-    def _poll(
+    async def _poll(
         self, request: web.Request, record: RecordedRequest, task_id: str, model: Any, *, model_sent: bool
     ) -> web.StreamResponse:
         record.task_id = task_id
@@ -192,15 +243,15 @@ class _Routes:
             return _error(404)
         if stage == "running":
             return web.json_response(_running(job))
-        return self._final(request, job)
+        return await self._final(request, record, job)
 
-    def _final(self, request: web.Request, job: SimulatedJob) -> web.StreamResponse:
+    async def _final(self, request: web.Request, record: RecordedRequest, job: SimulatedJob) -> web.StreamResponse:
         plan = job.plan
         outcome = plan.outcome
         if outcome == "vanish":
             return _error(404)
         if outcome == "video_body":
-            return web.Response(body=self.sim._video_for(job.task_id), content_type="video/mp4")
+            return await self._send_video(request, record, self.sim._video_for(job.task_id))
         if outcome == "failed":
             body = _payloads.failed_body(
                 task_id=job.task_id, error=plan.error, with_status=not plan.omit_overall_status
@@ -221,7 +272,8 @@ class _Routes:
         gen = _generation(job, status=plan.status_word)
         asset_url = None
         if plan.outcome == "succeed":
-            gen["url"] = f"{origin}/cdn/{job.task_id}.mp4"
+            # Each answer signs the provider link afresh, as providers do; expire_links() invalidates old ones.
+            gen["url"] = f"{origin}/cdn/{job.task_id}.mp4?sig={self.sim._new_link_sig()}"
             asset_url = f"{(self.sim.asset_origin or origin).rstrip('/')}/videos-content/{job.task_id}"
         elif plan.outcome == "inline_base64":
             gen["bytesBase64Encoded"] = base64.b64encode(self.sim._video_for(job.task_id)).decode("ascii")
@@ -235,6 +287,9 @@ class _Routes:
             asset_url=asset_url,
             cached_at=job.cached_at or int(time.time()),
         )
+
+
+_EXPIRED_MESSAGE = "The link has expired; poll the task again for a fresh one"
 
 
 def _running(job: SimulatedJob) -> dict[str, Any]:

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
+from collections.abc import Collection, Mapping
 from importlib import resources
 from typing import Final, Literal
 
-from aiohttp import web
+import attrs
 
-__all__ = ["UNSATISFIABLE", "etag_of", "parse_range", "sample_video", "video_response"]
+__all__ = [
+    "CHECKSUM_HEADERS",
+    "UNSATISFIABLE",
+    "EtagMode",
+    "VideoAnswer",
+    "etag_of",
+    "parse_range",
+    "sample_video",
+    "video_answer",
+]
 
 UNSATISFIABLE: Final = "unsatisfiable"
+EtagMode = Literal["strong", "weak", "none"]
+CHECKSUM_HEADERS: Final = ("content-md5", "content-digest", "repr-digest", "digest", "x-goog-hash")
+"""Checksum headers the simulator can send with videos (``FastRouterSimulator.download_checksums``)."""
 
 
 @functools.cache
@@ -55,22 +69,74 @@ def parse_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfia
     return first, min(int(last_text), size - 1) if last_text else size - 1
 
 
-def video_response(video: bytes, *, range_header: str | None, if_range: str | None) -> web.Response:
-    """Serve ``video`` as ``video/mp4``: 200 in full, 206 for a satisfiable range, 416 otherwise.
+@attrs.frozen(kw_only=True)
+class VideoAnswer:
+    """What to send for one request for a video: status, headers and the body bytes (pure data)."""
 
-    An ``If-Range`` that does not equal the ETag makes the range ignored (the
-    body changed, so the client gets it whole), as RFC 9110 says.
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def video_answer(
+    video: bytes,
+    *,
+    range_header: str | None,
+    if_range: str | None,
+    ranges: bool = True,
+    etag: EtagMode = "strong",
+    checksums: Collection[str] = (),
+) -> VideoAnswer:
+    """The answer serving ``video``: 200 in full, 206 for a satisfiable range, 416 otherwise.
+
+    ``ranges=False`` ignores ``Range`` and sends no ``Accept-Ranges``. ``etag`` is
+    ``"strong"`` (the quoted SHA-256), ``"weak"`` (the same, ``W/``-prefixed) or
+    ``"none"``. An ``If-Range`` that is not the strong ETag makes the range ignored
+    (the body changed, so the client gets it whole), as RFC 9110 says. ``checksums``
+    names the checksum headers to add (see :data:`CHECKSUM_HEADERS`); those that
+    describe the message body (``content-md5``, ``content-digest``) cover the range
+    sent, the others the whole file.
     """
-    etag = etag_of(video)
-    headers = {"Accept-Ranges": "bytes", "ETag": etag}
+    unknown = set(checksums) - set(CHECKSUM_HEADERS)
+    if unknown:
+        raise ValueError(f"unknown checksum headers {sorted(unknown)}; known: {', '.join(CHECKSUM_HEADERS)}")
+    strong = etag_of(video)
+    headers: dict[str, str] = {"Content-Type": "video/mp4"}
+    if ranges:
+        headers["Accept-Ranges"] = "bytes"
+    if etag == "strong":
+        headers["ETag"] = strong
+    elif etag == "weak":
+        headers["ETag"] = "W/" + strong
     wanted = None
-    if range_header is not None and (if_range is None or if_range.strip() == etag):
+    if ranges and range_header is not None and (if_range is None or (etag == "strong" and if_range.strip() == strong)):
         wanted = parse_range(range_header, len(video))
     if isinstance(wanted, str):  # UNSATISFIABLE
         headers["Content-Range"] = f"bytes */{len(video)}"
-        return web.Response(status=416, headers=headers)
-    if wanted is None:
-        return web.Response(body=video, content_type="video/mp4", headers=headers)
-    first, last = wanted
-    headers["Content-Range"] = f"bytes {first}-{last}/{len(video)}"
-    return web.Response(status=206, body=video[first : last + 1], content_type="video/mp4", headers=headers)
+        return VideoAnswer(status=416, headers=headers, body=b"")
+    status, body = 200, video
+    if wanted is not None:
+        first, last = wanted
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(video)}"
+        status, body = 206, video[first : last + 1]
+    headers.update(_checksum_headers(video, body, checksums))
+    return VideoAnswer(status=status, headers=headers, body=body)
+
+
+def _checksum_headers(video: bytes, body: bytes, names: Collection[str]) -> dict[str, str]:
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    whole_md5, whole_sha = hashlib.md5(video, usedforsecurity=False).digest(), hashlib.sha256(video).digest()
+    out: dict[str, str] = {}
+    if "content-md5" in names:
+        out["Content-MD5"] = b64(hashlib.md5(body, usedforsecurity=False).digest())
+    if "content-digest" in names:
+        out["Content-Digest"] = f"sha-256=:{b64(hashlib.sha256(body).digest())}:"
+    if "repr-digest" in names:
+        out["Repr-Digest"] = f"sha-256=:{b64(whole_sha)}:, md5=:{b64(whole_md5)}:"
+    if "digest" in names:
+        out["Digest"] = f"SHA-256={b64(whole_sha)},MD5={b64(whole_md5)}"
+    if "x-goog-hash" in names:
+        out["x-goog-hash"] = f"md5={b64(whole_md5)}"
+    return out

@@ -63,6 +63,11 @@ def new_task_id() -> str:
     return "fr_" + "".join(chars)
 
 
+def new_link_sig() -> str:
+    """A random signature for a download link's ``sig`` query parameter (16 hex digits)."""
+    return secrets.token_hex(8)
+
+
 def new_chat_id() -> str:
     """``fr_`` + a UUID4, new for every answer."""
     return f"fr_{uuid.uuid4()}"

@@ -20,7 +20,7 @@ Outcome = Literal[
     "vanish",
 ]
 FaultRoute = Literal["submit", "poll", "download", "any"]
-FaultKind = Literal["status", "slow", "malformed_json", "drop", "truncate"]
+FaultKind = Literal["status", "slow", "malformed_json", "drop", "truncate", "corrupt", "serve"]
 
 
 def _video_repr(video: bytes | None) -> str:
@@ -130,12 +130,16 @@ class Fault:
     """``drop``/``slow``: handle the request first (a submit creates its job), then drop or wait."""
     nbytes: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """How many body bytes a ``"truncate"`` fault sends before dropping the connection."""
+    video: bytes | None = attrs.field(default=None, repr=_video_repr)
+    """The bytes a ``"serve"`` fault answers with instead of the job's video."""
 
     def __attrs_post_init__(self) -> None:
         if self.times is not None and self.times < 1:
             raise ValueError(f"times must be at least 1 (or None for every request), got {self.times}")
         if self.kind == "status" and self.http_status is None:
             raise ValueError("a status fault needs http_status")
+        if self.kind == "serve" and self.video is None:
+            raise ValueError("a serve fault needs the video to serve")
 
     @classmethod
     def status(
@@ -234,6 +238,28 @@ class Fault:
         ``video_body`` poll).
         """
         return cls(route=route, kind="truncate", nbytes=nbytes, times=times, skip=skip)
+
+    @classmethod
+    def corrupt(cls, *, route: FaultRoute = "download", times: int | None = 1, skip: int = 0) -> Fault:
+        """Send a video with one byte changed, under headers that describe the real one.
+
+        Status, ``Content-Length``, ``Content-Range``, ``ETag`` and checksum headers
+        are those of the true bytes; only the middle byte of the body sent is flipped.
+        A client notices only by checking a checksum (``download_checksums``).
+        Applies to video answers (downloads, ``video_body`` polls); others pass unchanged.
+        """
+        return cls(route=route, kind="corrupt", times=times, skip=skip)
+
+    @classmethod
+    def serve(cls, video: bytes, *, route: FaultRoute = "download", times: int | None = 1, skip: int = 0) -> Fault:
+        """Answer with ``video`` instead of the job's video, as if the file had changed on the server.
+
+        Everything follows the new bytes: length, ranges, ``ETag`` and checksums.
+        So a client resuming with ``If-Range`` gets the new file whole, and one
+        resuming without a validator gets a ``Content-Range`` with another size.
+        Applies to video answers (downloads, ``video_body`` polls); others pass unchanged.
+        """
+        return cls(route=route, kind="serve", video=video, times=times, skip=skip)
 
     def matches(self, route: str) -> bool:
         """Whether this fault is about requests of ``route`` (``"submit"``, ``"poll"``, ``"download"``)."""

@@ -41,6 +41,8 @@ class RecordedRequest:
     """Polls only: whether the request named a ``model``."""
     model_matched: bool | None = None
     """Polls only: whether the sent ``model`` equals the job's (``None`` if not sent or the job is unknown)."""
+    query: str = ""
+    """The query string, without ``?`` (download links carry their ``sig`` there)."""
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -91,6 +93,10 @@ class SimulatorRecords:
     ``in_flight`` counts jobs from the moment their submit was accepted until
     a poll first reported them done (succeeded, failed or vanished); jobs
     nobody polls stay in flight. ``max_in_flight`` is its high-water mark.
+
+    ``downloads_active`` counts download requests from arrival until their last
+    body byte was sent (or the connection dropped); ``max_downloads_active`` is
+    its high-water mark: how many downloads a client ran at once.
     """
 
     requests: list[RecordedRequest] = attrs.field(factory=list)
@@ -98,6 +104,8 @@ class SimulatorRecords:
     jobs_created: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    downloads_active: int = 0
+    max_downloads_active: int = 0
 
     @property
     def submits(self) -> list[RecordedRequest]:
@@ -125,6 +133,7 @@ class SimulatorRecords:
         self.requests.clear()
         self.jobs_created = 0
         self.max_in_flight = self.in_flight
+        self.max_downloads_active = self.downloads_active
 
     def _of(self, route: RecordRoute) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route]
@@ -136,3 +145,10 @@ class SimulatorRecords:
 
     def _job_finished(self) -> None:
         self.in_flight -= 1
+
+    def _download_started(self) -> None:
+        self.downloads_active += 1
+        self.max_downloads_active = max(self.max_downloads_active, self.downloads_active)
+
+    def _download_ended(self) -> None:
+        self.downloads_active -= 1

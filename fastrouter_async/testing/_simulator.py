@@ -19,7 +19,7 @@ import attrs
 
 from . import _payloads
 from ._app import build_app
-from ._assets import sample_video
+from ._assets import CHECKSUM_HEADERS, EtagMode, sample_video
 from ._plans import Fault, JobPlan
 from ._records import JobStage, RecordRoute, SimulatedJob, SimulatorRecords
 from ._server import SimulatorServer
@@ -65,7 +65,24 @@ class FastRouterSimulator:
     ``redirect_assets_to`` (an origin such as ``"http://127.0.0.1:8001"``)
     they answer ``302`` to the same path on that origin instead.
     ``asset_origin`` is the origin written into ``fastrouter_assets.urls``
-    (default: the origin the poll was sent to). ``clock`` replaces the event
+    (default: the origin the poll was sent to).
+
+    How videos are served (downloads, and ``video_body`` polls):
+    ``download_ranges=False`` ignores ``Range`` headers and sends no
+    ``Accept-Ranges`` (a server without range support); ``download_etag`` is
+    ``"strong"`` (the quoted SHA-256 of the bytes), ``"weak"`` or ``"none"``;
+    ``download_checksums`` names checksum headers to send, among
+    ``"content-md5"``, ``"content-digest"``, ``"repr-digest"``, ``"digest"`` and
+    ``"x-goog-hash"``; ``download_content_length=False`` streams the body
+    chunked, without ``Content-Length``. Provider links carry a ``sig`` query
+    parameter, new in every poll answer; :meth:`expire_links` makes those issued
+    so far (and, if asked, the hosted copies) answer 403/404/410.
+
+    Downloads of a task id this simulator does not know serve the bundled
+    sample, or, with ``videos_from=other_simulator``, that simulator's video for
+    the task: a second simulator then plays a CDN holding the real files.
+
+    ``clock`` replaces the event
     loop's clock for ``JobPlan.duration``/``visible_after`` and record times;
     pass a callable returning seconds to drive time by hand.
 
@@ -84,19 +101,34 @@ class FastRouterSimulator:
         asset_origin: str | None = None,
         assets_require_auth: bool = False,
         redirect_assets_to: str | None = None,
+        download_ranges: bool = True,
+        download_etag: EtagMode = "strong",
+        download_checksums: tuple[str, ...] = (),
+        download_content_length: bool = True,
+        videos_from: FastRouterSimulator | None = None,
         clock: Clock | None = None,
     ) -> None:
+        unknown = set(download_checksums) - set(CHECKSUM_HEADERS)
+        if unknown:
+            raise ValueError(f"unknown checksum headers {sorted(unknown)}; known: {', '.join(CHECKSUM_HEADERS)}")
         self.api_key = api_key
         self.default_plan = default_plan
         self.asset_origin = asset_origin
         self.assets_require_auth = assets_require_auth
         self.redirect_assets_to = redirect_assets_to
+        self.download_ranges = download_ranges
+        self.download_etag: EtagMode = download_etag
+        self.download_checksums: tuple[str, ...] = tuple(download_checksums)
+        self.download_content_length = download_content_length
+        self.videos_from = videos_from
         self.records = SimulatorRecords()
         self._clock: Clock = clock or anyio.current_time
         self._jobs: dict[str, SimulatedJob] = {}
         self._next_plans: collections.deque[JobPlan] = collections.deque()
         self._rules: list[tuple[BodyPredicate, JobPlan]] = []
         self._faults: list[_ArmedFault] = []
+        self._links: dict[str, int | None] = {}  # sig -> None while valid, else the status it answers
+        self._expired_hosted: dict[str, int] = {}  # task id -> the status its hosted copy answers
 
     def __repr__(self) -> str:
         return (
@@ -139,6 +171,25 @@ class FastRouterSimulator:
     def faults(self) -> tuple[Fault, ...]:
         """The faults that may still apply to a request, in injection order."""
         return tuple(armed.fault for armed in self._faults if not armed.exhausted)
+
+    # -- links ---------------------------------------------------------------
+
+    def expire_links(self, status: int = 410, *, hosted: bool = False) -> int:
+        """Make every provider link issued so far answer ``status`` (403, 404 or 410); return how many.
+
+        Polls made afterwards issue fresh provider links (a new ``sig``), which
+        work until expired in turn, as signed links do. With ``hosted=True`` the
+        hosted copies (``/videos-content/{task_id}``) of every job created so far
+        answer ``status`` too, for good: their URL never changes, so a poll
+        cannot renew them (FastRouter keeps them for 30 days).
+        """
+        if status not in (403, 404, 410):
+            raise ValueError(f"expired links answer 403, 404 or 410, not {status}")
+        for sig in self._links:
+            self._links[sig] = status
+        if hosted:
+            self._expired_hosted.update(dict.fromkeys(self._jobs, status))
+        return len(self._links)
 
     # -- state ---------------------------------------------------------------
 
@@ -219,8 +270,21 @@ class FastRouterSimulator:
             self.records._job_finished()
         return stage
 
+    def _new_link_sig(self) -> str:
+        sig = _payloads.new_link_sig()
+        self._links[sig] = None
+        return sig
+
+    def _link_status(self, sig: str | None, task_id: str, *, hosted: bool) -> int | None:
+        """The status an expired link answers, or ``None`` if it is valid (or not one of ours)."""
+        if hosted:
+            return self._expired_hosted.get(task_id)
+        return None if sig is None else self._links.get(sig)
+
     def _video_for(self, task_id: str) -> bytes:
         job = self._jobs.get(task_id)
+        if job is None and self.videos_from is not None:
+            return self.videos_from._video_for(task_id)
         if job is not None and job.plan.video is not None:
             return job.plan.video
         return sample_video()
