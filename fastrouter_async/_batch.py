@@ -34,6 +34,7 @@ from ._errors import (
     FastRouterError,
     InvalidRequestError,
     JobFailedError,
+    NotFoundError,
     SubmitUncertainError,
 )
 from ._filenames import safe_filename, unique_path
@@ -337,7 +338,7 @@ class BatchRun:
                     if entry.state is JournalState.SUBMITTING and self._journal is not None:
                         await self._journal.uncertain(item.key, _DIED_WHILE_SUBMITTING)
             elif entry.state is JournalState.FAILED:
-                if self._retry_failed and entry.task_id is not None:
+                if self._retry_failed:
                     item.action = _Action.SUBMIT
                 else:
                     item.action = _Action.REPORT
@@ -454,7 +455,13 @@ class BatchRun:
         if resumed:
             assert item.entry is not None
             assert item.entry.task_id is not None
-            job = session._attach(item.entry.task_id, item.entry.model, item.request, slot)
+            job = session._attach(
+                item.entry.task_id,
+                item.entry.model,
+                item.request,
+                slot,
+                submitted_wall_time=item.entry.submitted_at,
+            )
             self._moved("waiting", "running")
             self._counts["resumed"] += 1
         else:
@@ -480,6 +487,13 @@ class BatchRun:
         except JobFailedError as exc:
             if journal is not None:
                 await journal.failed(item.key, exc.message)
+            return self._ended(item, "running", OutcomeStatus.FAILED, error=exc, task_id=job.task_id, resumed=resumed)
+        except NotFoundError as exc:
+            # Past the not-visible-yet grace window FastRouter does not know the task (any more):
+            # it ended for good. Recorded as failed, so a re-run reports it and --retry-failed
+            # (retry_failed=True) can submit the request again.
+            if journal is not None:
+                await journal.failed(item.key, f"FastRouter no longer knows task {job.task_id}: {exc}")
             return self._ended(item, "running", OutcomeStatus.FAILED, error=exc, task_id=job.task_id, resumed=resumed)
         except JournalError:
             raise

@@ -115,6 +115,8 @@ class JournalEntry:
     file_size: int | None
     file_sha256: str | None
     submit_attempts: int
+    submitted_at: float | None = None
+    """Wall-clock time (``time.time()``) the task id was recorded."""
 
 
 def fingerprint(body: Mapping[str, Any]) -> str:
@@ -216,7 +218,9 @@ class Journal:
     def _entries_sync(self) -> dict[JobKey, JournalEntry]:
         rows = self._db.execute(
             "SELECT fingerprint, occurrence, position, model, state, task_id, status, error, cost_usd, "
-            "file_path, file_size, file_sha256, submit_attempts FROM jobs"
+            "file_path, file_size, file_sha256, submit_attempts, "
+            "(SELECT max(at) FROM events AS e WHERE e.fingerprint = jobs.fingerprint "
+            "AND e.occurrence = jobs.occurrence AND e.event = 'submitted') FROM jobs"
         ).fetchall()
         found: dict[JobKey, JournalEntry] = {}
         for row in rows:
@@ -238,6 +242,7 @@ class Journal:
                 file_size=row[10],
                 file_sha256=row[11],
                 submit_attempts=row[12],
+                submitted_at=row[13],
             )
         return found
 

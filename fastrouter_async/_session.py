@@ -376,9 +376,24 @@ class FastRouterSession:
             self._slot_holders.add(job)
         return job
 
-    def _attach(self, task_id: str, model: str | None, request: VideoRequest | None, slot: _Slot | None) -> VideoJob:
-        """Re-attach to a task submitted earlier, counting it against the cap with ``slot``."""
-        job = VideoJob(task_id, model, request, session=self, slot=slot)
+    def _attach(
+        self,
+        task_id: str,
+        model: str | None,
+        request: VideoRequest | None,
+        slot: _Slot | None,
+        *,
+        submitted_wall_time: float | None = None,
+    ) -> VideoJob:
+        """Re-attach to a task submitted earlier, counting it against the cap with ``slot``.
+
+        With the wall-clock time of the submit, a 404 within the not-visible-yet grace
+        window after it still counts as "pending" (the task may simply not be visible yet).
+        """
+        submitted_at = None
+        if submitted_wall_time is not None:
+            submitted_at = anyio.current_time() - max(0.0, time.time() - submitted_wall_time)
+        job = VideoJob(task_id, model, request, session=self, slot=slot, submitted_at=submitted_at)
         if slot is not None:
             self._slot_holders.add(job)
         return job
@@ -526,6 +541,9 @@ class FastRouterSession:
                 # Once sent, the request runs to completion even if the caller is cancelled:
                 # abandoning it half-way would lose the task id of a job that is being paid for.
                 return await _complete_despite_cancellation(self._submit_once(call, request), request)
+            # The budget is waited for before the intent is recorded, so that the window in which
+            # a crash leaves the outcome unknown spans the HTTP exchange alone.
+            ticket = await self._throttle.acquire()
             try:
                 await hooks.before_send()
             except BaseException:
@@ -533,7 +551,9 @@ class FastRouterSession:
                     await hooks.not_created("stopped before the submit was sent")
                 raise
             try:
-                return await _complete_despite_cancellation(self._submit_and_record(call, request, hooks), request)
+                return await _complete_despite_cancellation(
+                    self._submit_and_record(call, request, hooks, ticket), request
+                )
             except SubmitUncertainError:
                 raise
             except FastRouterError as exc:  # refused, rate limited or never sent: no job exists
@@ -548,15 +568,17 @@ class FastRouterSession:
             what=f"submit of {request.describe()}",
         )
 
-    async def _submit_and_record(self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks) -> SubmitAccepted:
-        accepted = await self._submit_once(call, request)
+    async def _submit_and_record(
+        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int
+    ) -> SubmitAccepted:
+        accepted = await self._submit_once(call, request, ticket)
         await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
         return accepted
 
-    async def _submit_once(self, call: Any, request: VideoRequest) -> SubmitAccepted:
+    async def _submit_once(self, call: Any, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
         secret = self._secret.reveal()
         try:
-            response = await self._budgeted_request(call)
+            response = await self._budgeted_request(call, ticket)
         except APIConnectionError as exc:
             if not exc.request_sent:
                 raise  # nothing reached the server: safe to retry
@@ -576,9 +598,13 @@ class FastRouterSession:
             # The job was most likely created; without its task id we cannot know.
             raise SubmitUncertainError(request, str(exc)) from exc
 
-    async def _budgeted_request(self, call: HttpCall) -> Response:
-        """One API request, paced by the session's budget; a 429 slows the whole session."""
-        ticket = await self._throttle.acquire()
+    async def _budgeted_request(self, call: HttpCall, ticket: int | None = None) -> Response:
+        """One API request, paced by the session's budget; a 429 slows the whole session.
+
+        ``ticket`` is passed when the caller already waited for the budget.
+        """
+        if ticket is None:
+            ticket = await self._throttle.acquire()
         response = await self._transport.request(call)
         if response.status == 429:
             wait = retry_after_seconds(response.headers, now=time.time())

@@ -398,3 +398,26 @@ async def test_a_file_written_but_not_recorded_is_reused_not_duplicated(
     assert sim.records.submit_count == 0
     assert sorted(p.name for p in out.glob("*.mp4")) == sorted(o.file.path.name for o in first if o.file)
     assert all(o.ok and o.resumed and o.file is not None and o.file.sha256 == SAMPLE_SHA for o in second)
+
+
+async def test_a_task_the_server_no_longer_knows_is_failed_not_stuck(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A re-attached task answering 404 long after its submit is recorded failed; retry_failed submits it anew."""
+    journal = tmp_path / "journal.sqlite"
+    await run(make_session(), requests(1), journal=journal)
+    with sqlite3.connect(journal) as db:  # as if the run had stopped long ago with the job in flight
+        db.execute("UPDATE jobs SET state = 'submitted', task_id = 'fr_GONE', status = NULL")
+        db.execute("UPDATE events SET at = 0 WHERE event = 'submitted'")
+    db.close()
+    second = await run(make_session(), requests(1), journal=journal)
+    assert second[0].status is OutcomeStatus.FAILED
+    assert second[0].resumed
+    assert "no longer knows task fr_GONE" not in str(second[0].error)  # the error is the server's 404
+    third = await run(make_session(), requests(1), journal=journal)
+    assert third[0].from_journal
+    assert "no longer knows task fr_GONE" in str(third[0].error)
+    assert sim.records.jobs_created == 1
+    fourth = await run(make_session(), requests(1), journal=journal, retry_failed=True)
+    assert fourth[0].ok
+    assert sim.records.jobs_created == 2
