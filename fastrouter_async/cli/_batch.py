@@ -195,7 +195,8 @@ def _summary(run: _Run, *, interrupted_by: int | None) -> None:
         if run.options.simulate:
             say(
                 "With --simulate the simulator stopped too: the jobs it was running are gone, and a re-run would "
-                "report them as not found. To see a full run, start again with a new --out folder."
+                "report them as failed (add --retry-failed to submit them again). To see a full run, start again "
+                "with a new --out folder."
             )
             return
         say("Jobs already submitted keep running on FastRouter; their task ids are in the journal.")

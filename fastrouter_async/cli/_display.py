@@ -102,6 +102,7 @@ class PlainBatchDisplay:
         self.started = time.monotonic()
         self._last_progress_at = self.started
         self._last_progress: BatchProgress | None = None
+        self._last_said: BatchProgress | None = None
 
     def __enter__(self) -> PlainBatchDisplay:
         say(f"{self._stamp()} started  {self.total} jobs")
@@ -110,7 +111,7 @@ class PlainBatchDisplay:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._last_progress is not None:
+        if self._last_progress is not None and self._last_progress != self._last_said:
             self._say_progress(self._last_progress)
 
     def _stamp(self) -> str:
@@ -129,6 +130,7 @@ class PlainBatchDisplay:
             self._say_progress(progress)
 
     def _say_progress(self, progress: BatchProgress) -> None:
+        self._last_said = progress
         eta = eta_seconds(progress, time.monotonic() - self.started)
         eta_text = "unknown" if eta is None else format_duration(eta)
         finished = f"{progress.finished}/{progress.total} finished"
