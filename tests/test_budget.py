@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -96,26 +97,40 @@ async def test_budget_paces_requests(make_session: SessionFactory, sim: FastRout
 async def test_a_429_pauses_the_whole_session(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
     """After one 429 with Retry-After, no request of any job reaches the server before the pause ends."""
     session = make_session(request_budget=RequestBudget(rate=10_000, recovery=0.05))
-    sim.default_plan = JobPlan(polls=4)
+    sim.default_plan = JobPlan(polls=30)
     jobs = [await session.submit(**VEO) for _ in range(5)]
-    sim.inject(Fault.rate_limit(route="poll", retry_after=0.05))
-    for job in jobs:
-        await job
+    sim.inject(Fault.rate_limit(route="poll", retry_after=0.05, skip=20))
+    await asyncio.gather(*(job.result() for job in jobs))  # five jobs polling at once
     limited = next(r for r in sim.records.polls if r.status == 429)
-    later = [r.time - limited.time for r in sim.records.polls if r.time > limited.time]
+    later = [r.time - limited.time for r in sim.records.polls if r.time > limited.time + 0.003]
     assert later
     assert min(later) >= 0.045
     assert session.rate_limited == 1
 
 
+def _requests_during_pauses(sim: FastRouterSimulator, pause: float) -> int:
+    """Requests that reached the server while the session should have been paused after a 429.
+
+    Requests already on their way when a 429 was answered get a few milliseconds to arrive.
+    """
+    seen = sorted(sim.records.submits + sim.records.polls, key=lambda r: r.time)
+    count = 0
+    for limited in (r for r in seen if r.status == 429):
+        count += sum(limited.time + 0.006 < r.time < limited.time + pause * 0.9 for r in seen)
+    return count
+
+
 async def test_batch_rides_out_a_429_storm(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
-    """Forty 429s across submits and polls: every job completes, and the session slowed down as a whole."""
+    """Bursts of 429s: every job completes, the whole batch pauses after each, and the rate is cut once per burst."""
     session: FastRouterSession = make_session(
         request_budget=RequestBudget(rate=2_000, recovery=0.05), max_concurrent_jobs=10
     )
-    sim.default_plan = JobPlan(polls=3)
-    sim.inject(Fault.rate_limit(route="any", retry_after=0.002, times=40, skip=5))
+    sim.default_plan = JobPlan(polls=6)
+    for start in (20, 60, 100, 140):
+        sim.inject(Fault.rate_limit(route="any", retry_after=0.03, times=10, skip=start))
     results = [r async for r in session.generate_many([VEO] * 30)]
     assert all(r.ok for r in results)
     assert sim.records.jobs_created == 30
     assert session.rate_limited == 40
+    assert session._throttle.episode < 40  # requests already on their way did not cut the rate again
+    assert _requests_during_pauses(sim, 0.03) == 0
