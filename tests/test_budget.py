@@ -126,11 +126,11 @@ async def test_batch_rides_out_a_429_storm(make_session: SessionFactory, sim: Fa
         request_budget=RequestBudget(rate=2_000, recovery=0.05), max_concurrent_jobs=10
     )
     sim.default_plan = JobPlan(polls=6)
-    for start in (20, 60, 100, 140):
-        sim.inject(Fault.rate_limit(route="any", retry_after=0.03, times=10, skip=start))
+    for start in (20, 50, 80, 110, 140):  # short bursts: most jobs were not answered 429 themselves
+        sim.inject(Fault.rate_limit(route="any", retry_after=0.03, times=3, skip=start))
     results = [r async for r in session.generate_many([VEO] * 30)]
     assert all(r.ok for r in results)
     assert sim.records.jobs_created == 30
-    assert session.rate_limited == 40
-    assert session._throttle.episode < 40  # requests already on their way did not cut the rate again
+    assert session.rate_limited == 15
+    assert session._throttle.episode < 15  # requests already on their way did not cut the rate again
     assert _requests_during_pauses(sim, 0.03) == 0
