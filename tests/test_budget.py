@@ -101,27 +101,21 @@ async def test_a_429_pauses_the_whole_session(make_session: SessionFactory, sim:
     jobs = [await session.submit(**VEO) for _ in range(5)]
     sim.inject(Fault.rate_limit(route="poll", retry_after=0.05, skip=20))
     await asyncio.gather(*(job.result() for job in jobs))  # five jobs polling at once
-    limited = next(r for r in sim.records.polls if r.status == 429)
-    later = [r.time - limited.time for r in sim.records.polls if r.time > limited.time + 0.003]
-    assert later
-    assert min(later) >= 0.045
+    # Only the other four jobs' polls that were already on their way may arrive during the pause
+    # (a session pausing only the job answered 429 lets the four others poll on every millisecond).
+    assert _most_requests_during_a_pause(sim, 0.05) <= 4
     assert session.rate_limited == 1
 
 
-def _requests_during_pauses(sim: FastRouterSimulator, pause: float) -> int:
-    """Requests that reached the server while the session should have been paused after a 429.
-
-    Requests already on their way when a 429 was answered get a few milliseconds to arrive.
-    """
+def _most_requests_during_a_pause(sim: FastRouterSimulator, pause: float) -> int:
+    """The most requests that reached the server during any pause that followed a 429."""
     seen = sorted(sim.records.submits + sim.records.polls, key=lambda r: r.time)
-    count = 0
-    for limited in (r for r in seen if r.status == 429):
-        count += sum(limited.time + 0.006 < r.time < limited.time + pause * 0.9 for r in seen)
-    return count
+    pauses = [r.time for r in seen if r.status == 429]
+    return max(sum(start < r.time < start + pause * 0.9 for r in seen) for start in pauses)
 
 
 async def test_batch_rides_out_a_429_storm(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
-    """Bursts of 429s: every job completes, the whole batch pauses after each, and the rate is cut once per burst."""
+    """Short bursts of 429s: every job completes, the whole batch pauses after each, the rate is cut once per burst."""
     session: FastRouterSession = make_session(
         request_budget=RequestBudget(rate=2_000, recovery=0.05), max_concurrent_jobs=10
     )
@@ -133,4 +127,7 @@ async def test_batch_rides_out_a_429_storm(make_session: SessionFactory, sim: Fa
     assert sim.records.jobs_created == 30
     assert session.rate_limited == 15
     assert session._throttle.episode < 15  # requests already on their way did not cut the rate again
-    assert _requests_during_pauses(sim, 0.03) == 0
+    # During a pause only requests that were already on their way may arrive: each job has at most
+    # one request out at a time, so at most the nine other jobs' (a session pausing only the job
+    # that was answered 429 lets the others poll on: hundreds of requests).
+    assert _most_requests_during_a_pause(sim, 0.03) <= 9
