@@ -467,7 +467,8 @@ class BatchRun:
         else:
             self._moved("waiting", "submitting")
             try:
-                job = await session._start_job(item.request, slot, _JournalHooks(self._journal, item))
+                hooks = None if self._journal is None else _JournalHooks(self._journal, item)
+                job = await session._start_job(item.request, slot, hooks)
             except SubmitUncertainError as exc:
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, exc.reason)
@@ -606,32 +607,29 @@ def _bucket(outcome: BatchOutcome) -> str:
 class _JournalHooks:
     """Connects one submit to the journal: intent before sending, task id as soon as it is known."""
 
-    def __init__(self, journal: Journal | None, item: _Item) -> None:
+    def __init__(self, journal: Journal, item: _Item) -> None:
         self._journal = journal
         self._item = item
 
     async def before_send(self) -> None:
-        if self._journal is not None:
-            item = self._item
-            await self._journal.submitting(item.key, position=item.index, model=item.request.model, body=item.body)
+        item = self._item
+        await self._journal.submitting(item.key, position=item.index, model=item.request.model, body=item.body)
 
     async def accepted(self, task_id: str) -> None:
-        if self._journal is not None:
-            try:
-                await self._journal.submitted(self._item.key, task_id)
-            except JournalError:
-                logger.error(  # noqa: TRY400 - the traceback adds nothing; the task id is what matters
-                    "could not journal task %s of request #%d; keep this id to re-attach: session.job(%r, model=%r)",
-                    task_id,
-                    self._item.index,
-                    task_id,
-                    self._item.request.model,
-                )
-                raise
+        try:
+            await self._journal.submitted(self._item.key, task_id)
+        except JournalError:
+            logger.error(  # noqa: TRY400 - the traceback adds nothing; the task id is what matters
+                "could not journal task %s of request #%d; keep this id to re-attach: session.job(%r, model=%r)",
+                task_id,
+                self._item.index,
+                task_id,
+                self._item.request.model,
+            )
+            raise
 
     async def not_created(self, reason: str) -> None:
-        if self._journal is not None:
-            await self._journal.not_sent(self._item.key, reason)
+        await self._journal.not_sent(self._item.key, reason)
 
 
 def _file_matches(path: Path, size: int, sha256: str) -> bool:

@@ -228,6 +228,12 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def check_wait_timeout(timeout: object) -> None:
+    """A ``timeout=`` on a wait: seconds >= 0, or ``None`` to wait as long as it takes."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0):
+        raise InvalidRequestError("timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes")
+
+
 def _check_non_negative(name: str, value: float) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
         _invalid(name, value, "a number of seconds >= 0")

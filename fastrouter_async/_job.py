@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._errors import InvalidRequestError, JobFailedError, JobTimeoutError, NotFoundError
+from ._config import check_wait_timeout
+from ._errors import JobFailedError, JobTimeoutError, NotFoundError
 from ._models import JobState, JobStatus, VideoRequest, VideoResult
 from ._polling import poll_delay
 
@@ -93,12 +94,7 @@ class VideoJob:
         :class:`JobTimeoutError` (a ``TimeoutError``) when ``timeout`` seconds
         pass first; the task itself keeps running either way.
         """
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
-        ):
-            raise InvalidRequestError(
-                "timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes"
-            )
+        check_wait_timeout(timeout)
         if self._outcome is None:
             await self._wait(timeout)
         return self._finish()

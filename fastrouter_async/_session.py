@@ -29,6 +29,7 @@ from ._config import (
     PollRoute,
     RetryPolicy,
     Timeouts,
+    check_wait_timeout,
     resolve_api_key,
     resolve_base_url,
 )
@@ -450,12 +451,7 @@ class FastRouterSession:
         """
         self._ensure_open()
         prepared = prepare_requests(requests, check=self._validate)
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
-        ):
-            raise InvalidRequestError(
-                "timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes"
-            )
+        check_wait_timeout(timeout)
         if filename is not None and not callable(filename):
             raise InvalidRequestError("filename", filename, "a function (index, request) -> file name, or None")
         if journal is not None and not isinstance(journal, str | os.PathLike):
