@@ -13,9 +13,11 @@ import anyio
 import attrs
 
 from ._config import check_wait_timeout
-from ._errors import JobFailedError, JobTimeoutError, NotFoundError
+from ._errors import JobFailedError, JobTimeoutError
+from ._estimates import learned_delay
 from ._models import JobState, JobStatus, VideoRequest, VideoResult
-from ._polling import poll_delay
+from ._polling import RetryCounter, poll_delay
+from ._protocol import HttpCall
 
 if TYPE_CHECKING:
     from ._session import FastRouterSession, _Slot
@@ -51,7 +53,14 @@ class VideoJob:
     _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
     _polls_done: int = attrs.field(default=0, init=False)
     _last_poll_at: float | None = attrs.field(default=None, init=False)
-    _wait_lock: anyio.Lock | None = attrs.field(default=None, init=False)
+    _last_running_at: float | None = attrs.field(default=None, init=False)
+    """When a poll last saw the job still running (for learning how long it took)."""
+    _waiters: list[asyncio.Future[BaseException | None]] | None = attrs.field(default=None, init=False)
+    """One future per ``result()`` in progress; the poller resolves them when the job ends."""
+    _schedule_token: int | None = attrs.field(default=None, init=False)
+    """Set while the job is on the session's poll schedule (see ``_poller``)."""
+    _retries: RetryCounter | None = attrs.field(default=None, init=False)
+    _call: HttpCall | None = attrs.field(default=None, init=False)
     _observer: Callable[[JobStatus], object] | None = attrs.field(default=None, init=False)
     """Called with each snapshot that changes the state or status word (used by batches)."""
 
@@ -92,7 +101,9 @@ class VideoJob:
 
         Raises :class:`JobFailedError` when the generation failed and
         :class:`JobTimeoutError` (a ``TimeoutError``) when ``timeout`` seconds
-        pass first; the task itself keeps running either way.
+        pass first; the task itself keeps running either way. Polls come from
+        the session's shared poller, on the session's poll policy; several
+        ``result()`` calls on one job share its polls.
         """
         check_wait_timeout(timeout)
         if self._outcome is None:
@@ -102,39 +113,64 @@ class VideoJob:
     # --- internals ------------------------------------------------------------------------
 
     async def _wait(self, timeout: float | None) -> None:
-        if self._wait_lock is None:
-            self._wait_lock = anyio.Lock()
-        started = anyio.current_time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            # The deadline covers waiting for the lock too: another waiter may be polling.
             with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                async with self._wait_lock:  # one waiter polls; the others find the outcome
-                    while self._outcome is None:
-                        await anyio.sleep(self._next_delay())
-                        self._record(await self._session._poll_with_retries(self))
+                while self._outcome is None:
+                    self._session._ensure_open()
+                    waiter: asyncio.Future[BaseException | None] = loop.create_future()
+                    if self._waiters is None:
+                        self._waiters = []
+                    self._waiters.append(waiter)
+                    try:
+                        if self._schedule_token is None:
+                            self._session._poller.schedule(self, self._due_at_jittered(loop.time()))
+                        failure = await waiter
+                    finally:
+                        self._waiters.remove(waiter)
+                    if failure is not None:
+                        raise failure
             if scope.cancelled_caught and self._outcome is None:
-                raise JobTimeoutError(self.task_id, self.model, anyio.current_time() - started, self._last_status)
+                raise JobTimeoutError(self.task_id, self.model, loop.time() - started, self._last_status)
         except anyio.get_cancelled_exc_class() as cancelled:
             cancelled.add_note(self._resume_hint())
             raise
-        except NotFoundError:
-            self._release_slot()  # the task is gone: unknown id, or its result expired
-            raise
-        except JobTimeoutError:
-            raise
-        except Exception:
-            # The wait failed (retries exhausted, auth...): stop counting the job against the cap.
-            self._release_slot()
-            raise
+
+    def _wake(self, failure: BaseException | None = None) -> None:
+        """Resolve every ``result()`` in progress: the job ended, or ``failure`` stopped the wait."""
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(failure)
+
+    @property
+    def _wanted(self) -> bool:
+        """Whether the poller should keep polling this job."""
+        if self._outcome is not None:
+            return False
+        if self._waiters:
+            return True
+        return self._holds_slot and self._session.submits_waiting > 0
 
     def _next_delay(self) -> float:
-        policy = self._session._poll_policy
+        """Seconds from now until the next poll, on the session's policy (learned or fixed)."""
+        session = self._session
+        policy = session._poll_policy
         if self._polls_done == 0:
             if self._submitted_at is None:
                 return 0.0  # re-attached: ask right away
+            return max(0.0, policy.first_delay - (anyio.current_time() - self._submitted_at))
+        if policy.learn and self._submitted_at is not None:
+            log_mean, sigma = session._durations.log_normal(self.model, self.request)
             elapsed = anyio.current_time() - self._submitted_at
-            return max(0.0, policy.first_delay - elapsed)
-        return poll_delay(policy, self._polls_done, self._session._rng)
+            return learned_delay(policy, log_mean, sigma, elapsed, session._rng)
+        return poll_delay(policy, self._polls_done, session._rng)
+
+    def _due_at_jittered(self, now: float) -> float:
+        """When the first scheduled poll of a new wait is due: now if overdue, else on schedule."""
+        if self._last_poll_at is None:
+            return now + self._next_delay()
+        return max(now, self._last_poll_at + self._next_delay())
 
     def _due_at(self) -> float:
         """When the next poll of this job is due, on the policy's schedule (without jitter)."""
@@ -149,7 +185,7 @@ class VideoJob:
 
     @property
     def _being_awaited(self) -> bool:
-        return self._wait_lock is not None and self._wait_lock.locked()
+        return bool(self._waiters)
 
     def _in_grace_window(self) -> bool:
         if self._submitted_at is None:
@@ -157,8 +193,12 @@ class VideoJob:
         return anyio.current_time() - self._submitted_at < self._session._poll_policy.not_found_grace
 
     def _record(self, snapshot: JobStatus) -> None:
+        now = anyio.current_time()
+        previous_running_at = self._last_running_at
         self._polls_done += 1
-        self._last_poll_at = anyio.current_time()
+        self._last_poll_at = now
+        if not snapshot.done:
+            self._last_running_at = now
         previous = self._last_status
         self._last_status = snapshot
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
@@ -169,11 +209,17 @@ class VideoJob:
             return
         if snapshot.state is JobState.SUCCEEDED:
             self._outcome = self._session._result_from(self, snapshot)
+            if self._submitted_at is not None and previous_running_at is not None:
+                # It ended between the last "running" answer and this one: learn the midpoint.
+                took = (previous_running_at + now) / 2 - self._submitted_at
+                self._session._durations.observe(self.model, self.request, took)
         else:
             self._outcome = JobFailedError(
                 self.task_id, self.model, snapshot.error or "the job failed", status=snapshot
             )
+        self._schedule_token = None
         self._release_slot()
+        self._wake()
 
     def _finish(self) -> VideoResult:
         outcome = self._outcome

@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._protocol import is_retryable_status, retry_after_seconds
 
-__all__ = ["is_transient", "poll_delay", "retry_delay", "retrying", "server_retry_after"]
+__all__ = ["RetryCounter", "is_transient", "poll_delay", "retry_delay", "retrying", "server_retry_after"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -36,10 +36,13 @@ _RATE_LIMIT_ALLOWANCE = 4
 
 
 def poll_delay(policy: PollPolicy, polls_done: int, rng: random.Random) -> float:
-    """Seconds to wait before the next poll, jittered."""
+    """Seconds to wait before the next poll on the fixed (not learning) schedule, jittered.
+
+    Jitter only shortens a gap, so that ``max_interval`` holds.
+    """
     base = policy.base_delay(polls_done)
     if policy.jitter and base:
-        base *= rng.uniform(1 - policy.jitter, 1 + policy.jitter)
+        base *= 1.0 - policy.jitter * rng.random()
     return base
 
 
@@ -71,6 +74,44 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, APIConnectionError | UnexpectedResponseError)
 
 
+class RetryCounter:
+    """The attempts made so far at one request, and whether (and when) to try again.
+
+    A 429 is the session-wide throttle's business (every request of the session
+    waits it out together), so rate-limited attempts have their own, larger
+    allowance (``_RATE_LIMIT_ALLOWANCE`` times ``max_attempts``) and do not use up
+    the attempts meant for real failures.
+    """
+
+    __slots__ = ("_attempt", "_limited", "_policy")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._attempt = 0
+        self._limited = 0
+
+    @property
+    def attempt(self) -> int:
+        """Failed attempts so far, not counting rate-limited ones."""
+        return self._attempt
+
+    def delay_after(self, exc: FastRouterError, rng: random.Random, *, transient: bool) -> float | None:
+        """Seconds to wait before trying again after ``exc``; ``None``: give up and raise it."""
+        policy = self._policy
+        if not transient:
+            return None
+        if isinstance(exc, RateLimitError):
+            self._limited += 1
+            if self._limited >= policy.max_attempts * _RATE_LIMIT_ALLOWANCE:
+                return None
+            return retry_delay(policy, min(self._limited - 1, self._attempt), rng, server_retry_after(exc))
+        if self._attempt + 1 >= policy.max_attempts:
+            return None
+        delay = retry_delay(policy, self._attempt, rng, server_retry_after(exc))
+        self._attempt += 1
+        return delay
+
+
 async def retrying(
     operation: Callable[[], Awaitable[T]],
     *,
@@ -81,33 +122,25 @@ async def retrying(
 ) -> T:
     """Run ``operation`` until it succeeds, retrying the failures ``should_retry`` accepts.
 
-    A 429 is the session-wide throttle's business (every request of the session
-    waits it out together), so rate-limited attempts have their own, larger
-    allowance (``_RATE_LIMIT_ALLOWANCE`` times ``max_attempts``) and do not use up
-    the attempts meant for real failures.
+    How many times and how long to wait is :class:`RetryCounter`'s decision.
     """
-    attempt = 0
-    limited = 0
+    counter = RetryCounter(policy)
     while True:
         try:
             return await operation()
         except FastRouterError as exc:
-            if not should_retry(exc):
-                raise
-            if isinstance(exc, RateLimitError):
-                limited += 1
-                exhausted = limited >= policy.max_attempts * _RATE_LIMIT_ALLOWANCE
-                delay = retry_delay(policy, min(limited - 1, attempt), rng, server_retry_after(exc))
-            else:
-                exhausted = attempt + 1 >= policy.max_attempts
-                delay = retry_delay(policy, attempt, rng, server_retry_after(exc))
-                attempt += 1
-            if exhausted:
+            delay = counter.delay_after(exc, rng, transient=should_retry(exc))
+            if delay is None:
                 raise
             if isinstance(exc, RateLimitError):
                 logger.warning("%s was rate limited (%s); retrying in %.2fs", what, exc, delay)
             else:
                 logger.warning(
-                    "%s failed (%s); retry %d of %d in %.2fs", what, exc, attempt, policy.max_attempts - 1, delay
+                    "%s failed (%s); retry %d of %d in %.2fs",
+                    what,
+                    exc,
+                    counter.attempt,
+                    policy.max_attempts - 1,
+                    delay,
                 )
             await anyio.sleep(delay)

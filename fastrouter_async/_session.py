@@ -44,8 +44,10 @@ from ._errors import (
     SubmitUncertainError,
     UnexpectedResponseError,
 )
+from ._estimates import DurationEstimates
 from ._job import VideoJob
 from ._models import DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
+from ._poller import Poller
 from ._polling import is_transient, retrying
 from ._protocol import (
     HttpCall,
@@ -203,7 +205,8 @@ class FastRouterSession:
         )
         self._limiter: anyio.CapacityLimiter | None = None
         self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
-        self._idle_poll_lock: anyio.Lock | None = None
+        self._poller = Poller(self)
+        self._durations = DurationEstimates(scale=poll_policy.duration_scale)
         self._batches: set[BatchRun] = set()
         self._closed = False
         self._rng = random.Random()
@@ -240,6 +243,7 @@ class FastRouterSession:
         with anyio.CancelScope(shield=True):
             for batch in list(self._batches):  # batches left open: stopped cleanly, journals closed
                 await batch.aclose()
+            await self._poller.aclose()  # result() calls still waiting get the RuntimeError of a closed session
             await self._transport.aclose()
 
     @property
@@ -285,6 +289,28 @@ class FastRouterSession:
     def downloads_in_flight(self) -> int:
         """Download requests of this session streaming right now (bounded by ``max_concurrent_downloads``)."""
         return self._downloader.in_flight
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        return self._poll_policy
+
+    def export_durations(self) -> dict[str, Any]:
+        """What this session has learned about how long jobs take, as JSON-ready data.
+
+        Save it (``json.dump``) and hand it to :meth:`import_durations` of a later
+        session, so that its polling starts warm instead of from the priors.
+        Durations are in seconds as measured (a time-scaled simulator's, if that
+        is what ran the jobs).
+        """
+        return self._durations.export()
+
+    def import_durations(self, data: Mapping[str, Any]) -> int:
+        """Take over durations exported by :meth:`export_durations`; returns how many estimates were loaded.
+
+        An estimate for a model and length replaces this session's own for that key.
+        Malformed data raises :class:`InvalidRequestError` naming the field, and loads nothing.
+        """
+        return self._durations.load(data)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -476,57 +502,26 @@ class FastRouterSession:
         try:
             slot.acquire_nowait()
         except anyio.WouldBlock:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._poll_idle_jobs)
-                await slot.acquire()
-                tg.cancel_scope.cancel()
+            self._watch_slot_holders()
+            await slot.acquire()
         if self._closed:
             slot.release()
             self._ensure_open()
         return slot
 
-    async def _poll_idle_jobs(self) -> None:
-        """While a submit waits for a slot, find out which slot-holding jobs have ended.
+    def _watch_slot_holders(self) -> None:
+        """A submit is about to wait for a slot: have the poller find out which jobs ended.
 
         A slot is freed when a poll sees its job end. When the caller submits several
         jobs before awaiting any, nothing would poll them and the next submit would
-        wait forever; so a waiting submit polls, on their normal schedule, the jobs
-        that hold slots and that no ``result()`` is waiting on. Only one waiting submit
-        does this at a time (the others queue on the lock and take over in turn); it
-        stops as soon as its submit gets a slot.
+        wait forever; so while a submit waits, the poller also polls, on their normal
+        schedule, the jobs that hold slots (and drops them again, unpolled, once no
+        submit waits any more).
         """
-        if self._idle_poll_lock is None:
-            self._idle_poll_lock = anyio.Lock()
-        policy = self._poll_policy
-        async with self._idle_poll_lock:
-            while not self._closed:
-                idle = [job for job in list(self._slot_holders) if job._holds_slot and not job._being_awaited]
-                now = anyio.current_time()
-                for job in [job for job in idle if job._due_at() <= now]:
-                    if self.closed:  # the property: mypy would narrow the attribute across the await
-                        return  # aclose() also wakes the submit this runs for
-                    await self._poll_idle_job(job)
-                upcoming = [job._due_at() for job in idle if job._holds_slot]
-                wake = min(upcoming, default=anyio.current_time() + policy.interval)
-                await anyio.sleep(max(0.0, wake - anyio.current_time()))
-
-    async def _poll_idle_job(self, job: VideoJob) -> None:
-        try:
-            job._record(await self._poll_with_retries(job))
-        except NotFoundError:
-            logger.warning("job %s (%s) is no longer known to the server; its slot is freed", job.task_id, job.model)
-            job._release_slot()
-        except FastRouterError as exc:
-            # Not fatal here: the job keeps its slot and is asked again later; its own
-            # result() will report a lasting problem to whoever awaits it.
-            job._last_poll_at = anyio.current_time()
-            logger.warning("could not poll job %s (%s) while waiting for a slot: %s", job.task_id, job.model, exc)
-        except Exception:
-            if self._closed:
-                return
-            # This helper must never fail the submit it runs for; the job is asked again later.
-            job._last_poll_at = anyio.current_time()
-            logger.exception("unexpected error polling job %s while waiting for a slot", job.task_id)
+        now = anyio.current_time()
+        for job in list(self._slot_holders):
+            if job._holds_slot and not self._poller.is_scheduled(job):
+                self._poller.schedule(job, max(now, job._due_at()))
 
     async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> SubmitAccepted:
         call = submit_call(self._base_url, request)
@@ -615,7 +610,9 @@ class FastRouterSession:
 
     async def _poll_once(self, job: VideoJob) -> JobStatus:
         self._ensure_open()
-        call = poll_call(self._poll_route, self._base_url, job.task_id, job.model)
+        call = job._call
+        if call is None:
+            call = job._call = poll_call(self._poll_route, self._base_url, job.task_id, job.model)
         secret = self._secret.reveal()
         response = await self._budgeted_request(call)
         if 200 <= response.status < 300:

@@ -271,6 +271,33 @@ async def test_batch_writes_videos_manifest_and_summary(
     assert_videos(tmp_path / "videos", rows, videos)
 
 
+async def test_batch_keeps_learned_durations_for_the_next_run(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A batch saves what it learned about durations beside its journal; the next run starts from it."""
+    sim.default_plan = JobPlan(polls=3)
+    source = prompts_file(tmp_path, [f"prompt {i}" for i in range(4)])
+    code, child = await run(cli, *batch_args(server, source.name, out="videos"))
+    assert code == 0, child.stdout + child.stderr
+    learned = json.loads((tmp_path / "videos" / "durations.json").read_text(encoding="utf-8"))
+    assert learned["durations"]["google/veo3"]["jobs"] == 4
+
+    (tmp_path / "videos" / "durations.json").write_text("{not json", encoding="utf-8")
+    more = prompts_file(tmp_path, [f"prompt {i}" for i in range(6)])
+    code, child = await run(cli, *batch_args(server, more.name, out="videos"))
+    assert code == 0, child.stdout + child.stderr
+    assert "ignoring" in child.stderr
+    assert "built-in priors" in child.stderr
+    learned = json.loads((tmp_path / "videos" / "durations.json").read_text(encoding="utf-8"))
+    assert learned["durations"]["google/veo3"]["jobs"] == 2  # the bad file was replaced by this run's knowledge
+
+    most = prompts_file(tmp_path, [f"prompt {i}" for i in range(7)])
+    code, child = await run(cli, *batch_args(server, most.name, out="videos"))
+    assert code == 0, child.stdout + child.stderr
+    learned = json.loads((tmp_path / "videos" / "durations.json").read_text(encoding="utf-8"))
+    assert learned["durations"]["google/veo3"]["jobs"] == 3  # started from the 2 saved, plus the 1 new job
+
+
 async def test_batch_identical_prompts_are_different_jobs(
     cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:

@@ -7,32 +7,51 @@ import random
 import pytest
 
 from fastrouter_async import InvalidRequestError, PollPolicy, RetryPolicy, Timeouts
-from fastrouter_async._config import DEFAULT_POLL_POLICY, DEFAULT_RETRY_POLICY
+from fastrouter_async._config import DEFAULT_RETRY_POLICY
 from fastrouter_async._polling import poll_delay, retry_delay
 
 
-def test_default_poll_schedule() -> None:
-    """Defaults: first poll after 1 s, then 2 s growing by 1.5x, capped at 15 s."""
-    delays = [DEFAULT_POLL_POLICY.base_delay(n) for n in range(9)]
-    assert delays == [1.0, 2.0, 3.0, 4.5, 6.75, 10.125, 15.0, 15.0, 15.0]
+def test_fixed_schedule_without_learning() -> None:
+    """Without learning: first poll after 1 s, then 4 s growing by 1.5x, capped at 30 s."""
+    policy = PollPolicy(learn=False)
+    delays = [policy.base_delay(n) for n in range(8)]
+    assert delays == [1.0, 4.0, 6.0, 9.0, 13.5, 20.25, 30.0, 30.0]
 
 
-def test_poll_jitter_stays_in_bounds() -> None:
-    """Jittered poll delays stay within +-jitter of the base delay."""
+def test_poll_jitter_only_shortens() -> None:
+    """Jitter shortens a gap by at most its fraction and never lengthens it, so max_interval holds."""
     rng = random.Random(7)
+    policy = PollPolicy(learn=False, jitter=0.2)
+    seen = []
     for n in range(1, 12):
-        base = DEFAULT_POLL_POLICY.base_delay(n)
+        base = policy.base_delay(n)
         for _ in range(50):
-            assert base * 0.8 <= poll_delay(DEFAULT_POLL_POLICY, n, rng) <= base * 1.2
+            delay = poll_delay(policy, n, rng)
+            assert base * 0.8 <= delay <= base <= policy.max_interval
+            seen.append(delay / base)
+    assert min(seen) < 0.85
+    assert max(seen) > 0.95
 
 
-def test_ten_minute_job_costs_few_polls() -> None:
-    """With the defaults, a 10-minute job is polled about 45 times, never more than 15 s apart."""
-    elapsed, polls = 0.0, 0
-    while elapsed < 600:
-        elapsed += DEFAULT_POLL_POLICY.base_delay(polls)
-        polls += 1
-    assert 40 <= polls <= 50
+def test_fixed_policy_constructor() -> None:
+    """PollPolicy.fixed(5) polls every 5 s from the first poll on, without learning or jitter."""
+    policy = PollPolicy.fixed(5.0)
+    assert [policy.base_delay(n) for n in range(4)] == [5.0, 5.0, 5.0, 5.0]
+    assert policy.learn is False
+    assert policy.jitter == 0
+    assert PollPolicy.fixed(6.0, first_delay=0.0, jitter=0.25).first_delay == 0.0
+
+
+def test_scaled_policy_multiplies_every_duration() -> None:
+    """scaled(0.01) shrinks every delay and the duration priors by 100, and keeps the shape."""
+    policy = PollPolicy().scaled(0.01)
+    assert policy.first_delay == pytest.approx(0.01)
+    assert policy.interval == pytest.approx(0.04)
+    assert policy.max_interval == pytest.approx(0.3)
+    assert policy.not_found_grace == pytest.approx(0.6)
+    assert policy.duration_scale == pytest.approx(0.01)
+    assert policy.multiplier == 1.5
+    assert policy.learn
 
 
 def test_retry_backoff_is_full_jitter_with_a_ceiling() -> None:
@@ -58,6 +77,12 @@ def test_retry_after_wins_but_is_capped(retry_after: float, expected: float) -> 
         (lambda: PollPolicy(first_delay=-1), "first_delay"),
         (lambda: PollPolicy(multiplier=0.5), "multiplier"),
         (lambda: PollPolicy(jitter=1.0), "jitter"),
+        (lambda: PollPolicy(learn=1), "learn"),  # type: ignore[arg-type]
+        (lambda: PollPolicy(sparse_share=0.5), "sparse_share"),
+        (lambda: PollPolicy(duration_scale=0), "duration_scale"),
+        (lambda: PollPolicy(max_interval=2.0), "interval"),
+        (lambda: PollPolicy().scaled(0), "factor"),
+        (lambda: PollPolicy.fixed(-1), "interval"),
         (lambda: PollPolicy(interval=float("nan")), "interval"),
         (lambda: RetryPolicy(max_attempts=0), "max_attempts"),
         (lambda: RetryPolicy(base_delay=-0.1), "base_delay"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import signal
@@ -17,7 +18,7 @@ from fastrouter_async import BatchOutcome, BatchRun, FastRouterError, FastRouter
 
 from ._batch_file import BatchFile, BatchFileError, load_batch_file
 from ._display import BatchDisplay, LiveBatchDisplay, PlainBatchDisplay
-from ._manifest import MANIFEST_NAME, manifest_rows, write_manifest
+from ._manifest import MANIFEST_NAME, manifest_rows, write_atomically, write_manifest
 from ._options import PROG
 from ._runtime import (
     EXIT_FAILED,
@@ -30,9 +31,13 @@ from ._runtime import (
     stdout_is_terminal,
 )
 
-__all__ = ["JOURNAL_NAME", "run_batch"]
+__all__ = ["DURATIONS_NAME", "JOURNAL_NAME", "run_batch"]
 
 JOURNAL_NAME: Final = "journal.sqlite"
+DURATIONS_NAME: Final = "durations.json"
+# What the session learned about how long jobs take, kept beside the journal so that the next
+# batch into the same folder polls warm from its first job (not written under --simulate, whose
+# jobs take seconds and would teach nothing true about real ones).
 DISPLAY_EVERY: Final = 0.25
 # Seconds between two redraws of the progress display (it only reads counters).
 MANIFEST_EVERY: Final = 1.0
@@ -49,10 +54,31 @@ class _Run:
         self.folder = Path(options.out)
         self.journal = Path(options.journal) if options.journal else self.folder / JOURNAL_NAME
         self.manifest = self.folder / MANIFEST_NAME
+        self.durations = None if options.simulate else self.folder / DURATIONS_NAME
         self.requests = [entry.request for entry in batch_file.entries]
         self.lines = [entry.line for entry in batch_file.entries]
         self.outcomes: dict[int, BatchOutcome] = {}
         self._manifest_written_at: float | None = None
+
+    async def load_durations(self, session: FastRouterSession) -> None:
+        """Start warm: durations learned by earlier batches into this folder (a bad file is only reported)."""
+        if self.durations is None or not self.durations.exists():
+            return
+        try:
+            text = await anyio.Path(self.durations).read_text(encoding="utf-8")
+            session.import_durations(json.loads(text))
+        except (OSError, ValueError, FastRouterError) as exc:
+            say(
+                f"{PROG}: note: ignoring {self.durations} ({exc}); polling starts from the built-in priors",
+                file=sys.stderr,
+            )
+
+    async def save_durations(self, session: FastRouterSession) -> None:
+        if self.durations is None:
+            return
+        text = json.dumps(session.export_durations(), indent=2, sort_keys=True) + "\n"
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(write_atomically, self.durations, [text])
 
     async def save_manifest(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -112,6 +138,7 @@ async def run_batch(options: argparse.Namespace) -> int:
     stop = StopSignals(on_first=lambda signum: display.note(_stopping_note(signum)))
     with stop.installed():
         async with open_session(options, **_session_options(options)) as session:
+            await run.load_durations(session)
             batch = session.generate_many(
                 run.requests,
                 output_dir=run.folder,
@@ -137,6 +164,7 @@ async def run_batch(options: argparse.Namespace) -> int:
             finally:
                 if failure is None or run.outcomes:  # a batch that never started (journal locked...) has nothing to add
                     await run.save_manifest(force=True)
+                    await run.save_durations(session)
     if failure is not None:
         raise failure
     _summary(run, interrupted_by=stop.signum)

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from fastrouter_async import BatchOutcome, FastRouterError, JobFailedError, SubmitUncertainError, VideoRequest
 
-__all__ = ["MANIFEST_NAME", "UNFINISHED", "error_text", "manifest_rows", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "UNFINISHED", "error_text", "manifest_rows", "write_atomically", "write_manifest"]
 
 MANIFEST_NAME: Final = "manifest.jsonl"
 UNFINISHED: Final = "unfinished"
@@ -72,11 +72,16 @@ def manifest_rows(
 
 def write_manifest(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Replace ``path`` with ``rows`` as JSON lines, atomically (blocking: run it in a worker thread)."""
+    write_atomically(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def write_atomically(path: Path, pieces: Iterable[str]) -> None:
+    """Replace ``path`` with the text ``pieces``: a reader sees the old file or the whole new one (blocking)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for piece in pieces:
+                out.write(piece)
             out.flush()
             os.fsync(out.fileno())
         temporary.replace(path)

@@ -145,7 +145,7 @@ def poll_policy(options: argparse.Namespace) -> PollPolicy | None:
     """The poll policy the options ask for (``None``: the library's default)."""
     interval: float | None = options.poll_interval
     if interval is not None:
-        return PollPolicy(first_delay=interval, interval=interval, max_interval=interval, jitter=0.0)
+        return PollPolicy.fixed(interval)
     if options.simulate:
         return simulated_poll_policy(options.simulate_time_scale)
     return None

@@ -1,0 +1,169 @@
+"""Learning how long jobs take, and the poll schedule built on it (pure, no network)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from statistics import NormalDist
+from typing import Any
+
+import pytest
+
+from fastrouter_async import InvalidRequestError, PollPolicy, VideoRequest
+from fastrouter_async._estimates import DURATION_PRIORS, DurationEstimates, learned_delay
+
+VEO = VideoRequest(model="google/veo3", prompt="p", length=8)
+
+
+def _schedule(policy: PollPolicy, estimates: DurationEstimates, request: VideoRequest, duration: float) -> list[float]:
+    """The poll times (seconds after submit) of a job that finishes after ``duration`` seconds."""
+    rng = random.Random(0)
+    times = [policy.first_delay]
+    while times[-1] < duration:
+        mean, sigma = estimates.log_normal(request.model, request)
+        times.append(times[-1] + learned_delay(policy, mean, sigma, times[-1], rng))
+    return times
+
+
+def test_priors_by_longest_prefix() -> None:
+    """Models take the prior of their longest matching prefix; unknown models the catch-all."""
+    estimates = DurationEstimates()
+    mean, sigma = estimates.log_normal("google/veo3-fast", None)
+    assert math.exp(mean) == pytest.approx(DURATION_PRIORS["google/veo3-fast"].median)
+    mean, _ = estimates.log_normal("google/veo3", VEO)
+    assert math.exp(mean) == pytest.approx(DURATION_PRIORS["google/veo"].median)
+    mean, sigma = estimates.log_normal("someone/new-model", None)
+    assert math.exp(mean) == pytest.approx(DURATION_PRIORS[""].median)
+    assert sigma == DURATION_PRIORS[""].sigma
+
+
+def test_scale_applies_to_priors() -> None:
+    """A duration scale of 0.01 makes every prior 100 times shorter."""
+    mean, _ = DurationEstimates(scale=0.01).log_normal("kling-ai/kling-v2", None)
+    assert math.exp(mean) == pytest.approx(DURATION_PRIORS["kling-ai/"].median * 0.01)
+
+
+def test_observations_converge_on_the_truth() -> None:
+    """After 300 jobs the estimate matches the true median within 3 % and the spread within 20 %."""
+    rng = random.Random(3)
+    estimates = DurationEstimates()
+    for _ in range(300):
+        estimates.observe("google/veo3", VEO, rng.lognormvariate(math.log(140.0), 0.2))
+    mean, sigma = estimates.log_normal("google/veo3", VEO)
+    assert math.exp(mean) == pytest.approx(140.0, rel=0.03)
+    assert sigma == pytest.approx(0.2, rel=0.2)
+
+
+def test_unseen_length_uses_the_model_estimate() -> None:
+    """Jobs of a length never seen use what was learned for the model; other models keep their prior."""
+    estimates = DurationEstimates()
+    for _ in range(50):
+        estimates.observe("google/veo3", VEO, 30.0)
+    other_length = VideoRequest(model="google/veo3", prompt="p", length=4)
+    assert math.exp(estimates.log_normal("google/veo3", other_length)[0]) == pytest.approx(30.0, rel=0.05)
+    assert math.exp(estimates.log_normal("google/veo2", None)[0]) == pytest.approx(90.0)
+
+
+def test_old_observations_fade() -> None:
+    """When a provider slows down, the estimate follows within a few hundred jobs."""
+    estimates = DurationEstimates()
+    for _ in range(1000):
+        estimates.observe("runway/runway-gen-4-turbo", None, 40.0)
+    for _ in range(400):
+        estimates.observe("runway/runway-gen-4-turbo", None, 80.0)
+    assert math.exp(estimates.log_normal("runway/runway-gen-4-turbo", None)[0]) > 70.0
+
+
+def test_nonsense_durations_are_ignored() -> None:
+    """Zero, negative and non-finite durations teach nothing."""
+    estimates = DurationEstimates()
+    for bad in (0.0, -5.0, math.inf, math.nan):
+        estimates.observe("google/veo3", VEO, bad)
+    assert estimates.export()["durations"] == {}
+
+
+def test_export_import_round_trip() -> None:
+    """What one session exports, another imports: same estimates, JSON-ready keys and numbers."""
+    source = DurationEstimates()
+    for seconds in (100.0, 120.0, 140.0, 110.0):
+        source.observe("google/veo3", VEO, seconds)
+    data = source.export()
+    assert set(data["durations"]) == {"google/veo3", "google/veo3 length=8"}
+    assert data["durations"]["google/veo3 length=8"]["jobs"] == 4
+    target = DurationEstimates()
+    assert target.load(data) == 2
+    assert target.log_normal("google/veo3", VEO) == pytest.approx(source.log_normal("google/veo3", VEO), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ([], "durations"),
+        ({"version": 2, "durations": {}}, "durations.version"),
+        ({"version": 1, "durations": []}, "durations.durations"),
+        ({"version": 1, "durations": {"m": 3}}, "durations['m']"),
+        ({"version": 1, "durations": {"m": {"jobs": -1, "median_seconds": 5, "sigma": 0.2}}}, "durations['m'].jobs"),
+        (
+            {"version": 1, "durations": {"m": {"jobs": 1, "median_seconds": 0, "sigma": 0.2}}},
+            "durations['m'].median_seconds",
+        ),
+        ({"version": 1, "durations": {"m": {"jobs": 1, "median_seconds": 5, "sigma": "x"}}}, "durations['m'].sigma"),
+    ],
+)
+def test_bad_import_names_the_field_and_loads_nothing(data: Any, field: str) -> None:
+    """Malformed exported data raises InvalidRequestError naming the field; nothing is loaded."""
+    estimates = DurationEstimates()
+    good = {"ok": {"jobs": 3, "median_seconds": 10, "sigma": 0.1}}
+    if isinstance(data, dict) and isinstance(data.get("durations"), dict):
+        data = {**data, "durations": {**good, **data["durations"]}}
+    with pytest.raises(InvalidRequestError) as caught:
+        estimates.load(data)
+    assert caught.value.field == field
+    assert estimates.export()["durations"] == {}
+
+
+def test_learned_schedule_is_sparse_then_dense() -> None:
+    """Before the expected window polls are sparse (capped), around it every `interval`."""
+    policy = PollPolicy(jitter=0.0)
+    mean, sigma = math.log(300.0), 0.2
+    rng = random.Random(0)
+    opens = 300.0 * math.exp(sigma * NormalDist().inv_cdf(0.03))  # the 3rd percentile
+    assert learned_delay(policy, mean, sigma, 1.0, rng) == policy.max_interval  # far away: the cap
+    assert learned_delay(policy, mean, sigma, opens - 10.0, rng) == pytest.approx(10.0)  # lands on the window
+    assert learned_delay(policy, mean, sigma, 300.0, rng) == policy.interval
+    late = learned_delay(policy, mean, sigma, 2000.0, rng)
+    assert late == policy.max_interval  # far past the 99th percentile: spaced out again, capped
+
+
+def test_no_gap_exceeds_the_cap() -> None:
+    """Whatever the estimate and the elapsed time, a gap is never longer than max_interval."""
+    policy = PollPolicy()
+    rng = random.Random(5)
+    for _ in range(2000):
+        mean = rng.uniform(-2, 12)
+        sigma = rng.uniform(0.05, 2.0)
+        elapsed = rng.uniform(0, 5000)
+        assert 0 <= learned_delay(policy, mean, sigma, elapsed, rng) <= policy.max_interval
+
+
+def test_learned_polling_costs_fewer_polls_than_fixed_five_seconds() -> None:
+    """With an estimate close to the truth, a 300 s job is polled less than half as often as every 5 s."""
+    policy = PollPolicy(jitter=0.0)
+    estimates = DurationEstimates()
+    request = VideoRequest(model="kling-ai/kling-v2", prompt="p", length=5)
+    for _ in range(100):
+        estimates.observe(request.model, request, 300.0)
+    polls = _schedule(policy, estimates, request, 300.0)
+    assert len(polls) < (300 / 5) / 2
+    assert polls[-1] - 300.0 <= policy.interval  # found within one dense gap
+
+
+def test_cold_priors_still_poll_within_the_cap() -> None:
+    """A model with no history is polled from its prior, never more than max_interval apart."""
+    policy = PollPolicy(jitter=0.0)
+    request = VideoRequest(model="kling-ai/kling-v2", prompt="p", length=5)
+    polls = _schedule(policy, DurationEstimates(), request, 200.0)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert max(gaps) <= policy.max_interval
+    assert polls[-1] - 200.0 <= policy.interval

@@ -1,0 +1,164 @@
+"""The shared poller: one schedule for every waited-on job of a session (over loopback HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from fastrouter_async import AuthenticationError, FastRouterSession, PollPolicy, VideoRequest
+from fastrouter_async._poller import MAX_CONCURRENT_POLLS
+from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
+
+from .conftest import SessionFactory
+
+_SLOW = PollPolicy.fixed(30.0)  # a wait that would take half a minute if nothing else woke it
+
+
+async def test_many_waiters_one_poller(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """300 jobs awaited at once: exactly 3 polls each, never more than MAX_CONCURRENT_POLLS workers."""
+    sim.default_plan = JobPlan(polls=3)
+    session = make_session(max_concurrent_jobs=None)
+    jobs = [await session.submit(model="google/veo3", prompt=f"job {i}") for i in range(300)]
+    most_workers = 0
+
+    async def watch() -> None:
+        nonlocal most_workers
+        while True:
+            most_workers = max(most_workers, len(session._poller._workers))
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        results = await asyncio.gather(*(job.result() for job in jobs))
+        tg.cancel_scope.cancel()
+    assert [r.task_id for r in results] == [j.task_id for j in jobs]
+    assert len(sim.records.polls) == 900
+    assert 1 < most_workers <= MAX_CONCURRENT_POLLS
+    assert not session._poller._workers
+    assert session._poller.scheduled == 0
+
+
+async def test_status_that_sees_the_end_wakes_result(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A status() call that sees the job end wakes a result() waiting on a 30 s schedule at once."""
+    session = make_session(poll_policy=_SLOW)
+    job = await session.submit(model="google/veo3", prompt="p")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(job.result)
+        await anyio.lowlevel.checkpoint()
+        with anyio.fail_after(5):
+            assert (await job.status()).done
+            await job.result()
+    assert len(sim.records.polls) == 1
+
+
+async def test_close_wakes_waiting_results(make_session: SessionFactory) -> None:
+    """Closing the session ends every result() still waiting, with the closed-session RuntimeError."""
+    session = make_session(poll_policy=_SLOW)
+    job = await session.submit(model="google/veo3", prompt="p")
+    failures: list[BaseException] = []
+
+    async def wait() -> None:
+        try:
+            await job.result()
+        except RuntimeError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            tg.start_soon(wait)
+            await anyio.sleep(0.01)
+            await session.aclose()
+    assert len(failures) == 2
+    assert all("closed" in str(exc) for exc in failures)
+
+
+async def test_abandoned_job_is_not_polled_any_more(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """Once its last waiter gives up, a job leaves the schedule: at most the poll already on its way arrives."""
+    sim.default_plan = JobPlan(polls=10_000)
+    session = make_session(max_concurrent_jobs=None)
+    job = await session.submit(model="google/veo3", prompt="p")
+    with pytest.raises(TimeoutError):
+        await job.result(timeout=0.05)
+    seen = len(sim.records.polls)
+    assert seen > 3
+    await anyio.sleep(0.05)  # fifty poll intervals of this policy
+    assert len(sim.records.polls) <= seen + 1
+    assert session._poller.scheduled == 0
+
+
+async def test_sparse_until_the_expected_completion(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """With a learned 100 ms duration, the poll after the first waits for the expected window."""
+    sim.default_plan = JobPlan(duration=0.1)
+    policy = PollPolicy(first_delay=0.0, interval=0.001, max_interval=0.5, jitter=0.0)
+    session = make_session(poll_policy=policy)
+    session.import_durations(
+        {"version": 1, "durations": {"google/veo3 length=8": {"jobs": 50, "median_seconds": 0.1, "sigma": 0.05}}}
+    )
+    job = await session.submit(VideoRequest(model="google/veo3", prompt="p", length=8))
+    await job.result()
+    times = [r.time for r in sim.records.polls]
+    assert times[1] - times[0] >= 0.085  # no poll before the window opens (~0.091 s after submit)
+    assert len(times) < 40  # polling every millisecond would take about a hundred
+
+
+async def test_cold_model_polls_at_the_cap(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """With only a prior of minutes, the second poll waits the whole cap (20 ms here)."""
+    sim.default_plan = JobPlan(polls=2)
+    policy = PollPolicy(first_delay=0.0, interval=0.001, max_interval=0.02, jitter=0.0)
+    session = make_session(poll_policy=policy)
+    job = await session.submit(model="kling-ai/kling-v2", prompt="p")
+    await job.result()
+    first, second = (r.time for r in sim.records.polls)
+    assert second - first >= 0.019
+
+
+async def test_finished_jobs_teach_the_session(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """Every job seen to finish (after being seen running) is learned, by model and by model + length."""
+    sim.default_plan = JobPlan(polls=3)
+    session = make_session()
+    jobs = [await session.submit(VideoRequest(model="google/veo3", prompt=f"p{i}", length=8)) for i in range(5)]
+    await asyncio.gather(*(job.result() for job in jobs))
+    learned = session.export_durations()["durations"]
+    assert learned["google/veo3 length=8"]["jobs"] == 5
+    assert learned["google/veo3"]["jobs"] == 5
+    assert 0 < learned["google/veo3"]["median_seconds"] < 5
+
+
+async def test_reattached_jobs_teach_nothing(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A re-attached job's submit time is unknown, so its duration is not learned."""
+    sim.default_plan = JobPlan(polls=3)
+    first = make_session()
+    job = await first.submit(model="google/veo3", prompt="p")
+    second = make_session()
+    await second.job(job.task_id, model="google/veo3").result()
+    assert second.export_durations()["durations"] == {}
+
+
+async def test_poll_failures_reach_every_waiter(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A poll that fails for good (401) ends every result() waiting on the job, with that error."""
+    sim.inject(Fault.status(401, route="poll", times=None))
+    session = make_session()
+    job = await session.submit(model="google/veo3", prompt="p")
+    outcomes = await asyncio.gather(job.result(), job.result(), return_exceptions=True)
+    assert all(isinstance(o, AuthenticationError) for o in outcomes)
+    assert len(sim.records.polls) == 1
+    assert session.jobs_in_flight == 0
+
+
+def test_session_policy_property(make_session: SessionFactory) -> None:
+    """The session exposes the poll policy it runs on."""
+    assert isinstance(make_session().poll_policy, PollPolicy)
+
+
+async def test_durations_survive_a_new_session(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """export_durations() of one session, imported into the next, gives the same estimates."""
+    sim.default_plan = JobPlan(polls=2)
+    first: FastRouterSession = make_session()
+    await (await first.submit(VideoRequest(model="google/veo3", prompt="p", length=8))).result()
+    second = make_session()
+    assert second.import_durations(first.export_durations()) == 2
+    assert second.export_durations() == first.export_durations()
