@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -107,35 +106,42 @@ class VideoJob:
         """
         check_wait_timeout(timeout)
         if self._outcome is None:
-            await self._wait(timeout)
+            loop = asyncio.get_running_loop()
+            try:
+                if timeout is None:
+                    await self._until_done(loop)  # no cancel scope: a waiter costs a future and two frames
+                else:
+                    await self._wait_at_most(timeout, loop)
+            except anyio.get_cancelled_exc_class() as cancelled:
+                cancelled.add_note(self._resume_hint())
+                raise
         return self._finish()
 
     # --- internals ------------------------------------------------------------------------
 
-    async def _wait(self, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
+    async def _wait_at_most(self, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
         started = loop.time()
-        try:
-            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                while self._outcome is None:
-                    self._session._ensure_open()
-                    waiter: asyncio.Future[BaseException | None] = loop.create_future()
-                    if self._waiters is None:
-                        self._waiters = []
-                    self._waiters.append(waiter)
-                    try:
-                        if self._schedule_token is None:
-                            self._session._poller.schedule(self, self._due_at_jittered(loop.time()))
-                        failure = await waiter
-                    finally:
-                        self._waiters.remove(waiter)
-                    if failure is not None:
-                        raise failure
-            if scope.cancelled_caught and self._outcome is None:
-                raise JobTimeoutError(self.task_id, self.model, loop.time() - started, self._last_status)
-        except anyio.get_cancelled_exc_class() as cancelled:
-            cancelled.add_note(self._resume_hint())
-            raise
+        with anyio.move_on_after(timeout) as scope:
+            await self._until_done(loop)
+        if scope.cancelled_caught and self._outcome is None:
+            raise JobTimeoutError(self.task_id, self.model, loop.time() - started, self._last_status)
+
+    async def _until_done(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait on the shared poller until the job has ended (or a poll failed for good: raised)."""
+        while self._outcome is None:
+            self._session._ensure_open()
+            waiter: asyncio.Future[BaseException | None] = loop.create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                if self._schedule_token is None:
+                    self._session._poller.schedule(self, self._due_at_jittered(loop.time()))
+                failure = await waiter
+            finally:
+                self._waiters.remove(waiter)
+            if failure is not None:
+                raise failure
 
     def _wake(self, failure: BaseException | None = None) -> None:
         """Resolve every ``result()`` in progress: the job ended, or ``failure`` stopped the wait."""
@@ -200,7 +206,11 @@ class VideoJob:
         if not snapshot.done:
             self._last_running_at = now
         previous = self._last_status
-        self._last_status = snapshot
+        # Kept per job for as long as it runs: a running answer's decoded JSON would be most of the
+        # job's memory (about 2 KB), so the copy kept here drops it; status() returns it whole.
+        self._last_status = (
+            snapshot if snapshot.done or snapshot.payload is None else attrs.evolve(snapshot, payload=None)
+        )
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
             if self._observer is not None:

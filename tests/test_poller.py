@@ -162,3 +162,17 @@ async def test_durations_survive_a_new_session(make_session: SessionFactory, sim
     second = make_session()
     assert second.import_durations(first.export_durations()) == 2
     assert second.export_durations() == first.export_durations()
+
+
+async def test_running_snapshot_kept_without_payload(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """status() returns the running answer whole; the copy kept on the job drops its payload, the final one keeps it."""
+    sim.default_plan = JobPlan(polls=2)
+    session = make_session()
+    job = await session.submit(model="google/veo3", prompt="p")
+    running = await job.status()
+    assert running.payload is not None
+    assert job.last_status is not None
+    assert job.last_status.payload is None
+    assert job.last_status.raw_status == running.raw_status == "processing"
+    await job.result()
+    assert job.last_status.payload is not None
