@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -70,6 +71,10 @@ __all__ = ["FastRouterSession"]
 logger = logging.getLogger("fastrouter_async")
 
 _UNSET: Any = object()
+
+_PARSE_IN_THREAD_BYTES = 256 * 1024
+# Status answers are a few hundred bytes and parse in microseconds. One that carries the video
+# inline (base64) can be megabytes: parsing it on the event loop would stall every other job.
 
 
 class SubmitHooks(Protocol):
@@ -616,7 +621,12 @@ class FastRouterSession:
         secret = self._secret.reveal()
         response = await self._budgeted_request(call)
         if 200 <= response.status < 300:
-            return parse_poll_response(response, task_id=job.task_id, model=job.model, scrub_secret=secret)
+            parse = functools.partial(
+                parse_poll_response, response, task_id=job.task_id, model=job.model, scrub_secret=secret
+            )
+            if response.body is not None and len(response.body) > _PARSE_IN_THREAD_BYTES:
+                return await anyio.to_thread.run_sync(parse)  # an inline video: megabytes of JSON
+            return parse()
         error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())
         if isinstance(error, NotFoundError) and job._in_grace_window():
             return JobStatus(task_id=job.task_id, model=job.model, state=JobState.PENDING, raw_status="not visible yet")
