@@ -48,7 +48,8 @@ class Poller:
         self._session = session
         self._heap: list[tuple[float, int, VideoJob]] = []
         self._seq = itertools.count()
-        self._ready: deque[VideoJob] = deque()
+        self._ready: deque[tuple[int, VideoJob]] = deque()  # (schedule token, job), due now
+        self._busy = 0  # workers inside a poll
         self._workers: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -77,7 +78,8 @@ class Poller:
             self._arm(loop, due)
 
     def is_scheduled(self, job: VideoJob) -> bool:
-        return job._schedule_token is not None
+        """Whether ``job`` is on the schedule or being polled (it will be rescheduled while wanted)."""
+        return job._schedule_token is not None or job in self._polling
 
     async def aclose(self) -> None:
         """Stop: no more polls; running polls are cancelled and awaited."""
@@ -85,7 +87,7 @@ class Poller:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        jobs = {job for _, _, job in self._heap} | set(self._ready) | self._polling
+        jobs = {job for _, _, job in self._heap} | {job for _, job in self._ready} | self._polling
         self._heap.clear()
         self._ready.clear()
         workers = list(self._workers)
@@ -115,12 +117,13 @@ class Poller:
         while heap and heap[0][0] <= now:
             _, seq, job = heapq.heappop(heap)
             if job._schedule_token == seq:
-                self._ready.append(job)
+                self._ready.append((seq, job))
         while heap and heap[0][2]._schedule_token != heap[0][1]:
             heapq.heappop(heap)  # stale entries at the top would only wake the timer for nothing
         if heap:
             self._arm(loop, heap[0][0])
-        missing = min(len(self._ready), MAX_CONCURRENT_POLLS) - len(self._workers)
+        idle = len(self._workers) - self._busy
+        missing = min(len(self._ready) - idle, MAX_CONCURRENT_POLLS - len(self._workers))
         for _ in range(missing):
             worker = loop.create_task(self._work())
             self._workers.add(worker)
@@ -129,10 +132,16 @@ class Poller:
     async def _work(self) -> None:
         ready = self._ready
         while ready and not self._closed:
-            job = ready.popleft()
+            seq, job = ready.popleft()
+            if job._schedule_token != seq:
+                continue  # rescheduled since it came due (a status() or a poll answered meanwhile)
             job._schedule_token = None
             if job._wanted:
-                await self._poll(job)
+                self._busy += 1
+                try:
+                    await self._poll(job)
+                finally:
+                    self._busy -= 1
 
     async def _poll(self, job: VideoJob) -> None:
         session = self._session

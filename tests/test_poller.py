@@ -176,3 +176,35 @@ async def test_running_snapshot_kept_without_payload(make_session: SessionFactor
     assert job.last_status.raw_status == running.raw_status == "processing"
     await job.result()
     assert job.last_status.payload is not None
+
+
+async def test_waiter_joining_during_a_poll_adds_no_poll(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A result() that starts while its job's poll is on its way waits for that poll, not a second one."""
+    sim.default_plan = JobPlan(polls=2)
+    sim.inject(Fault.slow(0.05, route="poll"))  # the first poll is slow: the second waiter joins during it
+    session = make_session()
+    job = await session.submit(model="google/veo3", prompt="p")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(job.result)
+        while not session._poller._polling:
+            await anyio.lowlevel.checkpoint()
+        tg.start_soon(job.result)
+    first, second = sim.records.polls
+    assert second.time >= first.time + 0.05  # sent after the slow answer came back, not beside it
+
+
+async def test_a_hanging_poll_holds_up_no_other_job(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A job coming due while another job's poll hangs is polled by another worker at once."""
+    sim.inject(Fault.slow(30.0, route="poll"))  # the first poll hangs for half a minute
+    session = make_session()
+    stuck = await session.submit(model="google/veo3", prompt="stuck")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stuck.result)
+        while not session._poller._polling:
+            await anyio.lowlevel.checkpoint()
+        quick = await session.submit(model="google/veo3", prompt="quick")
+        with anyio.fail_after(4):  # the hanging poll times out after 5 s (FAST_TIMEOUTS): well before that
+            await quick.result()
+        tg.cancel_scope.cancel()
