@@ -19,6 +19,7 @@ climbed back above that measured rate.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 
@@ -159,7 +160,7 @@ class Throttle:
 
     async def acquire(self) -> int:
         """Wait until a request may go out; returns the episode ticket to hand to :meth:`rate_limited_by`."""
-        now = anyio.current_time()
+        now = asyncio.get_running_loop().time()  # anyio's clock, without its backend lookup: once per request
         self._count(now)
         if now >= self._paused_until and self.current_rate(now) is None:
             return self._episode  # the common case: no budget and no 429 yet

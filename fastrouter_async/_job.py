@@ -200,7 +200,7 @@ class VideoJob:
         return anyio.current_time() - self._submitted_at < self._session._poll_policy.not_found_grace
 
     def _record(self, snapshot: JobStatus) -> None:
-        now = anyio.current_time()
+        now = asyncio.get_running_loop().time()  # anyio's clock, without its backend lookup: once per poll
         previous_running_at = self._last_running_at
         self._polls_done += 1
         self._last_poll_at = now
@@ -209,9 +209,7 @@ class VideoJob:
         previous = self._last_status
         # Kept per job for as long as it runs: a running answer's decoded JSON would be most of the
         # job's memory (about 2 KB), so the copy kept here drops it; status() returns it whole.
-        self._last_status = (
-            snapshot if snapshot.done or snapshot.payload is None else attrs.evolve(snapshot, payload=None)
-        )
+        self._last_status = snapshot if snapshot.done or snapshot.payload is None else snapshot._without_payload()
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
             if self._observer is not None:

@@ -152,6 +152,20 @@ class JobStatus:
     def done(self) -> bool:
         return self.state.done
 
+    def _without_payload(self) -> JobStatus:
+        """This snapshot without its decoded answer (what a job keeps while it runs)."""
+        return JobStatus(
+            task_id=self.task_id,
+            model=self.model,
+            state=self.state,
+            raw_status=self.raw_status,
+            urls=self.urls,
+            error=self.error,
+            cost_usd=self.cost_usd,
+            credits_used=self.credits_used,
+            source=self.source,
+        )
+
     def describe(self) -> str:
         """``"running (processing)"``, ``"failed: upstream status 400"``, ..."""
         text = self.state.value

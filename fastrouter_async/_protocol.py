@@ -123,6 +123,13 @@ class HttpCall:
     method: str
     url: str
     json: Mapping[str, Any] | None = None
+    encoded: bytes | None = attrs.field(default=None, eq=False, repr=False)
+    """``json`` serialized once, for a call sent many times (a job's polls); the transport sends it as is."""
+
+    @classmethod
+    def post_json(cls, url: str, body: Mapping[str, Any]) -> HttpCall:
+        """A POST whose body is serialized now, once."""
+        return cls("POST", url, body, json.dumps(body, separators=(",", ":")).encode())
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +188,7 @@ def poll_call(route: PollRoute, base_url: str, task_id: str, model: str | None) 
     body: dict[str, Any] = {"taskId": task_id}
     if model:
         body["model"] = model
-    return HttpCall("POST", f"{base_url}/{route.value}", body)
+    return HttpCall.post_json(f"{base_url}/{route.value}", body)
 
 
 # --- reading answers ---------------------------------------------------------------------
@@ -189,6 +196,8 @@ def poll_call(route: PollRoute, base_url: str, task_id: str, model: str | None) 
 
 def is_media_response(content_type: str, head: bytes = b"") -> bool:
     """True when a body is a video rather than JSON: by content type, or by an MP4 ``ftyp`` box."""
+    if "json" in content_type:
+        return False  # the common case, decided without parsing
     ctype = content_type.split(";", maxsplit=1)[0].strip().lower()
     if ctype.startswith(_MEDIA_PREFIXES):
         return True
@@ -199,7 +208,10 @@ def decode_json(response: Response, *, scrub_secret: str | None = None) -> Any:
     """The decoded JSON of a 2xx answer; UnexpectedResponseError when it is not JSON."""
     raw = response.body or b""
     try:
-        return json.loads(raw)
+        try:
+            return json.loads(raw.decode())  # UTF-8, as JSON on the wire is: no encoding sniffing
+        except ValueError:
+            return json.loads(raw)  # UTF-16/32 after all, or not JSON (raised again below)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError too
         preview = scrub(raw[:200].decode("utf-8", "replace"), scrub_secret)
         raise UnexpectedResponseError(

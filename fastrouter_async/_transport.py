@@ -33,6 +33,7 @@ logger = logging.getLogger("fastrouter_async")
 MAX_REDIRECTS = 5
 _ACCEPT = "application/json, video/*;q=0.9, */*;q=0.5"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_URL_CACHE_SIZE = 1024  # distinct request URLs remembered parsed (the POST poll routes use one URL for all jobs)
 DEFAULT_CONNECTION_LIMIT = 100
 # One pool for all polls and downloads of a session. aiohttp's own default is 100 too;
 # it is set explicitly because google-genai's unlimited pool is a known way to exhaust sockets.
@@ -117,12 +118,26 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection_limit = connection_limit
         self._user_agent = _user_agent()
+        self._urls: dict[str, tuple[URL, bool]] = {}
+        # The headers of a pre-serialized JSON request, built once (aiohttp copies them per request).
+        self._json_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT, "Content-Type": "application/json"}
+        self._json_api_headers = {**self._json_headers, "Authorization": f"Bearer {secret.reveal()}"}
         self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
 
     @property
     def owns_session(self) -> bool:
         return self._owns_session
+
+    def _parse_url(self, url: str) -> tuple[URL, bool]:
+        """``url`` parsed, and whether it is the API's; remembered, since polls repeat a few URLs."""
+        known = self._urls.get(url)
+        if known is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            parsed = URL(url, encoded=False)
+            known = self._urls[url] = (parsed, self.is_api_origin(parsed))
+        return known
 
     def is_api_origin(self, url: str | URL) -> bool:
         """True when ``url`` belongs to FastRouter's API (the only place the key may go)."""
@@ -158,7 +173,7 @@ class Transport:
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic() if debug else 0.0
         resp, method, current = await self._send(
-            call.method, call.url, json=call.json, auth=True, client_timeout=self._api_timeout
+            call.method, call.url, json=call.json, auth=True, client_timeout=self._api_timeout, encoded=call.encoded
         )
         try:
             headers = _lower_headers(resp.headers)
@@ -229,24 +244,33 @@ class Transport:
         auth: bool,
         client_timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
+        encoded: bytes | None = None,
     ) -> tuple[aiohttp.ClientResponse, str, URL]:
         """Send, following redirects by hand; the answer, with the method and URL that got it.
 
         The key goes only to the API origin. The caller reads the answer and releases it.
+        ``encoded`` is ``json`` already serialized (sent as is, with its content type).
         """
         client = self._client()
-        current, body = URL(url, encoded=False), json
+        current, api = self._parse_url(url)
+        body = json
         for _ in range(MAX_REDIRECTS + 1):
-            request_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT}
-            if headers:
-                request_headers.update(headers)
-            if auth and self.is_api_origin(current):
-                request_headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+            authorized = auth and api
+            if encoded is not None and body is not None and not headers:
+                request_headers = self._json_api_headers if authorized else self._json_headers
+            else:
+                encoded = None
+                request_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT}
+                if headers:
+                    request_headers.update(headers)
+                if authorized:
+                    request_headers["Authorization"] = f"Bearer {self._secret.reveal()}"
             try:
                 resp = await client.request(
                     method,
                     current,
-                    json=body,
+                    json=body if encoded is None else None,
+                    data=encoded,
                     headers=request_headers,
                     allow_redirects=False,
                     timeout=client_timeout,
@@ -267,7 +291,7 @@ class Transport:
                 if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                     method, body = "GET", None
                 logger.debug("redirect %d: %s -> %s", resp.status, loggable(current), loggable(target))
-                current = target
+                current, api = target, self.is_api_origin(target)
                 continue
             return resp, method, current
         raise APIConnectionError(

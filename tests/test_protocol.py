@@ -179,6 +179,19 @@ def test_submit_malformed_json_is_unexpected() -> None:
         parse_submit_response(raw(b'{"data": {"taskId": "fr_', 200, "application/json"))
 
 
+def test_json_in_utf16_is_still_read() -> None:
+    """UTF-8 is read directly; a body in UTF-16 (with its BOM) is still decoded, by sniffing."""
+    body = json.dumps(CREATE_DOCS).encode("utf-16")
+    assert parse_submit_response(raw(body, 200, "application/json")).task_id == TASK
+
+
+def test_poll_call_body_is_serialized_once() -> None:
+    """A poll's JSON body is serialized when the call is built, compact, and matches its json."""
+    call = poll_call(PollRoute.GET_VIDEO_RESPONSE, "https://go.fastrouter.ai/api/v1", TASK, "google/veo3")
+    assert call.encoded == b'{"taskId":"fr_01M1Y389KN0KN28AT3733Q505H","model":"google/veo3"}'
+    assert json.loads(call.encoded) == call.json
+
+
 def test_submit_body_uses_wire_names_and_passes_extra_through() -> None:
     """Python names become FastRouter's (aspectRatio, generateAudio); None is omitted; extra is unchanged."""
     request = VideoRequest(
