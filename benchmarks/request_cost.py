@@ -22,10 +22,11 @@ ids, after a warm-up of ``--warmup`` requests:
 - **httpx**: one ``httpx.AsyncClient`` (100 connections, all kept alive, as
   aiohttp does), ``(await c.post(url, json=..., headers=...)).json()``.
 
-The contenders take turns within each run (the order rotates between runs), so
-drift on a shared machine hits them alike. Each row shows the median over runs
-of requests per second and of this process's CPU time per request
-(``time.process_time()``): the CPU figure is the client's own cost even when the
+Within each run the measured requests go in ``--slices`` turns that the
+contenders take in alternation (the order rotates between runs), so drift on a
+shared machine hits them alike. Each row shows the median over runs of requests
+per second and of CPU time per request, of this process (``time.process_time()``)
+and of the simulator process: the client's figure is its own cost even when the
 simulator is what limits the rate.
 """
 
@@ -130,8 +131,21 @@ class Contenders:
 CONTENDERS = {"ours": "ours", "aiohttp": "bare aiohttp", "httpx": "httpx"}  # --only names -> table names
 
 
+def _slices(total: int, count: int) -> list[int]:
+    """``total`` split into ``count`` near-equal positive parts (fewer when ``total`` is smaller)."""
+    count = max(1, min(count, total))
+    return [total // count + (1 if i < total % count else 0) for i in range(count)]
+
+
 async def measure(
-    base_url: str, *, jobs: int, requests: int, warmup: int, repeat: int, only: Sequence[str] = tuple(CONTENDERS)
+    base_url: str,
+    *,
+    jobs: int,
+    requests: int,
+    warmup: int,
+    repeat: int,
+    slices: int = 1,
+    only: Sequence[str] = tuple(CONTENDERS),
 ) -> list[dict[str, Any]]:
     """Every run's figures: ``[{"run", "contender", "requests", "seconds", "cpu_seconds"}, ...]``."""
     runs: list[dict[str, Any]] = []
@@ -146,21 +160,19 @@ async def measure(
         names = list(contenders)
         for run in range(repeat):
             order = names[run % len(names) :] + names[: run % len(names)]
+            totals = {name: {"seconds": 0.0, "cpu": 0.0, "simulator_cpu": 0.0} for name in names}
             for name in order:
                 await drive(contenders[name], warmup)
-                served_before = simulator_cpu_seconds(base_url)
-                seconds, cpu = await drive(contenders[name], requests)
-                served = simulator_cpu_seconds(base_url) - served_before
-                runs.append(
-                    {
-                        "run": run,
-                        "contender": name,
-                        "requests": requests,
-                        "seconds": seconds,
-                        "cpu": cpu,
-                        "simulator_cpu": served,
-                    }
-                )
+            # The measured requests go in slices, the contenders taking turns slice by slice, so that a
+            # machine whose load changes during the run slows every contender alike.
+            for size in _slices(requests, slices):
+                for name in order:
+                    served_before = simulator_cpu_seconds(base_url)
+                    seconds, cpu = await drive(contenders[name], size)
+                    totals[name]["simulator_cpu"] += simulator_cpu_seconds(base_url) - served_before
+                    totals[name]["seconds"] += seconds
+                    totals[name]["cpu"] += cpu
+            runs += [{"run": run, "contender": name, "requests": requests, **totals[name]} for name in order]
     return runs
 
 
@@ -243,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="jobs submitted and cycled over (default 1000)")
     parser.add_argument("--requests", type=int, default=None, help="measured requests per contender (default 20000)")
     parser.add_argument("--warmup", type=int, default=None, help="requests before each measure (default 500)")
+    parser.add_argument(
+        "--slices", type=int, default=None, help="turns the contenders take within a run (default 10; --tiny 1)"
+    )
     parser.add_argument("--profile", action="store_true", help="profile our contender alone and print the profile")
     parser.add_argument(
         "--only", type=_contender_names, default=list(CONTENDERS), help="contenders to run: ours,aiohttp,httpx (all)"
@@ -251,18 +266,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = args.jobs or (100 if args.tiny else 1000)
     requests = args.requests or (300 if args.tiny else 20_000)
     warmup = args.warmup or (64 if args.tiny else 500)
+    slices = args.slices or (1 if args.tiny else 10)
     pin_client(0)
     with simulator_process("--hold") as base_url:
         if args.profile:
             print(asyncio.run(profile(base_url, jobs=jobs, requests=requests, warmup=warmup)))
             return 0
         runs = asyncio.run(
-            measure(base_url, jobs=jobs, requests=requests, warmup=warmup, repeat=args.repeat, only=args.only)
+            measure(
+                base_url,
+                jobs=jobs,
+                requests=requests,
+                warmup=warmup,
+                repeat=args.repeat,
+                slices=slices,
+                only=args.only,
+            )
         )
     rows = summarize(runs)
     notes = [
-        f"{jobs:,} jobs held running, {requests:,} measured requests per contender and run after {warmup:,} "
-        f"of warm-up, {CONCURRENCY} concurrent; median of {args.repeat} run(s); ratios are medians of same-run ratios",
+        f"{jobs:,} jobs held running; per contender and run: {warmup:,} requests of warm-up, then {requests:,} "
+        f"measured in {slices} turn(s) taken in alternation; {CONCURRENCY} concurrent",
+        f"median of {args.repeat} run(s); ratios are medians of same-run ratios",
         "client pinned to core 0, simulator process to core 1; CPU is this process's time.process_time() per request",
         *goal_lines(rows),
     ]
@@ -286,7 +311,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(
         args.json,
         "request_cost",
-        {"jobs": jobs, "requests": requests, "warmup": warmup, "concurrency": CONCURRENCY, "rows": rows, "runs": runs},
+        {
+            "jobs": jobs,
+            "requests": requests,
+            "warmup": warmup,
+            "slices": slices,
+            "concurrency": CONCURRENCY,
+            "rows": rows,
+            "runs": runs,
+        },
     )
     return 0
 
