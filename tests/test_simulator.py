@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
+import math
 import os
 import re
 import signal
@@ -20,6 +22,7 @@ import pytest
 
 import fastrouter_async.testing as testing
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer, sample_video
+from fastrouter_async.testing.__main__ import main as simulator_main
 
 KEY = "sk-v1-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -899,6 +902,100 @@ async def test_reset_records_keeps_jobs(
     assert len(sim.jobs) == 2
 
 
+async def test_reset_records_also_resets_the_request_counters(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """The submit, poll and download counters follow the requests and start again at reset_records."""
+    task_id = await submit_id(http, server)
+    await poll(http, server, task_id)
+    await poll(http, server, task_id)
+    await download(http, f"{server.origin}/cdn/{task_id}.mp4")
+    counts = (sim.records.submit_count, sim.records.poll_count, sim.records.download_count)
+    assert counts == (1, 2, 1) == (len(sim.records.submits), len(sim.records.polls), len(sim.records.downloads))
+    sim.reset_records()
+    assert (sim.records.submit_count, sim.records.poll_count, sim.records.download_count) == (0, 0, 0)
+
+
+async def test_requests_can_go_unrecorded_while_counters_count(http: aiohttp.ClientSession) -> None:
+    """With record_requests=False no request is kept, but every counter and each job's poll_count still count."""
+    sim = FastRouterSimulator(api_key=KEY, default_plan=JobPlan(polls=3), record_requests=False)
+    async with sim.serve() as server:
+        task_ids = [await submit_id(http, server, f"clip {i}") for i in range(3)]
+        for _ in range(3):
+            await poll(http, server, task_ids[0])
+        await poll(http, server, task_ids[1])
+        await download(http, f"{server.origin}/videos-content/{task_ids[0]}")
+        async with http.post(f"{server.base_url}/videos", json={"model": MODEL}, headers=AUTH) as r:
+            assert r.status == 400  # refused submits count too
+    assert sim.records.requests == []
+    assert (sim.records.submit_count, sim.records.jobs_created) == (4, 3)
+    assert (sim.records.poll_count, sim.records.download_count) == (4, 1)
+    assert (sim.records.in_flight, sim.records.max_in_flight) == (2, 3)
+    assert [sim.jobs[t].poll_count for t in task_ids] == [3, 1, 0]
+    assert sim.stats() == {
+        "jobs_created": 3,
+        "in_flight": 2,
+        "max_in_flight": 3,
+        "polls": 4,
+        "submits": 4,
+        "downloads": 1,
+    }
+
+
+async def test_jobs_route_answers_each_jobs_timeline(http: aiohttp.ClientSession) -> None:
+    """GET /_simulator/jobs answers, without a key, the clock and each job's creation, planned end, polls and end."""
+    clock = FakeClock()
+    sim = FastRouterSimulator(api_key=KEY, default_plan=JobPlan(duration=30), clock=clock)
+    sim.plan_for("forever", JobPlan(duration=math.inf))
+    async with sim.serve() as server:
+        first = await submit_id(http, server)
+        clock.now += 10
+        second = await submit_id(http, server, "runs forever")
+        clock.now += 25
+        await poll(http, server, first)
+        await poll(http, server, second)
+        async with http.get(f"{server.origin}/_simulator/jobs") as r:
+            assert r.status == 200
+            timeline = await r.json()
+    assert timeline == {
+        "now": 1035.0,
+        "jobs": [
+            {
+                "task_id": first,
+                "model": MODEL,
+                "created": 1000.0,
+                "finishes_at": 1030.0,
+                "poll_count": 1,
+                "done_at": 1035.0,
+            },
+            {
+                "task_id": second,
+                "model": MODEL,
+                "created": 1010.0,
+                "finishes_at": None,
+                "poll_count": 1,
+                "done_at": None,
+            },
+        ],
+    }
+    assert timeline == sim.timeline()
+    assert sim.records.polls[-1].task_id == second  # the introspection request itself is not recorded
+    assert [r.route for r in sim.records.requests] == ["submit", "submit", "poll", "poll"]
+
+
+async def test_stats_route_answers_the_counters(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """GET /_simulator/stats answers the counters as JSON, and is never taken by a fault."""
+    sim.inject(Fault.server_error(route="any", times=None))
+    async with http.post(f"{server.base_url}/videos", json={"model": MODEL, "prompt": "p"}, headers=AUTH) as r:
+        assert r.status == 500
+    async with http.get(f"{server.origin}/_simulator/stats") as r:
+        assert r.status == 200
+        stats = await r.json()
+    assert stats == {"jobs_created": 0, "in_flight": 0, "max_in_flight": 0, "polls": 0, "submits": 1, "downloads": 0}
+
+
 # -- serving --------------------------------------------------------------------------------------
 
 
@@ -933,6 +1030,7 @@ def test_public_names() -> None:
         "FastRouterSimulator",
         "Fault",
         "JobPlan",
+        "RealisticDurations",
         "RecordedRequest",
         "SimulatedJob",
         "SimulatorRecords",
@@ -972,6 +1070,80 @@ async def test_command_line_serves_until_interrupted(http: aiohttp.ClientSession
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def command_line_simulator(*args: str) -> AsyncIterator[str]:
+    """Run ``python -m fastrouter_async.testing --port 0 --quiet *args``; yield its origin, stop it with SIGTERM."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fastrouter_async.testing",
+        "--port",
+        "0",
+        "--quiet",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        yield line.rsplit(" ", 1)[-1].strip().removesuffix("/api/v1")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def submit_and_poll_once(http: aiohttp.ClientSession, origin: str, **body: Any) -> dict[str, Any]:
+    """Submit one job with ``body`` to a simulator at ``origin``, poll it once; return its timeline entry."""
+    async with http.post(f"{origin}/api/v1/videos", json={"prompt": "p", **body}, headers=AUTH) as r:
+        task_id = (await r.json())["data"]["taskId"]
+    async with http.post(f"{origin}/api/v1/getVideoResponse", json={"taskId": task_id}, headers=AUTH) as r:
+        assert (await r.json())["data"]["status"] == "processing"
+    async with http.get(f"{origin}/_simulator/jobs") as r:
+        (entry,) = (await r.json())["jobs"]
+    assert isinstance(entry, dict)
+    return entry
+
+
+async def test_command_line_holds_jobs_without_records(http: aiohttp.ClientSession) -> None:
+    """--hold keeps every job running with no planned end, and --no-records still counts polls in /_simulator/stats."""
+    async with command_line_simulator("--hold", "--no-records") as origin:
+        entry = await submit_and_poll_once(http, origin, model=MODEL)
+        assert (entry["finishes_at"], entry["done_at"], entry["poll_count"]) == (None, None, 1)
+        async with http.get(f"{origin}/_simulator/stats") as r:
+            stats = await r.json()
+    assert (stats["submits"], stats["polls"], stats["in_flight"]) == (1, 1, 1)
+
+
+async def test_command_line_scales_the_duration(http: aiohttp.ClientSession) -> None:
+    """--time-scale multiplies --duration."""
+    async with command_line_simulator("--duration", "1000", "--time-scale", "0.5") as origin:
+        entry = await submit_and_poll_once(http, origin, model=MODEL)
+    assert entry["finishes_at"] - entry["created"] == pytest.approx(500)
+
+
+async def test_command_line_draws_realistic_durations(http: aiohttp.ClientSession) -> None:
+    """--realistic-durations --seed N --time-scale X draws what RealisticDurations(time_scale=X, seed=N) draws."""
+    body = {"model": "kling-ai/kling-v2-1-master", "prompt": "p", "length": 10}
+    async with command_line_simulator("--realistic-durations", "--seed", "7", "--time-scale", "10") as origin:
+        entry = await submit_and_poll_once(http, origin, **body)
+    expected = testing.RealisticDurations(time_scale=10, seed=7).draw(body)
+    assert entry["finishes_at"] - entry["created"] == pytest.approx(expected)
+
+
+def test_command_line_refuses_two_ways_of_timing_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    """--hold, --duration and --realistic-durations exclude each other; --time-scale must be positive."""
+    for argv in (["--hold", "--duration", "5"], ["--hold", "--realistic-durations"], ["--time-scale", "0"]):
+        with pytest.raises(SystemExit) as exited:
+            simulator_main(argv)
+        assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # -- download switches, video faults, expiring links ----------------------------------------------

@@ -22,8 +22,10 @@ the exact rules)::
     sim.plan_for("cat", JobPlan(outcome="video_body"))     # prompts containing "cat"
     sim.plan_for(lambda body: body.get("seed") == 1, JobPlan(hidden_polls=2))
 
+    sim.plan_with(RealisticDurations(time_scale=0.01, seed=1))  # a duration drawn per model and length
+
 Plans are chosen per submit: queued ``plan_next`` plans first, then the
-``plan_for`` rules in order, then ``default_plan``. ``FastRouterSimulator(clock=...)``
+``plan_for``/``plan_with`` rules in order, then ``default_plan``. ``FastRouterSimulator(clock=...)``
 replaces the event loop's clock, so ``JobPlan(duration=...)`` needs no real waiting.
 
 Make things go wrong with a :class:`Fault`::
@@ -51,6 +53,11 @@ Then assert on what the server saw::
     sim.records.headers_seen("download")  # was Authorization sent to the CDN?
     sim.jobs[task_id].poll_count
 
+``FastRouterSimulator(record_requests=False)`` keeps the counters but not the
+requests, for benchmarks that send millions. ``GET /_simulator/jobs`` and
+``GET /_simulator/stats`` answer each job's timeline and the counters as JSON,
+for clients in another process (``sim.timeline()`` and ``sim.stats()`` here).
+
 Downloads are served for any task id (even one this simulator does not know),
 so a second simulator can play another host: ``FastRouterSimulator(asset_origin=...)``
 puts the other server's origin into ``fastrouter_assets.urls``, and
@@ -63,6 +70,7 @@ from the command line.
 """
 
 from ._assets import sample_video
+from ._durations import RealisticDurations
 from ._plans import Fault, JobPlan
 from ._records import RecordedRequest, SimulatedJob, SimulatorRecords
 from ._server import SimulatorServer
@@ -72,6 +80,7 @@ __all__ = [
     "FastRouterSimulator",
     "Fault",
     "JobPlan",
+    "RealisticDurations",
     "RecordedRequest",
     "SimulatedJob",
     "SimulatorRecords",

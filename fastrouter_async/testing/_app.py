@@ -49,6 +49,9 @@ def build_app(simulator: FastRouterSimulator) -> web.Application:
     router.add_get("/videos-content/{task_id}", routes.wrap("download", routes.download))
     router.add_get("/cdn/{task_id}.mp4", routes.wrap("download", routes.download))
     router.add_get("/healthz", routes.wrap("other", routes.healthz))
+    # The simulator's own introspection, for clients in another process: never recorded, never faulted.
+    router.add_get("/_simulator/jobs", routes.timeline)
+    router.add_get("/_simulator/stats", routes.stats)
     router.add_route("*", "/{tail:.*}", routes.wrap("other", routes.not_found))  # last: what nothing else matched
     return app
 
@@ -87,16 +90,17 @@ class _Routes:
 
     async def _record(self, route: RecordRoute, request: web.Request) -> RecordedRequest:
         raw = await request.read()
+        keep = self.sim.record_requests
         record = RecordedRequest(
             route=route,
             method=request.method,
             path=request.path,
-            headers=dict(request.headers),
+            headers=dict(request.headers) if keep else {},  # the handlers read the request's own headers
             json=_decode_json(raw),
             time=self.sim.now(),
             query=request.query_string,
         )
-        self.sim.records.requests.append(record)
+        self.sim.records._request_arrived(record, keep=keep)
         return record
 
     async def _answer(self, request: web.Request, record: RecordedRequest, inner: Inner) -> web.StreamResponse | None:
@@ -218,6 +222,12 @@ class _Routes:
 
     async def healthz(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         return web.Response(text="ok")
+
+    async def timeline(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.sim.timeline())
+
+    async def stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.sim.stats())
 
     async def not_found(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         return _error(404, f"Not Found - no route for {request.method} {request.path}", code="route_not_found")

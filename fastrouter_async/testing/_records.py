@@ -90,6 +90,10 @@ class SimulatedJob:
 class SimulatorRecords:
     """Everything the simulator saw, for assertions.
 
+    The counters (``submit_count``, ``poll_count``, ``download_count``,
+    ``jobs_created``, ``in_flight``...) are kept even when the simulator does
+    not keep the requests themselves (``record_requests=False``).
+
     ``in_flight`` counts jobs from the moment their submit was accepted until
     a poll first reported them done (succeeded, failed or vanished); jobs
     nobody polls stay in flight. ``max_in_flight`` is its high-water mark.
@@ -100,7 +104,13 @@ class SimulatorRecords:
     """
 
     requests: list[RecordedRequest] = attrs.field(factory=list)
-    """Every request, in arrival order."""
+    """Every request, in arrival order (empty when the simulator was made with ``record_requests=False``)."""
+    submit_count: int = 0
+    """How many submit requests arrived (accepted or not); ``jobs_created`` counts the accepted ones."""
+    poll_count: int = 0
+    """How many poll requests arrived, on any of the three poll routes."""
+    download_count: int = 0
+    """How many download requests arrived."""
     jobs_created: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -119,11 +129,6 @@ class SimulatorRecords:
     def downloads(self) -> list[RecordedRequest]:
         return self._of("download")
 
-    @property
-    def submit_count(self) -> int:
-        """How many submit requests arrived (accepted or not); ``jobs_created`` counts the accepted ones."""
-        return len(self.submits)
-
     def headers_seen(self, route: RecordRoute | Literal["any"] = "any") -> list[dict[str, str]]:
         """The headers of every request of ``route``, in arrival order."""
         return [r.headers for r in self.requests if route in ("any", r.route)]
@@ -131,12 +136,23 @@ class SimulatorRecords:
     def reset(self) -> None:
         """Forget the requests and counts; ``in_flight`` stays true and becomes the new maximum."""
         self.requests.clear()
+        self.submit_count = self.poll_count = self.download_count = 0
         self.jobs_created = 0
         self.max_in_flight = self.in_flight
         self.max_downloads_active = self.downloads_active
 
     def _of(self, route: RecordRoute) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route]
+
+    def _request_arrived(self, record: RecordedRequest, *, keep: bool) -> None:
+        if record.route == "submit":
+            self.submit_count += 1
+        elif record.route == "poll":
+            self.poll_count += 1
+        elif record.route == "download":
+            self.download_count += 1
+        if keep:
+            self.requests.append(record)
 
     def _job_started(self) -> None:
         self.jobs_created += 1

@@ -9,6 +9,7 @@ so any number of concurrent requests see consistent counts.
 from __future__ import annotations
 
 import collections
+import math
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -27,10 +28,11 @@ from ._server import SimulatorServer
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["DEFAULT_PLAN", "BodyPredicate", "Clock", "FastRouterSimulator"]
+__all__ = ["DEFAULT_PLAN", "BodyPredicate", "Clock", "FastRouterSimulator", "PlanFactory"]
 
 Clock = Callable[[], float]
 BodyPredicate = Callable[[Mapping[str, Any]], bool]
+PlanFactory = Callable[[Mapping[str, Any]], JobPlan | None]
 
 DEFAULT_PLAN: Final = JobPlan()  # succeed at the first poll: the fastest useful job for tests
 
@@ -86,6 +88,11 @@ class FastRouterSimulator:
     loop's clock for ``JobPlan.duration``/``visible_after`` and record times;
     pass a callable returning seconds to drive time by hand.
 
+    ``record_requests=False`` keeps no :class:`RecordedRequest` (``records.requests``
+    stays empty) while every counter and each job's ``poll_count`` still
+    count: a simulator can then serve millions of requests without growing
+    by more than its jobs.
+
     All of these are plain attributes and may be changed at any time.
 
     What the simulator saw is in :attr:`records` (a :class:`SimulatorRecords`)
@@ -107,6 +114,7 @@ class FastRouterSimulator:
         download_content_length: bool = True,
         videos_from: FastRouterSimulator | None = None,
         clock: Clock | None = None,
+        record_requests: bool = True,
     ) -> None:
         unknown = set(download_checksums) - set(CHECKSUM_HEADERS)
         if unknown:
@@ -121,11 +129,12 @@ class FastRouterSimulator:
         self.download_checksums: tuple[str, ...] = tuple(download_checksums)
         self.download_content_length = download_content_length
         self.videos_from = videos_from
+        self.record_requests = record_requests
         self.records = SimulatorRecords()
         self._clock: Clock = clock or anyio.current_time
         self._jobs: dict[str, SimulatedJob] = {}
         self._next_plans: collections.deque[JobPlan] = collections.deque()
-        self._rules: list[tuple[BodyPredicate, JobPlan]] = []
+        self._rules: list[PlanFactory] = []
         self._faults: list[_ArmedFault] = []
         self._links: dict[str, int | None] = {}  # sig -> None while valid, else the status it answers
         self._expired_hosted: dict[str, int] = {}  # task id -> the status its hosted copy answers
@@ -145,11 +154,27 @@ class FastRouterSimulator:
     def plan_for(self, match: str | BodyPredicate, plan: JobPlan) -> None:
         """Use ``plan`` for submits that ``match``: a prompt substring, or a callable given the JSON body.
 
-        Rules are tried in the order they were added; the first match wins.
-        Queued :meth:`plan_next` plans come first, ``default_plan`` last.
+        Rules (these and :meth:`plan_with` ones) are tried in the order they were
+        added; the first match wins. Queued :meth:`plan_next` plans come first,
+        ``default_plan`` last.
         """
         predicate = _prompt_contains(match) if isinstance(match, str) else match
-        self._rules.append((predicate, plan))
+
+        def rule(body: Mapping[str, Any]) -> JobPlan | None:
+            return plan if predicate(body) else None
+
+        self._rules.append(rule)
+
+    def plan_with(self, factory: PlanFactory) -> None:
+        """Add a rule whose plan is computed for each submit: ``factory(body)`` given the JSON body.
+
+        The factory returns the :class:`JobPlan` to use, or ``None`` to leave the
+        submit to later rules and ``default_plan``. It is one rule among the
+        :meth:`plan_for` ones, tried in the order they were added.
+        ``sim.plan_with(RealisticDurations(seed=1))`` gives every job a duration
+        drawn for its model and length.
+        """
+        self._rules.append(factory)
 
     def clear_plans(self) -> None:
         """Forget queued plans and rules (``default_plan`` stays)."""
@@ -202,6 +227,41 @@ class FastRouterSimulator:
         """The simulator's clock (the event loop's time unless a ``clock`` was given)."""
         return self._clock()
 
+    def timeline(self) -> dict[str, Any]:
+        """Every job's timeline, as ``GET /_simulator/jobs`` answers it (simulator clock, in seconds).
+
+        ``{"now": ..., "jobs": [{"task_id", "model", "created", "finishes_at",
+        "poll_count", "done_at"}, ...]}``, jobs in submit order. ``finishes_at`` is
+        ``created + plan.duration`` (``None`` for a job that never finishes);
+        ``done_at`` is when a poll first found the job done (``None`` until then).
+        """
+        return {
+            "now": self.now(),
+            "jobs": [
+                {
+                    "task_id": job.task_id,
+                    "model": job.model,
+                    "created": job.created,
+                    "finishes_at": job.created + job.plan.duration if math.isfinite(job.plan.duration) else None,
+                    "poll_count": job.poll_count,
+                    "done_at": job.done_at,
+                }
+                for job in self._jobs.values()
+            ],
+        }
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as ``GET /_simulator/stats`` answers them (kept even without ``record_requests``)."""
+        records = self.records
+        return {
+            "jobs_created": records.jobs_created,
+            "in_flight": records.in_flight,
+            "max_in_flight": records.max_in_flight,
+            "polls": records.poll_count,
+            "submits": records.submit_count,
+            "downloads": records.download_count,
+        }
+
     def reset_records(self) -> None:
         """Forget recorded requests and counts (see :meth:`SimulatorRecords.reset`); jobs are kept."""
         self.records.reset()
@@ -239,8 +299,9 @@ class FastRouterSimulator:
     def _choose_plan(self, body: Mapping[str, Any]) -> JobPlan:
         if self._next_plans:
             return self._next_plans.popleft()
-        for predicate, plan in self._rules:
-            if predicate(body):
+        for rule in self._rules:
+            plan = rule(body)
+            if plan is not None:
                 return plan
         return self.default_plan
 
