@@ -124,8 +124,9 @@ class VideoJob:
                         self._waiters = []
                     self._waiters.append(waiter)
                     try:
-                        if self._schedule_token is None:
-                            self._session._poller.schedule(self, self._due_at_jittered(loop.time()))
+                        poller = self._session._poller
+                        if not poller.is_scheduled(self):
+                            poller.schedule(self, self._due_at_jittered(loop.time()))
                         failure = await waiter
                     finally:
                         self._waiters.remove(waiter)

@@ -77,7 +77,12 @@ class Poller:
             self._arm(loop, due)
 
     def is_scheduled(self, job: VideoJob) -> bool:
-        return job._schedule_token is not None
+        """Whether ``job`` will be polled without being scheduled again: it is on the schedule, or being polled.
+
+        A poll on its way schedules the job's next poll when it is answered, so
+        scheduling the job meanwhile would only add a poll right after it.
+        """
+        return job._schedule_token is not None or job in self._polling
 
     async def aclose(self) -> None:
         """Stop: no more polls; running polls are cancelled and awaited."""
