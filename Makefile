@@ -5,16 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit simulator clean help
+.PHONY: demo test lint typecheck unit bench simulator clean help
 
 help:
 	@echo "make demo   install everything and run a batch of example prompts against the embedded simulator"
 	@echo "make test   install everything and run the whole check: lint, types, tests"
+	@echo "make bench  install everything and run every benchmark (benchmarks/), printing each table (minutes)"
 
 $(STAMP): pyproject.toml tools/bootstrap_venv.py
 	$(PYTHON) tools/bootstrap_venv.py $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 # A batch of the example prompts against the embedded simulator: the live display, ./videos and its
@@ -38,6 +39,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term
+
+# Every benchmark at its default size, one after the other, each printing its table; see
+# docs/performance.md. BENCH_ARGS passes options on, e.g. make bench BENCH_ARGS="--repeat 5 --json results".
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 simulator: $(STAMP)
 	$(BIN)/python -m fastrouter_async.testing --port 8765

@@ -4,6 +4,7 @@ Run it from the repository root, after ``make test`` (or ``make .venv/.installed
 
     .venv/bin/python benchmarks/download.py                       # 50 MB and 500 MB, 3 runs each
     .venv/bin/python benchmarks/download.py --sizes 50,500 --repeat 5
+    .venv/bin/python benchmarks/download.py --tiny --repeat 1     # 1 MB, for a quick check
 
 It needs ``nginx`` and ``curl`` (``apt-get install nginx curl``). It starts nginx
 on 127.0.0.1 with a temporary configuration and root (the same helper the tests
@@ -32,21 +33,19 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the nginx helper lives with the tests
 
-import aiohttp  # noqa: E402
+from _harness import base_parser, machine_line, median, memory_kib, print_table, write_json  # noqa: E402
 
 from fastrouter_async import FastRouterSession, PollPolicy  # noqa: E402
 from fastrouter_async.testing import FastRouterSimulator  # noqa: E402
@@ -79,17 +78,6 @@ def sha256_of(path: Path) -> str:
 
 
 # -- the child: one download through our client ------------------------------
-
-
-def memory_kib() -> dict[str, int]:
-    """``VmRSS`` (now) and ``VmHWM`` (peak) of this process, in KiB; ``ru_maxrss`` for both without /proc."""
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return {"VmRSS": peak, "VmHWM": peak}
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
 
 
 async def child_download(origin: str, root: Path, source: Path, out: Path) -> dict[str, Any]:
@@ -169,42 +157,53 @@ def measure(nginx: NginxServer, curl: str, work: Path, size_mb: float, repeat: i
             raise RuntimeError(f"our copy of the {size_mb} MB file differs from the source")
         out.unlink()
     source.unlink()
-    curl_s = statistics.median(run["seconds"] for run in curl_runs)
-    ours_s = statistics.median(run["seconds"] for run in our_runs)
+    curl_s = median([run["seconds"] for run in curl_runs])
+    ours_s = median([run["seconds"] for run in our_runs])
     return {
         "size_mb": size_mb,
         "curl_mbps": size / curl_s / MB,
         "ours_mbps": size / ours_s / MB,
-        "baseline_mib": statistics.median(run["baseline_kib"] for run in our_runs) / 1024,
+        "baseline_mib": median([run["baseline_kib"] for run in our_runs]) / 1024,
         "peak_mib": max(run["peak_kib"] for run in our_runs) / 1024,
         "growth_mib": max(run["peak_kib"] - run["baseline_kib"] for run in our_runs) / 1024,
     }
 
 
-def print_table(rows: list[dict[str, Any]], repeat: int, nginx_text: str, curl_text: str) -> None:
-    import fastrouter_async  # noqa: PLC0415  (only for its version)
+TITLE = "download: VideoResult.download() against curl, from the same local nginx"
+COLUMNS = ("file", "curl MB/s", "ours MB/s", "ours/curl", "RSS before", "peak RSS", "growth")
 
-    print(
-        f"machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
-        f"Python {platform.python_version()}; {nginx_text}; {curl_text}; "
-        f"aiohttp {aiohttp.__version__}; fastrouter-async {fastrouter_async.__version__}"
+
+def print_results(rows: list[dict[str, Any]], repeat: int, nginx_text: str, curl_text: str) -> None:
+    print(machine_line([nginx_text, curl_text]))
+    print_table(
+        TITLE,
+        COLUMNS,
+        [
+            [
+                f"{row['size_mb']:g} MB",
+                row["curl_mbps"],
+                row["ours_mbps"],
+                row["ours_mbps"] / row["curl_mbps"],
+                row["baseline_mib"],
+                row["peak_mib"],
+                f"{row['growth_mib']:+.1f}",
+            ]
+            for row in rows
+        ],
+        [
+            f"throughput: median of {repeat} run(s); MB = 10^6 bytes. Our download process, in MiB: RSS once set up "
+            "(median), peak RSS (highest), growth = peak - RSS before (largest)"
+        ],
     )
-    print(
-        f"throughput: median of {repeat} run(s); MB = 10^6 bytes. Our download process, in MiB: RSS once set up "
-        "(median), peak RSS (highest), growth = peak - RSS before (largest)"
-    )
-    header = (
-        f"{'file':>8} | {'curl MB/s':>9} | {'ours MB/s':>9} | {'ours/curl':>9} | "
-        f"{'RSS before':>10} | {'peak RSS':>8} | {'growth':>7}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(
-            f"{row['size_mb']:>5g} MB | {row['curl_mbps']:>9.0f} | {row['ours_mbps']:>9.0f} | "
-            f"{row['ours_mbps'] / row['curl_mbps']:>9.2f} | {row['baseline_mib']:>10.1f} | "
-            f"{row['peak_mib']:>8.1f} | {row['growth_mib']:>+7.1f}"
-        )
+
+
+def skip_reason() -> str | None:
+    """Why this benchmark cannot run here (nginx or curl missing), or ``None``."""
+    if find_nginx() is None:
+        return NGINX_MISSING
+    if shutil.which("curl") is None:
+        return "curl is not installed: apt-get install curl"
+    return None
 
 
 def parse_sizes(text: str) -> list[float]:
@@ -214,10 +213,9 @@ def parse_sizes(text: str) -> list[float]:
     return sizes
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--sizes", type=parse_sizes, default=[50.0, 500.0], help="file sizes in MB (default 50,500)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per size and per downloader (default 3)")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0] if __doc__ else "download")
+    parser.add_argument("--sizes", type=parse_sizes, default=None, help="file sizes in MB (default 50,500; --tiny 1)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the files (default: a temporary folder)")
     parser.add_argument("--child", nargs=4, metavar=("ORIGIN", "ROOT", "SOURCE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -225,18 +223,20 @@ def main(argv: list[str] | None = None) -> int:
         origin, root, source, out = args.child
         print(json.dumps(asyncio.run(child_download(origin, Path(root), Path(source), Path(out)))))
         return 0
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    binary, curl = find_nginx(), shutil.which("curl")
-    if binary is None or curl is None:
-        print(NGINX_MISSING if binary is None else "curl is not installed: apt-get install curl", file=sys.stderr)
+    sizes = args.sizes or ([1.0] if args.tiny else [50.0, 500.0])
+    if (reason := skip_reason()) is not None:
+        print(reason, file=sys.stderr)
         return 2
+    binary, curl = find_nginx(), shutil.which("curl")
+    assert binary is not None  # skip_reason() checked it
+    assert curl is not None
     with tempfile.TemporaryDirectory(prefix="fastrouter-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         (work / "nginx").mkdir()
         with NginxServer(binary, work / "nginx") as nginx:
-            rows = [measure(nginx, curl, work, size, args.repeat) for size in args.sizes]
-    print_table(rows, args.repeat, nginx_version(binary), curl_version(curl))
+            rows = [measure(nginx, curl, work, size, args.repeat) for size in sizes]
+    print_results(rows, args.repeat, nginx_version(binary), curl_version(curl))
+    write_json(args.json, "download", {"repeat": args.repeat, "rows": rows})
     return 0
 
 

@@ -31,6 +31,7 @@ __all__ = ["FASTROUTER_GATEWAYS", "StreamedResponse", "Transport", "api_origins"
 logger = logging.getLogger("fastrouter_async")
 
 MAX_REDIRECTS = 5
+_ACCEPT = "application/json, video/*;q=0.9, */*;q=0.5"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_CONNECTION_LIMIT = 100
 # One pool for all polls and downloads of a session. aiohttp's own default is 100 too;
@@ -125,7 +126,7 @@ class Transport:
 
     def is_api_origin(self, url: str | URL) -> bool:
         """True when ``url`` belongs to FastRouter's API (the only place the key may go)."""
-        return _origin(URL(str(url))) in self._api_origins
+        return _origin(url if isinstance(url, URL) else URL(url)) in self._api_origins
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -153,10 +154,13 @@ class Transport:
 
         A body that is the video itself is not read (``Response.media``).
         """
-        started = time.monotonic()
-        async with self._open(
+        # The hot path of every poll: no context manager around the send, no log formatting unless asked.
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.monotonic() if debug else 0.0
+        resp, method, current = await self._send(
             call.method, call.url, json=call.json, auth=True, client_timeout=self._api_timeout
-        ) as resp:
+        )
+        try:
             headers = _lower_headers(resp.headers)
             if is_media_response(resp.content_type) and 200 <= resp.status < 300:
                 result = Response(status=resp.status, headers=headers, body=None, media=True)
@@ -164,13 +168,20 @@ class Transport:
                 body = await self._read_body(resp, call)
                 media = 200 <= resp.status < 300 and is_media_response(resp.content_type, body[:16])
                 result = Response(status=resp.status, headers=headers, body=None if media else body, media=media)
-        logger.debug(
-            "%s %s -> %d in %.0f ms",
-            call.method,
-            loggable(call.url),
-            result.status,
-            (time.monotonic() - started) * 1000,
-        )
+        except FastRouterError:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _map_exception(exc, method, str(current), sent=True) from exc
+        finally:
+            resp.release()
+        if debug:
+            logger.debug(
+                "%s %s -> %d in %.0f ms",
+                call.method,
+                loggable(call.url),
+                result.status,
+                (time.monotonic() - started) * 1000,
+            )
         return result
 
     @asynccontextmanager
@@ -197,11 +208,38 @@ class Transport:
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send, following redirects by hand; the key goes only to the API origin."""
+        resp, method, current = await self._send(
+            method, url, json=json, auth=auth, client_timeout=client_timeout, headers=headers
+        )
+        try:
+            yield resp
+        except FastRouterError:
+            raise  # ours (e.g. JobTimeoutError, a TimeoutError too) pass through unchanged
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _map_exception(exc, method, str(current), sent=True) from exc
+        finally:
+            resp.release()
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Mapping[str, Any] | None,
+        auth: bool,
+        client_timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[aiohttp.ClientResponse, str, URL]:
+        """Send, following redirects by hand; the answer, with the method and URL that got it.
+
+        The key goes only to the API origin. The caller reads the answer and releases it.
+        """
         client = self._client()
         current, body = URL(url, encoded=False), json
         for _ in range(MAX_REDIRECTS + 1):
-            request_headers = {"User-Agent": self._user_agent, "Accept": "application/json, video/*;q=0.9, */*;q=0.5"}
-            request_headers.update(headers or {})
+            request_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT}
+            if headers:
+                request_headers.update(headers)
             if auth and self.is_api_origin(current):
                 request_headers["Authorization"] = f"Bearer {self._secret.reveal()}"
             try:
@@ -231,15 +269,7 @@ class Transport:
                 logger.debug("redirect %d: %s -> %s", resp.status, loggable(current), loggable(target))
                 current = target
                 continue
-            try:
-                yield resp
-            except FastRouterError:
-                raise  # ours (e.g. JobTimeoutError, a TimeoutError too) pass through unchanged
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _map_exception(exc, method, str(current), sent=True) from exc
-            finally:
-                resp.release()
-            return
+            return resp, method, current
         raise APIConnectionError(
             f"more than {MAX_REDIRECTS} redirects starting at {loggable(url)}", method=method, url=loggable(url)
         )
@@ -254,6 +284,9 @@ class Transport:
                 method=call.method,
                 url=loggable(call.url),
             )
+        if declared is not None and "Content-Encoding" not in resp.headers:
+            # The size is known and small enough, and nothing is decompressed: read it in one go.
+            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(64 * 1024):

@@ -1,16 +1,27 @@
-"""The transport's redirect handling and event-loop binding, against real loopback servers."""
+"""The transport's redirect handling, answer reading and event-loop binding, against real loopback servers."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
+from yarl import URL
 
-from fastrouter_async import APIConnectionError, AuthenticationError, FastRouterSession, Timeouts
-from fastrouter_async._config import Secret
+from fastrouter_async import (
+    APIConnectionError,
+    AuthenticationError,
+    FastRouterSession,
+    Timeouts,
+    UnexpectedResponseError,
+)
+from fastrouter_async._config import MAX_JSON_BYTES, Secret
+from fastrouter_async._protocol import HttpCall
 from fastrouter_async._transport import Transport
 from fastrouter_async.testing import FastRouterSimulator, SimulatorServer
 
@@ -117,6 +128,7 @@ def test_where_the_key_may_go(base_url: str, url: str, trusted: bool) -> None:
     """The key goes to the base URL's origin, and to FastRouter's other https gateway; nowhere else."""
     transport = Transport(base_url=base_url, secret=Secret(API_KEY), timeouts=Timeouts())
     assert transport.is_api_origin(url) is trusted
+    assert transport.is_api_origin(URL(url)) is trusted
 
 
 def test_session_bound_to_its_first_event_loop(server: SimulatorServer) -> None:
@@ -137,3 +149,78 @@ def test_session_bound_to_its_first_event_loop(server: SimulatorServer) -> None:
     with pytest.raises(RuntimeError, match="another event loop"):
         asyncio.run(session.job("fr_1").status())
     asyncio.run(close())
+
+
+# -- reading answers ------------------------------------------------------------------------------
+
+ANSWER = json.dumps({"data": {"taskId": "fr_1", "status": "processing"}}).encode()
+OVERSIZED = b'{"pad": "' + b" " * (MAX_JSON_BYTES + 1) + b'"}'
+
+
+async def framed(request: web.Request) -> web.StreamResponse:
+    """The same kinds of answer, framed with a length, chunked, or gzip-compressed."""
+    body = OVERSIZED if request.query.get("size") == "over" else ANSWER
+    framing = request.match_info["framing"]
+    if framing == "length":
+        return web.Response(body=body, content_type="application/json")
+    if framing == "gzip":
+        headers = {"Content-Encoding": "gzip"}
+        return web.Response(body=gzip.compress(body), content_type="application/json", headers=headers)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for start in range(0, len(body), 1 << 20):
+        await response.write(body[start : start + (1 << 20)])
+    await response.write_eof()
+    return response
+
+
+@pytest.fixture
+async def framing_origin() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/api/v1/{framing}", framed)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "gzip"])
+async def test_answers_are_read_whole_however_framed(framing_origin: str, framing: str) -> None:
+    """An API answer is read whole whether it comes with a length, chunked, or compressed."""
+    transport = Transport(base_url=f"{framing_origin}/api/v1", secret=Secret(API_KEY), timeouts=Timeouts())
+    try:
+        response = await transport.request(HttpCall("GET", f"{framing_origin}/api/v1/{framing}"))
+    finally:
+        await transport.aclose()
+    assert (response.status, response.body, response.media) == (200, ANSWER, False)
+    assert response.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "gzip"])
+async def test_oversized_answers_are_refused_however_framed(framing_origin: str, framing: str) -> None:
+    """An answer over MAX_JSON_BYTES is refused, also when compression hides its size or no length is sent."""
+    transport = Transport(base_url=f"{framing_origin}/api/v1", secret=Secret(API_KEY), timeouts=Timeouts())
+    try:
+        with pytest.raises(UnexpectedResponseError, match=r"too large|exceeds"):
+            await transport.request(HttpCall("GET", f"{framing_origin}/api/v1/{framing}?size=over"))
+    finally:
+        await transport.aclose()
+
+
+async def test_requests_are_logged_at_debug_level_without_their_query(
+    framing_origin: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With debug logging on, each request is logged with its status and time, its URL without the query."""
+    transport = Transport(base_url=f"{framing_origin}/api/v1", secret=Secret(API_KEY), timeouts=Timeouts())
+    try:
+        with caplog.at_level(logging.DEBUG, "fastrouter_async"):
+            await transport.request(HttpCall("GET", f"{framing_origin}/api/v1/length?sig=secret"))
+        await transport.request(HttpCall("GET", f"{framing_origin}/api/v1/length?sig=quiet"))
+    finally:
+        await transport.aclose()
+    messages = [r.getMessage() for r in caplog.records if r.name == "fastrouter_async"]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"GET {framing_origin}/api/v1/length -> 200 in ")

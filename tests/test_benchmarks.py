@@ -1,0 +1,121 @@
+"""The benchmark scripts run end to end at their --tiny size, and their shared helpers compute what they say."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+TIMEOUT = 180  # seconds; each takes a few at --tiny
+
+
+def load(name: str) -> ModuleType:
+    """Import ``benchmarks/NAME.py`` (the folder is not a package; its scripts import ``_harness``)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=ROOT, env=env
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "title", "header"),
+    [
+        ("request_cost", "request cost: job.status()", "contender    | requests/s | client CPU us/request"),
+        ("scale", "scale: jobs in flight in one process", "poller                 | jobs | KB per job"),
+    ],
+)
+def test_benchmark_runs_tiny(script: str, title: str, header: str, tmp_path: Path) -> None:
+    """Each benchmark runs at --tiny --repeat 1, prints the machine line, its table and goals, and writes --json."""
+    out = tmp_path / f"{script}.json"
+    done = run_script(str(BENCHMARKS / f"{script}.py"), "--tiny", "--repeat", "1", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("machine: ")
+    assert lines[1].startswith(title)
+    assert lines[2].startswith(header)
+    assert any(line.startswith("goal: ") for line in lines)
+    results = json.loads(out.read_text())
+    assert (results["benchmark"], results["machine"]) == (script, lines[0])
+    assert results["rows"]
+
+
+def test_run_all_lists_every_benchmark() -> None:
+    """run_all knows every benchmark script and says whether each can run here."""
+    done = run_script(str(BENCHMARKS / "run_all.py"), "--list")
+    assert done.returncode == 0, done.stderr
+    listed = [line.split(":", 1)[0] for line in done.stdout.splitlines()]
+    assert listed == ["request_cost", "scale", "download"]
+    scripts = {path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_")} - {"run_all"}
+    assert set(listed) == scripts
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    """percentile() interpolates linearly between closest ranks; median() is the 50th percentile."""
+    harness = load("_harness")
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert [harness.percentile(values, q) for q in (0, 25, 50, 99, 100)] == pytest.approx([1, 1.75, 2.5, 3.97, 4])
+    assert harness.median([5.0, 1.0, 3.0]) == 3.0
+    for bad_q in (-1, 101):
+        with pytest.raises(ValueError, match="q must be"):
+            harness.percentile(values, bad_q)
+    with pytest.raises(ValueError, match="no values"):
+        harness.median([])
+
+
+def test_table_aligns_columns_and_rounds_numbers() -> None:
+    """format_table() aligns columns under a title and rounds numbers to a few significant figures."""
+    harness = load("_harness")
+    text = harness.format_table(
+        "a title", ["name", "rate", "ratio"], [["ours", 4219.6, 0.8034], ["other", 12.345, math.nan]], ["a note"]
+    )
+    assert text.splitlines() == [
+        "a title",
+        "name  |  rate | ratio",
+        "---------------------",
+        "ours  | 4,220 |  0.80",
+        "other |  12.3 |     -",
+        "a note",
+    ]
+
+
+def test_loop_lag_probe_sees_a_blocked_loop() -> None:
+    """loop_lag_probe() records how late its heartbeat wakes, so a callback hogging the loop shows as lag."""
+    harness = load("_harness")
+
+    async def hog_the_loop() -> Any:
+        async with harness.loop_lag_probe(interval=0.001) as lag:
+            await asyncio.sleep(0)  # the heartbeat starts its first 1 ms wait
+            started = time.perf_counter()
+            while time.perf_counter() - started < 0.03:  # busy, not asleep: the heartbeat cannot run
+                pass
+            while not lag.delays:
+                await asyncio.sleep(0)
+        return lag
+
+    lag = asyncio.run(hog_the_loop())
+    assert lag.delays[0] >= 0.02
+    assert lag.p50 <= lag.p99 <= lag.max
+    assert set(lag.summary_ms()) == {"p50", "p99", "max", "samples"}
