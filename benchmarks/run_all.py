@@ -24,6 +24,9 @@ from pathlib import Path
 BENCHMARKS = (
     "request_cost",  # job.status() calls per second against bare aiohttp and httpx
     "scale",  # 10,000 jobs in flight in one process: memory per job, event-loop lag
+    "polling",  # polls per job and detection delay: our polling against fixed 1 s, fixed 5 s and runway's
+    "budget",  # jobs kept in flight under 600 requests/minute: our polling against fixed 5 s
+    "makespan",  # 1,000 jobs with a cap of 100: wall time against the ideal schedule
     "download",  # VideoResult.download() against curl from a local nginx
 )
 # Run in this order. A new benchmark is a script here with main(argv) and the options of

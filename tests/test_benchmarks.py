@@ -45,6 +45,9 @@ def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     [
         ("request_cost", "request cost: job.status()", "contender    | requests/s | client CPU us/request"),
         ("scale", "scale: jobs in flight in one process", "poller                 | jobs | KB per job"),
+        ("polling", "polling: requests per job and detection delay", "strategy                        | polls/job"),
+        ("budget", "budget: jobs kept in flight under 600 requests/minute", "strategy              | jobs in flight"),
+        ("makespan", "makespan: 50 jobs with a cap of 5", "strategy                        | wall (s)"),
     ],
 )
 def test_benchmark_runs_tiny(script: str, title: str, header: str, tmp_path: Path) -> None:
@@ -67,7 +70,7 @@ def test_run_all_lists_every_benchmark() -> None:
     done = run_script(str(BENCHMARKS / "run_all.py"), "--list")
     assert done.returncode == 0, done.stderr
     listed = [line.split(":", 1)[0] for line in done.stdout.splitlines()]
-    assert listed == ["request_cost", "scale", "download"]
+    assert listed == ["request_cost", "scale", "polling", "budget", "makespan", "download"]
     scripts = {path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_")} - {"run_all"}
     assert set(listed) == scripts
 
@@ -119,3 +122,34 @@ def test_loop_lag_probe_sees_a_blocked_loop() -> None:
     assert lag.delays[0] >= 0.02
     assert lag.p50 <= lag.p99 <= lag.max
     assert set(lag.summary_ms()) == {"p50", "p99", "max", "samples"}
+
+
+def test_ideal_makespan_is_list_scheduling_in_submit_order() -> None:
+    """makespan's ideal starts each job, in submit order, the instant the earliest slot frees."""
+    waiting, makespan = load("_waiting"), load("makespan")
+
+    def job(created: float, duration: float) -> Any:
+        record = waiting.JobRecord(f"fr_{created}", "m", created, created + duration, 1)
+        return waiting.Finished(record, created + duration)
+
+    # Two slots: 4 and 1 start at once; 3 takes the slot freed at 1 (ends at 4); 2 the one freed at 4 (ends at 6).
+    jobs = [job(0.0, 4.0), job(0.1, 1.0), job(0.2, 3.0), job(0.3, 2.0)]
+    assert makespan.ideal_makespan(list(reversed(jobs)), cap=2) == 6.0
+    assert makespan.ideal_makespan(jobs, cap=4) == 4.0
+
+
+def test_detection_figures_come_from_the_simulator_record() -> None:
+    """Detection delays are real seconds after the simulated end; a job seen to end before it ended is an error."""
+    waiting = load("_waiting")
+    known = {
+        "a": waiting.JobRecord("a", "m", 10.0, 12.0, 3),
+        "b": waiting.JobRecord("b", "m", 10.0, 14.0, 5),
+    }
+    finished = waiting.records_for(known, {"a": 12.05, "b": None})
+    assert [job.delay(0.01) for job in finished] == pytest.approx([5.0, math.inf])
+    stats = waiting.detection_stats(finished[:1], 0.01)
+    assert (stats["polls_per_job"], stats["detection_p50"]) == pytest.approx((3, 5.0))
+    with pytest.raises(RuntimeError, match="before it ended"):
+        waiting.records_for(known, {"a": 11.0})
+    with pytest.raises(RuntimeError, match="no record"):
+        waiting.records_for(known, {"c": 1.0})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -208,3 +210,25 @@ async def test_a_hanging_poll_holds_up_no_other_job(make_session: SessionFactory
         with anyio.fail_after(4):  # the hanging poll times out after 5 s (FAST_TIMEOUTS): well before that
             await quick.result()
         tg.cancel_scope.cancel()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not condition():
+            await anyio.sleep(0.001)
+
+
+async def test_job_being_polled_is_not_scheduled_again(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """While a job's poll is on its way, neither a submit waiting for its slot nor another result() adds a poll."""
+    sim.inject(Fault.slow(30.0, route="poll"))  # the first poll stays on its way until the test ends
+    session = make_session(max_concurrent_jobs=1, poll_policy=PollPolicy.fixed(30.0, first_delay=0.0))
+    job = await session.submit(model="google/veo3", prompt="p")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(job.result)
+        await _until(lambda: len(sim.records.polls) == 1)
+        tg.start_soon(job.result)
+        tg.start_soon(partial(session.submit, model="google/veo3", prompt="waits for the slot"))
+        await _until(lambda: session.submits_waiting == 1 and len(job._waiters or ()) == 2)
+        assert session._poller.scheduled == 0  # its poll, when answered, schedules the next one
+        tg.cancel_scope.cancel()
+    assert len(sim.records.polls) == 1

@@ -1,0 +1,256 @@
+"""Requests per job: our default polling against fixed 1 s, fixed 5 s and runway's 6 s with jitter.
+
+Run it from the repository root, after ``make test`` (or ``make bench``)::
+
+    .venv/bin/python benchmarks/polling.py                    # 200 jobs, time scale 0.05, 3 runs
+    .venv/bin/python benchmarks/polling.py --jobs 400 --time-scale 0.1 --repeat 5
+
+Goal: at least 2 times fewer polls per job than fixed 5 s polling, at a p95
+detection delay no worse than fixed 5 s's.
+
+One simulator process (``--realistic-durations``, pinned to core 1) runs every
+job for a duration drawn for its model and length: a lognormal of a minute
+(Veo 3 Fast, Runway) to five minutes (Kling 10 s) in real time, ``--time-scale``
+times shorter here. This process (pinned to core 0) submits a mixed batch of
+``--jobs`` jobs at once, eight kinds of job in turn (see ``_waiting.MIX``), with
+no concurrency limit and no request budget, and waits for them with each
+strategy in turn, all against the same simulator process:
+
+- **fixed 1 s** (openai's waiter): ``job.status()`` at once, then every second;
+- **fixed 5 s**: the same, every 5 s;
+- **runway 6 s +- 1.5 s**: sleep 6 s give or take a uniform 1.5 s before every
+  ``job.status()``, the first one too (runway's waiter);
+- **ours (cold)**: a fresh ``FastRouterSession`` with ``PollPolicy().scaled(scale)``
+  (the default policy, only scaled) and ``await job.result()``;
+- **ours (warm)**: the same, started with ``import_durations()`` of what the
+  cold run just before it (the same batch, other durations) exported: what
+  ``fastrouter-video batch`` does with its ``durations.json``.
+
+The three peers are plain loops over our session's ``job.status()`` with
+``asyncio.sleep`` in between, exactly like those SDKs' waiters; every interval
+is multiplied by the time scale. Polls per job is what reached the simulator
+(its per-job ``poll_count``). The detection delay of a job is the moment its
+waiter returned minus the moment the simulator finished it (``finishes_at`` in
+``GET /_simulator/jobs``), both on ``time.monotonic()``, divided by the time
+scale: real seconds. Each figure is the median over ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from _harness import API_KEY, base_parser, machine_line, median, pin_client, print_table, simulator_process, write_json
+from _waiting import (
+    JobRecord,
+    detection_stats,
+    fixed_loop,
+    mixed_batch,
+    ours_policy,
+    records_for,
+    runway_loop,
+    submit_all,
+    timeline,
+    wait_all,
+)
+
+from fastrouter_async import FastRouterSession, VideoJob, VideoRequest
+
+TITLE = "polling: requests per job and detection delay, mixed batch of realistic durations"
+COLUMNS = ("strategy", "polls/job", "vs fewest", "fixed 5 s / this", "detection p50 (s)", "detection p95 (s)")
+JOBS, TINY_JOBS = 200, 20
+SCALE, TINY_SCALE = 0.05, 0.002
+SEED = 1
+POLLS_GOAL = 2.0  # fixed 5 s polls per job / ours
+KEEPING_UP = 0.8  # below this share of its strict schedule, a peer's loop was slowed by this machine, not by its design
+
+FIXED_1, FIXED_5, RUNWAY, COLD, WARM = (
+    "fixed 1 s (openai)",
+    "fixed 5 s",
+    "runway 6 s +- 1.5 s",
+    "ours (cold)",
+    "ours (warm: imported durations)",
+)
+PEERS = {FIXED_1: 1.0, FIXED_5: 5.0}
+STRATEGIES = (FIXED_1, FIXED_5, RUNWAY, COLD, WARM)
+
+
+async def run_peer(name: str, base_url: str, requests: Sequence[VideoRequest], scale: float) -> dict[str, float]:
+    """Submit the batch and wait with one of the peers' loops; task id -> when the loop saw the end."""
+    rng = random.Random()
+    async with FastRouterSession(API_KEY, base_url=base_url, max_concurrent_jobs=None) as session:
+        jobs = await submit_all(session, requests)
+        if name == RUNWAY:
+            return await wait_all(jobs, lambda job: runway_loop(job, scale, rng))
+        interval = PEERS[name] * scale
+        return await wait_all(jobs, lambda job: fixed_loop(job, interval))
+
+
+async def run_ours(
+    base_url: str, requests: Sequence[VideoRequest], scale: float, learned: dict[str, Any] | None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Submit the batch to a fresh session with our default policy and await every result."""
+    async with FastRouterSession(
+        API_KEY, base_url=base_url, max_concurrent_jobs=None, poll_policy=ours_policy(scale)
+    ) as session:
+        if learned is not None:
+            session.import_durations(learned)
+        jobs = await submit_all(session, requests)
+
+        async def wait(job: VideoJob) -> float:
+            await job.result()
+            return time.monotonic()
+
+        detected = await wait_all(jobs, wait)
+        return detected, session.export_durations()
+
+
+async def run_all(
+    base_url: str, requests: Sequence[VideoRequest], scale: float, turn: int
+) -> dict[str, dict[str, float]]:
+    """One run: every strategy once, in an order that rotates with ``turn`` (ours warm right after ours cold)."""
+    units: list[tuple[str, ...]] = [(FIXED_1,), (FIXED_5,), (RUNWAY,), (COLD, WARM)]
+    units = units[turn % len(units) :] + units[: turn % len(units)]
+    detected: dict[str, dict[str, float]] = {}
+    learned: dict[str, Any] | None = None
+    for unit in units:
+        for name in unit:
+            if name == COLD:
+                detected[name], learned = await run_ours(base_url, requests, scale, None)
+            elif name == WARM:
+                detected[name], _ = await run_ours(base_url, requests, scale, learned)
+            else:
+                detected[name] = await run_peer(name, base_url, requests, scale)
+    return detected
+
+
+def expected_polls(records: Sequence[JobRecord], interval: float) -> float:
+    """Polls a fixed-interval waiter needs for these jobs: one at once, then one per interval until the end."""
+    return sum(1 + math.ceil(record.duration / interval) for record in records)
+
+
+def measure(base_url: str, jobs: int, scale: float, repeat: int) -> list[dict[str, dict[str, float]]]:
+    """``repeat`` runs; for each, per strategy, the figures of :func:`detection_stats` and a keeping-up check."""
+    requests = mixed_batch(jobs, tag="polling")
+    runs = []
+    for turn in range(repeat):
+        detected = asyncio.run(run_all(base_url, requests, scale, turn))
+        known = timeline(base_url)
+        run: dict[str, dict[str, float]] = {}
+        for name in STRATEGIES:
+            finished = records_for(known, detected[name])
+            stats = detection_stats(finished, scale)
+            if name in PEERS:
+                records = [job.record for job in finished]
+                sent = sum(record.poll_count for record in records)
+                stats["share_of_schedule"] = sent / expected_polls(records, PEERS[name] * scale)
+            stats["mean_duration"] = sum(job.record.duration for job in finished) / len(finished) / scale
+            run[name] = stats
+        runs.append(run)
+    return runs
+
+
+def summarize(runs: Sequence[dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """Per strategy, the median over runs of each figure and of the same-run ratios."""
+    rows = []
+    for name in STRATEGIES:
+        fewest = [min(run[other]["polls_per_job"] for other in STRATEGIES) for run in runs]
+        row: dict[str, Any] = {"strategy": name}
+        for key in runs[0][name]:
+            row[key] = median([run[name][key] for run in runs])
+        row["vs_fewest"] = median([run[name]["polls_per_job"] / low for run, low in zip(runs, fewest, strict=True)])
+        row["fixed5_over_this"] = median([run[FIXED_5]["polls_per_job"] / run[name]["polls_per_job"] for run in runs])
+        row["p95_over_fixed5"] = median([run[name]["detection_p95"] / run[FIXED_5]["detection_p95"] for run in runs])
+        rows.append(row)
+    return rows
+
+
+def goal_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    by_name = {row["strategy"]: row for row in rows}
+    fixed5 = by_name[FIXED_5]
+    lines = []
+    for name in (COLD, WARM):
+        row = by_name[name]
+        met = row["fixed5_over_this"] >= POLLS_GOAL and row["detection_p95"] <= fixed5["detection_p95"]
+        lines.append(
+            f"goal: {name} >= {POLLS_GOAL:g}x fewer polls per job than fixed 5 s, p95 detection no worse: "
+            f"{'MET' if met else 'NOT MET'} ({row['fixed5_over_this']:.2f}x fewer; p95 {row['detection_p95']:.2f} s "
+            f"vs {fixed5['detection_p95']:.2f} s)"
+        )
+    return lines
+
+
+def notes(rows: Sequence[dict[str, Any]], jobs: int, scale: float, repeat: int, seed: int) -> list[str]:
+    out = [
+        f"{jobs} jobs submitted at once, cycling over 8 kinds (mean true duration "
+        f"{median([row['mean_duration'] for row in rows]):.0f} s real), time scale {scale:g} "
+        f"(fixed 1 s = {1000 * scale:g} ms here), simulator seed {seed}; median of {repeat} run(s)",
+        "detection delay: waiter returned - simulator finished the job, in real seconds (measured / time scale); "
+        "polls/job counted by the simulator",
+        "peers: plain loops over job.status() and asyncio.sleep; ours: await job.result() on a fresh session; "
+        "warm: import_durations() of the cold run just before",
+    ]
+    for row in rows:
+        share = row.get("share_of_schedule")
+        if share is not None:
+            interval = PEERS[row["strategy"]]
+            verdict = "" if share >= KEEPING_UP else "; the client could NOT keep up at this time scale"
+            out.append(
+                f"{row['strategy']}: a poll every {interval / share:.2f} s on average (it sleeps {interval:g} s after "
+                f"each answer): {100 * share:.0f} % of the polls of a strict {interval:g} s schedule{verdict}"
+            )
+    out.extend(goal_lines(rows))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0] if __doc__ else TITLE)
+    parser.add_argument("--jobs", type=int, default=None, help=f"jobs in the batch (default {JOBS}; tiny {TINY_JOBS})")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help=f"simulated durations and every interval are multiplied by this (default {SCALE:g}; tiny {TINY_SCALE:g})",
+    )
+    parser.add_argument("--seed", type=int, default=SEED, help=f"the simulator's duration seed (default {SEED})")
+    args = parser.parse_args(argv)
+    jobs = args.jobs or (TINY_JOBS if args.tiny else JOBS)
+    scale = args.time_scale or (TINY_SCALE if args.tiny else SCALE)
+    if jobs < 1 or not 0 < scale <= 1:
+        parser.error("--jobs must be at least 1 and --time-scale in (0, 1]")
+    pin_client(0)
+    with simulator_process("--realistic-durations", "--time-scale", repr(scale), "--seed", str(args.seed)) as base_url:
+        runs = measure(base_url, jobs, scale, args.repeat)
+    rows = summarize(runs)
+    print(machine_line())
+    print_table(
+        TITLE,
+        COLUMNS,
+        [
+            [
+                row["strategy"],
+                row["polls_per_job"],
+                row["vs_fewest"],
+                row["fixed5_over_this"],
+                row["detection_p50"],
+                row["detection_p95"],
+            ]
+            for row in rows
+        ],
+        notes(rows, jobs, scale, args.repeat, args.seed),
+    )
+    write_json(
+        args.json,
+        "polling",
+        {"jobs": jobs, "time_scale": scale, "seed": args.seed, "repeat": args.repeat, "rows": rows, "runs": runs},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
