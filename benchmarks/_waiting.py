@@ -192,11 +192,12 @@ def records_for(known: Mapping[str, JobRecord], detected: Mapping[str, float | N
 
 
 def detection_stats(finished: Sequence[Finished], scale: float) -> dict[str, float]:
-    """Polls per job (mean) and the detection delay's p50 and p95 (real seconds) over ``finished``."""
+    """Polls per job (mean) and the detection delay's mean, p50, p95 and maximum (real seconds) over ``finished``."""
     delays = [job.delay(scale) for job in finished]
     return {
         "jobs": len(finished),
         "polls_per_job": sum(job.record.poll_count for job in finished) / len(finished),
+        "detection_mean": sum(delays) / len(delays),
         "detection_p50": percentile(delays, 50),
         "detection_p95": percentile(delays, 95),
         "detection_max": max(delays),
