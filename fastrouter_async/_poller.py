@@ -49,7 +49,6 @@ class Poller:
         self._heap: list[tuple[float, int, VideoJob]] = []
         self._seq = itertools.count()
         self._ready: deque[tuple[int, VideoJob]] = deque()  # (schedule token, job), due now
-        self._busy = 0  # workers inside a poll
         self._workers: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -122,26 +121,26 @@ class Poller:
             heapq.heappop(heap)  # stale entries at the top would only wake the timer for nothing
         if heap:
             self._arm(loop, heap[0][0])
-        idle = len(self._workers) - self._busy
-        missing = min(len(self._ready) - idle, MAX_CONCURRENT_POLLS - len(self._workers))
+        # Every live worker is inside a poll (one leaves the set the moment it finds nothing ready),
+        # so each ready job beyond the pool's free room waits for a worker that is already polling.
+        missing = min(len(self._ready), MAX_CONCURRENT_POLLS - len(self._workers))
         for _ in range(missing):
-            worker = loop.create_task(self._work())
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            self._workers.add(loop.create_task(self._work()))
 
     async def _work(self) -> None:
         ready = self._ready
-        while ready and not self._closed:
-            seq, job = ready.popleft()
-            if job._schedule_token != seq:
-                continue  # rescheduled since it came due (a status() or a poll answered meanwhile)
-            job._schedule_token = None
-            if job._wanted:
-                self._busy += 1
-                try:
+        try:
+            while ready and not self._closed:
+                seq, job = ready.popleft()
+                if job._schedule_token != seq:
+                    continue  # rescheduled since it came due (a status() or a poll answered meanwhile)
+                job._schedule_token = None
+                if job._wanted:
                     await self._poll(job)
-                finally:
-                    self._busy -= 1
+        finally:
+            # Leave the pool in the same step that found nothing ready: a worker that is done but
+            # not yet reaped must never be counted on to poll a job that comes due next.
+            self._workers.discard(asyncio.current_task())
 
     async def _poll(self, job: VideoJob) -> None:
         session = self._session

@@ -232,3 +232,24 @@ async def test_job_being_polled_is_not_scheduled_again(make_session: SessionFact
         assert session._poller.scheduled == 0  # its poll, when answered, schedules the next one
         tg.cancel_scope.cancel()
     assert len(sim.records.polls) == 1
+
+
+async def test_every_worker_is_polling_or_about_to(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """No worker lingers in the pool after it found nothing to poll (a job coming due would wait on it)."""
+    sim.default_plan = JobPlan(polls=3)
+    session = make_session(max_concurrent_jobs=None)
+    jobs = [await session.submit(model="google/veo3", prompt=f"job {i}") for i in range(100)]
+    poller = session._poller
+    lingering = 0
+
+    async def watch() -> None:
+        nonlocal lingering
+        while True:
+            lingering = max(lingering, len(poller._workers) - len(poller._polling) - len(poller._ready))
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await asyncio.gather(*(job.result() for job in jobs))
+        tg.cancel_scope.cancel()
+    assert lingering <= 0
