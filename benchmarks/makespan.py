@@ -146,6 +146,7 @@ def measure(base_url: str, jobs: int, cap: int, scale: float, repeat: int) -> li
             stats = detection_stats(finished, scale)
             stats["wall"] = (end - start) / scale
             stats["ideal"] = ideal_makespan(finished, cap) / scale
+            stats["lost"] = stats["wall"] - stats["ideal"]
             stats["ratio"] = stats["wall"] / stats["ideal"]
             if name in FIXED:
                 interval = FIXED[name] * scale
@@ -226,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row["strategy"],
                 row["wall"],
                 row["ideal"],
-                row["wall"] - row["ideal"],
+                row["lost"],
                 f"{row['ratio']:.3f}",
                 f"{row['vs_best']:.3f}",
                 row["polls_per_job"],
