@@ -15,6 +15,7 @@ measures by ``scale`` to report real seconds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import fnmatch
 import math
@@ -202,3 +203,31 @@ def detection_stats(finished: Sequence[Finished], scale: float) -> dict[str, flo
         "detection_p95": percentile(delays, 95),
         "detection_max": max(delays),
     }
+
+
+KEEPING_UP = 0.8
+# Below this share of its strict schedule, a fixed loop was slowed by this machine, not by its design.
+
+
+def add_scale_options(parser: argparse.ArgumentParser, *, scale: float, seed: int, scaled: str) -> None:
+    """``--time-scale`` (``scaled`` says what it multiplies) and ``--seed``, shared by the timed benchmarks."""
+    parser.add_argument(
+        "--time-scale", type=float, default=None, help=f"{scaled} are multiplied by this (default {scale:g})"
+    )
+    parser.add_argument("--seed", type=int, default=seed, help=f"the simulator's duration seed (default {seed})")
+
+
+def keeping_up_notes(rows: Iterable[Mapping[str, Any]], intervals: Mapping[str, float], *, how: str = "") -> list[str]:
+    """One note per fixed-interval row: how close its loop came to its strict schedule."""
+    out = []
+    for row in rows:
+        share = row.get("share_of_schedule")
+        if share is None:
+            continue
+        interval = intervals[row["strategy"]]
+        verdict = "" if share >= KEEPING_UP else "; the client could NOT keep up at this time scale"
+        out.append(
+            f"{row['strategy']}: a poll every {interval / share:.2f} s on average{how}: "
+            f"{100 * share:.0f} % of the polls of a strict {interval:g} s schedule{verdict}"
+        )
+    return out

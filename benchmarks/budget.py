@@ -58,7 +58,16 @@ from _harness import (
     simulator_process,
     write_json,
 )
-from _waiting import MIX, detection_stats, mean_duration, mixed_batch, ours_policy, records_for, timeline
+from _waiting import (
+    MIX,
+    add_scale_options,
+    detection_stats,
+    mean_duration,
+    mixed_batch,
+    ours_policy,
+    records_for,
+    timeline,
+)
 
 from fastrouter_async import FastRouterSession, PollPolicy, RequestBudget, VideoJob, VideoRequest
 
@@ -296,13 +305,7 @@ def notes(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, dict[str, Any
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else TITLE)
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=None,
-        help=f"simulated durations, intervals and the budget's period are scaled by this (default {SCALE:g})",
-    )
-    parser.add_argument("--seed", type=int, default=SEED, help=f"the simulator's duration seed (default {SEED})")
+    add_scale_options(parser, scale=SCALE, seed=SEED, scaled="simulated durations, intervals and the budget's period")
     args = parser.parse_args(argv)
     scale = args.time_scale or (TINY_SCALE if args.tiny else SCALE)
     if not 0 < scale <= 1:

@@ -44,7 +44,9 @@ from typing import Any
 from _harness import API_KEY, base_parser, machine_line, median, pin_client, print_table, simulator_process, write_json
 from _waiting import (
     Finished,
+    add_scale_options,
     detection_stats,
+    keeping_up_notes,
     mixed_batch,
     ours_policy,
     records_for,
@@ -69,7 +71,6 @@ TINY_JOBS, TINY_CAP = 50, 5
 SCALE, TINY_SCALE = 0.03, 0.001
 SEED = 3
 GOAL = 1.05
-KEEPING_UP = 0.8  # below this share of its strict schedule, a fixed policy was slowed by this machine
 
 COLD, WARM, FIXED_1, FIXED_5 = (
     "ours (cold)",
@@ -184,15 +185,7 @@ def notes(rows: Sequence[dict[str, Any]], *, jobs: int, cap: int, scale: float, 
         "ideal: list scheduling of the true durations in submit order on the same slots, zero overhead; "
         "detection delay: the job's end to its outcome",
     ]
-    for row in rows:
-        share = row.get("share_of_schedule")
-        if share is not None:
-            interval = FIXED[row["strategy"]]
-            verdict = "" if share >= KEEPING_UP else "; the client could NOT keep up at this time scale"
-            out.append(
-                f"{row['strategy']}: a poll every {interval / share:.2f} s on average, "
-                f"{100 * share:.0f} % of the polls of a strict {interval:g} s schedule{verdict}"
-            )
+    out.extend(keeping_up_notes(rows, FIXED))
     out.extend(goal_lines(rows))
     return out
 
@@ -201,13 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else TITLE)
     parser.add_argument("--jobs", type=int, default=None, help=f"jobs (default {JOBS:,}; tiny {TINY_JOBS})")
     parser.add_argument("--cap", type=int, default=None, help=f"max_concurrent_jobs (default {CAP}; tiny {TINY_CAP})")
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=None,
-        help=f"simulated durations and every interval are multiplied by this (default {SCALE:g}; tiny {TINY_SCALE:g})",
-    )
-    parser.add_argument("--seed", type=int, default=SEED, help=f"the simulator's duration seed (default {SEED})")
+    add_scale_options(parser, scale=SCALE, seed=SEED, scaled="simulated durations and every interval")
     args = parser.parse_args(argv)
     jobs = args.jobs or (TINY_JOBS if args.tiny else JOBS)
     cap = args.cap or (TINY_CAP if args.tiny else CAP)

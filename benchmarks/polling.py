@@ -48,8 +48,10 @@ from typing import Any
 from _harness import API_KEY, base_parser, machine_line, median, pin_client, print_table, simulator_process, write_json
 from _waiting import (
     JobRecord,
+    add_scale_options,
     detection_stats,
     fixed_loop,
+    keeping_up_notes,
     mixed_batch,
     ours_policy,
     records_for,
@@ -67,7 +69,6 @@ JOBS, TINY_JOBS = 200, 20
 SCALE, TINY_SCALE = 0.05, 0.002
 SEED = 1
 POLLS_GOAL = 2.0  # fixed 5 s polls per job / ours
-KEEPING_UP = 0.8  # below this share of its strict schedule, a peer's loop was slowed by this machine, not by its design
 
 FIXED_1, FIXED_5, RUNWAY, COLD, WARM = (
     "fixed 1 s (openai)",
@@ -195,15 +196,7 @@ def notes(rows: Sequence[dict[str, Any]], jobs: int, scale: float, repeat: int, 
         "peers: plain loops over job.status() and asyncio.sleep; ours: await job.result() on a fresh session; "
         "warm: import_durations() of the cold run just before",
     ]
-    for row in rows:
-        share = row.get("share_of_schedule")
-        if share is not None:
-            interval = PEERS[row["strategy"]]
-            verdict = "" if share >= KEEPING_UP else "; the client could NOT keep up at this time scale"
-            out.append(
-                f"{row['strategy']}: a poll every {interval / share:.2f} s on average (it sleeps {interval:g} s after "
-                f"each answer): {100 * share:.0f} % of the polls of a strict {interval:g} s schedule{verdict}"
-            )
+    out.extend(keeping_up_notes(rows, PEERS, how=" (it sleeps after each answer)"))
     out.extend(goal_lines(rows))
     return out
 
@@ -211,13 +204,7 @@ def notes(rows: Sequence[dict[str, Any]], jobs: int, scale: float, repeat: int, 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else TITLE)
     parser.add_argument("--jobs", type=int, default=None, help=f"jobs in the batch (default {JOBS}; tiny {TINY_JOBS})")
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=None,
-        help=f"simulated durations and every interval are multiplied by this (default {SCALE:g}; tiny {TINY_SCALE:g})",
-    )
-    parser.add_argument("--seed", type=int, default=SEED, help=f"the simulator's duration seed (default {SEED})")
+    add_scale_options(parser, scale=SCALE, seed=SEED, scaled="simulated durations and every interval")
     args = parser.parse_args(argv)
     jobs = args.jobs or (TINY_JOBS if args.tiny else JOBS)
     scale = args.time_scale or (TINY_SCALE if args.tiny else SCALE)
