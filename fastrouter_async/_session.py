@@ -47,7 +47,7 @@ from ._errors import (
 )
 from ._estimates import DurationEstimates
 from ._job import VideoJob
-from ._models import DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
+from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._poller import Poller
 from ._polling import is_transient, retrying
 from ._protocol import (
@@ -60,6 +60,14 @@ from ._protocol import (
     poll_call,
     retry_after_seconds,
     submit_call,
+)
+from ._submits import (
+    DEFAULT_ON_ACCEPTED_TIMEOUT,
+    AcceptedCallback,
+    Announcer,
+    check_on_accepted,
+    complete_despite_cancellation,
+    submitted_wall_time,
 )
 from ._transport import Transport
 
@@ -159,6 +167,12 @@ class FastRouterSession:
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
     or without one, a 429 slows the whole session, not just one job.
+
+    ``on_accepted`` (a function, sync or async, taking an :class:`AcceptedJob`)
+    hears of every submit FastRouter accepted, before ``submit()`` returns, and
+    also when its caller was cancelled meanwhile: write the task id to durable
+    storage there and no paid job is ever lost. An async callback is awaited for
+    at most ``on_accepted_timeout`` seconds; its errors are logged, never raised.
     """
 
     def __init__(
@@ -176,8 +190,12 @@ class FastRouterSession:
         http_session: aiohttp.ClientSession | None = None,
         max_concurrent_downloads: int | None = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         max_download_bytes: int | None = None,
+        on_accepted: AcceptedCallback | None = None,
+        on_accepted_timeout: float = DEFAULT_ON_ACCEPTED_TIMEOUT,
     ) -> None:
         self._secret = resolve_api_key(api_key)
+        on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
+        self._announcer = Announcer(on_accepted, timeout=on_accepted_timeout, secret=self._secret.reveal)
         self._base_url = resolve_base_url(base_url)
         if max_concurrent_jobs is not None and (
             not isinstance(max_concurrent_jobs, int) or isinstance(max_concurrent_jobs, bool) or max_concurrent_jobs < 1
@@ -402,6 +420,7 @@ class FastRouterSession:
             request,
             session=self,
             submitted_at=anyio.current_time(),
+            submitted_wall=accepted.submitted_at.timestamp(),
             slot=slot,
         )
         if slot is not None:
@@ -425,24 +444,37 @@ class FastRouterSession:
         submitted_at = None
         if submitted_wall_time is not None:
             submitted_at = anyio.current_time() - max(0.0, time.time() - submitted_wall_time)
-        job = VideoJob(task_id, model, request, session=self, slot=slot, submitted_at=submitted_at)
+        job = VideoJob(
+            task_id,
+            model,
+            request,
+            session=self,
+            slot=slot,
+            submitted_at=submitted_at,
+            submitted_wall=submitted_wall_time,
+        )
         if slot is not None:
             self._slot_holders.add(job)
         return job
 
-    def job(self, task_id: str, *, model: str | None = None) -> VideoJob:
-        """A handle on an existing task, e.g. one submitted before a restart.
+    def job(self, task_id: str, *, model: str | None = None, submitted_at: Any = None) -> VideoJob:
+        """A handle on an existing task, e.g. one submitted before a restart or by another worker.
 
         Pass the ``model`` it was submitted with: FastRouter's status routes
-        want it for non-``fr_`` task ids. Re-attached jobs do not count against
-        ``max_concurrent_jobs``.
+        want it for non-``fr_`` task ids. Pass ``submitted_at`` (a unix timestamp
+        or an aware ``datetime``: ``VideoJob.submitted_at`` or
+        ``AcceptedJob.submitted_at`` of the submit) and a 404 within the
+        not-visible-yet grace window after it counts as "pending", as it does
+        for the submitting session; without it a 404 raises ``NotFoundError`` at
+        once. Re-attached jobs do not count against ``max_concurrent_jobs``.
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", task_id, "the non-empty task id returned by submit")
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise InvalidRequestError("model", model, "the model id the task was submitted with, or None")
+        wall = submitted_wall_time(submitted_at)
         self._ensure_open()
-        return VideoJob(task_id.strip(), model, None, session=self)
+        return self._attach(task_id.strip(), model, None, None, submitted_wall_time=wall)
 
     async def generate(self, request: VideoRequest | None = None, /, **kwargs: Any) -> VideoResult:
         """Submit and wait: ``await session.generate(model=..., prompt=...)``."""
@@ -528,15 +560,18 @@ class FastRouterSession:
             if job._holds_slot and not self._poller.is_scheduled(job):
                 self._poller.schedule(job, max(now, job._due_at()))
 
-    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> SubmitAccepted:
+    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> AcceptedJob:
         call = submit_call(self._base_url, request)
 
-        async def attempt() -> SubmitAccepted:
+        async def send() -> str:
+            return (await self._submit_once(call, request)).task_id
+
+        async def attempt() -> AcceptedJob:
             self._ensure_open()
             if hooks is None:
                 # Once sent, the request runs to completion even if the caller is cancelled:
                 # abandoning it half-way would lose the task id of a job that is being paid for.
-                return await _complete_despite_cancellation(self._submit_once(call, request), request)
+                return await complete_despite_cancellation(send, request, self._announcer)
             # The budget is waited for before the intent is recorded, so that the window in which
             # a crash leaves the outcome unknown spans the HTTP exchange alone.
             ticket = await self._throttle.acquire()
@@ -547,8 +582,8 @@ class FastRouterSession:
                     await hooks.not_created("stopped before the submit was sent")
                 raise
             try:
-                return await _complete_despite_cancellation(
-                    self._submit_and_record(call, request, hooks, ticket), request
+                return await complete_despite_cancellation(
+                    functools.partial(self._submit_and_record, call, request, hooks, ticket), request, self._announcer
                 )
             except SubmitUncertainError:
                 raise
@@ -564,12 +599,10 @@ class FastRouterSession:
             what=f"submit of {request.describe()}",
         )
 
-    async def _submit_and_record(
-        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int
-    ) -> SubmitAccepted:
+    async def _submit_and_record(self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int) -> str:
         accepted = await self._submit_once(call, request, ticket)
         await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
-        return accepted
+        return accepted.task_id
 
     async def _submit_once(self, call: Any, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
         secret = self._secret.reveal()
@@ -737,41 +770,3 @@ def _poll_route(value: PollRoute | str) -> PollRoute:
             return route
     allowed = ", ".join(repr(r.value) for r in PollRoute)
     raise InvalidRequestError("poll_route", value, f"a PollRoute or one of {allowed}")
-
-
-async def _complete_despite_cancellation(coro: Any, request: VideoRequest) -> SubmitAccepted:
-    """Await ``coro`` to its end even if the caller is cancelled meanwhile, then re-raise.
-
-    The inner task is owned here and always awaited: nothing runs on after return.
-    A native cancellation (``task.cancel()``, ``asyncio.timeout``) is delivered once;
-    anyio re-delivers its own at every checkpoint, which the shielded scope holds off
-    until the request (bounded by its own timeout) has finished.
-    """
-    task: asyncio.Task[SubmitAccepted] = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError as exc:
-        if task.cancelled():
-            raise
-        cancelled = exc
-    with anyio.CancelScope(shield=True):
-        while not task.done():
-            try:
-                await asyncio.wait([task])
-            except asyncio.CancelledError as exc:  # a second native cancel: keep the newest
-                cancelled = exc
-    if not task.cancelled() and task.exception() is None:
-        accepted = task.result()
-        logger.warning(
-            "submit of %s was cancelled after FastRouter accepted it: task %s is running and billed; "
-            "re-attach it with session.job(%r, model=%r)",
-            request.describe(),
-            accepted.task_id,
-            accepted.task_id,
-            request.model,
-        )
-        cancelled.add_note(
-            f"fastrouter_async: the submit had already been accepted as task {accepted.task_id} "
-            f"(model {request.model}); re-attach it with session.job({accepted.task_id!r}, model={request.model!r})"
-        )
-    raise cancelled
