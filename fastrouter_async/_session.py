@@ -20,6 +20,7 @@ import anyio
 from . import _catalog
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
+from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
 from ._config import (
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_CONCURRENT_JOBS,
@@ -49,7 +50,7 @@ from ._estimates import DurationEstimates
 from ._job import VideoJob
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._poller import Poller
-from ._polling import is_transient, retrying
+from ._polling import RetryCounter, is_transient, retrying
 from ._protocol import (
     HttpCall,
     Response,
@@ -217,6 +218,7 @@ class FastRouterSession:
             if not isinstance(value, cls):
                 raise InvalidRequestError(name, value, f"a {cls.__name__} instance")
         self._max_concurrent_jobs = max_concurrent_jobs
+        self._job_cap = JobCap(max_concurrent_jobs)
         self._budget = coerce_budget(request_budget)
         self._throttle = Throttle(self._budget, first_pause=retry_policy.base_delay, max_pause=retry_policy.max_delay)
         self._poll_policy = poll_policy
@@ -226,6 +228,7 @@ class FastRouterSession:
         self._transport = Transport(
             base_url=self._base_url, secret=self._secret, timeouts=timeouts, http_session=http_session
         )
+        self._submit_url = f"{self._base_url}/videos"  # submit_call's URL: its 429s may be about jobs, not requests
         self._limiter: anyio.CapacityLimiter | None = None
         self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
         self._poller = Poller(self)
@@ -287,8 +290,19 @@ class FastRouterSession:
 
     @property
     def rate_limited(self) -> int:
-        """How many 429 answers this session has received (each slowed the whole session)."""
+        """How many "too many requests" 429 answers this session has received (each slowed the whole session)."""
         return self._throttle.rate_limited
+
+    @property
+    def concurrency_limited(self) -> int:
+        """How many submits were refused with "too many jobs at once" (each lowered the job cap instead)."""
+        return self._job_cap.times_limited
+
+    @property
+    def effective_max_concurrent_jobs(self) -> int | None:
+        """The cap on jobs in flight right now: ``max_concurrent_jobs``, lowered while FastRouter
+        refuses submits with "too many jobs at once" and restored as submits are accepted again."""
+        return self._job_cap.current
 
     @property
     def jobs_in_flight(self) -> int:
@@ -406,13 +420,42 @@ class FastRouterSession:
         return await self._start_job(request, await self._acquire_slot(), None)
 
     async def _start_job(self, request: VideoRequest, slot: _Slot | None, hooks: SubmitHooks | None) -> VideoJob:
-        """Submit an already validated request on an already acquired slot (released on failure)."""
-        try:
-            accepted = await self._submit_with_retries(request, hooks)
-        except BaseException:
-            if slot is not None:
-                slot.release()
-            raise
+        """Submit an already validated request on an already acquired slot (released on failure).
+
+        A submit refused with "too many jobs at once" lowers the job cap, gives its slot
+        back, waits for a slot under the lower cap (and a backoff), and tries again.
+        """
+        refusals = RetryCounter(self._retry_policy)
+        while True:
+            try:
+                accepted = await self._submit_with_retries(request, hooks)
+                break
+            except RateLimitError as exc:
+                if not is_concurrency_limit_error(exc):
+                    if slot is not None:
+                        slot.release()
+                    raise
+                self._set_job_cap(self._job_cap.limited(self.jobs_in_flight))  # this submit's slot counts
+                if slot is not None:
+                    slot.release()
+                    slot = None
+                delay = refusals.delay_after(exc, self._rng, transient=True)
+                if delay is None:
+                    raise
+                logger.warning(
+                    "submit of %s: too many jobs at once (%s); at most %s in flight from now on, retrying in %.2fs",
+                    request.describe(),
+                    exc.message,
+                    self._job_cap.current if self._job_cap.current is not None else "any number",
+                    delay,
+                )
+                await anyio.sleep(delay)
+                slot = await self._acquire_slot()
+            except BaseException:
+                if slot is not None:
+                    slot.release()
+                raise
+        self._set_job_cap(self._job_cap.accepted())
         logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
         job = VideoJob(
             accepted.task_id,
@@ -530,11 +573,16 @@ class FastRouterSession:
             timeout=timeout,
         )
 
+    def _set_job_cap(self, cap: int | None) -> None:
+        """Apply a new effective job cap (``None``: unchanged); jobs in flight above it are not touched."""
+        if cap is not None and self._limiter is not None and not self._closed:
+            self._limiter.total_tokens = cap  # a higher cap wakes submits waiting for a slot
+
     async def _acquire_slot(self) -> _Slot | None:
         if self._max_concurrent_jobs is None:
             return None
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrent_jobs)
+            self._limiter = anyio.CapacityLimiter(self._job_cap.current or self._max_concurrent_jobs)
         slot = _Slot(self._limiter)
         try:
             slot.acquire_nowait()
@@ -635,14 +683,24 @@ class FastRouterSession:
         if ticket is None:
             ticket = await self._throttle.acquire()
         response = await self._transport.request(call)
-        if response.status == 429:
-            wait = retry_after_seconds(response.headers, now=time.time())
-            if wait is not None:
-                wait = min(max(wait, 0.0), self._retry_policy.max_retry_after)
-            self._throttle.rate_limited_by(ticket, wait)
-        else:
-            self._throttle.succeeded()
+        self._tell_throttle(call, response, ticket)
         return response
+
+    def _tell_throttle(self, call: HttpCall, response: Response, ticket: int) -> None:
+        """A request sent in episode ``ticket`` got ``response``: slow the session down, or let it recover.
+
+        A submit's 429 that says "too many jobs at once" is not about the request rate:
+        the submit waits for fewer jobs in flight (see ``_start_job``) and polls go on.
+        """
+        if response.status != 429:
+            self._throttle.succeeded(ticket)
+            return
+        if call.method == "POST" and call.url == self._submit_url and is_concurrency_limit(response.body):
+            return
+        wait = retry_after_seconds(response.headers, now=time.time())
+        if wait is not None:
+            wait = min(max(wait, 0.0), self._retry_policy.max_retry_after)
+        self._throttle.rate_limited_by(ticket, wait)
 
     # --- polling --------------------------------------------------------------------------
 
@@ -758,7 +816,7 @@ def _merge_extra(keywords: Mapping[str, Any]) -> dict[str, Any]:
 def _submit_may_retry(exc: FastRouterError) -> bool:
     """Submits are retried only when no job can have been created."""
     if isinstance(exc, RateLimitError):
-        return True
+        return not is_concurrency_limit_error(exc)  # "too many jobs at once": _start_job waits for a slot first
     return isinstance(exc, APIConnectionError) and not exc.request_sent
 
 
