@@ -611,18 +611,20 @@ class FastRouterSession:
     async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> AcceptedJob:
         call = submit_call(self._base_url, request)
 
-        async def send() -> str:
-            return (await self._submit_once(call, request)).task_id
-
         async def attempt() -> AcceptedJob:
             self._ensure_open()
+            # The budget is waited for first, where a cancellation still sends nothing (and before
+            # a journal records the intent, so that the window in which a crash leaves the outcome
+            # unknown spans the HTTP exchange alone).
+            ticket = await self._throttle.acquire()
             if hooks is None:
+
+                async def send() -> str:
+                    return (await self._submit_once(call, request, ticket)).task_id
+
                 # Once sent, the request runs to completion even if the caller is cancelled:
                 # abandoning it half-way would lose the task id of a job that is being paid for.
                 return await complete_despite_cancellation(send, request, self._announcer)
-            # The budget is waited for before the intent is recorded, so that the window in which
-            # a crash leaves the outcome unknown spans the HTTP exchange alone.
-            ticket = await self._throttle.acquire()
             try:
                 await hooks.before_send()
             except BaseException:

@@ -11,7 +11,14 @@ from typing import Any
 import anyio
 import pytest
 
-from fastrouter_async import AcceptedJob, FastRouterSession, InvalidRequestError, VideoJob, VideoRequest
+from fastrouter_async import (
+    AcceptedJob,
+    FastRouterSession,
+    InvalidRequestError,
+    RequestBudget,
+    VideoJob,
+    VideoRequest,
+)
 from fastrouter_async.testing import FastRouterSimulator, Fault
 
 from .conftest import API_KEY, SessionFactory
@@ -229,6 +236,25 @@ async def test_callback_runs_even_when_the_caller_is_gone(
     assert found is not None
     assert found.task_id == task_id
     assert found.cancelled
+
+
+async def test_cancel_while_waiting_for_the_budget_sends_nothing(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A submit cancelled while it waits for the request budget sends nothing and announces nothing."""
+    recorder = Recorder()
+    session = make_session(request_budget=RequestBudget(rate=0.5, burst=1), on_accepted=recorder)
+    first = await session.submit(**VEO)  # spends the only token: the next request would wait 2 s
+    waiting = asyncio.create_task(session.submit(**VEO))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await waiting
+    assert AcceptedJob.from_exception(caught.value) is None
+    assert sim.records.submit_count == 1
+    assert recorder.task_ids == [first.task_id]
+    assert session.jobs_in_flight == 1
 
 
 @pytest.mark.parametrize(
