@@ -58,8 +58,9 @@ class RequestBudget:
     ``burst`` is how many requests may go out back to back after a quiet spell
     (default: one second's worth, at least 1). On a 429 the whole session
     pauses and the rate is multiplied by ``slowdown``; it then climbs back to
-    ``rate`` over ``recovery`` seconds. Downloads from provider CDNs are not
-    counted: they do not reach FastRouter's API.
+    ``rate`` over ``recovery`` seconds. (A submit's 429 saying "too many jobs at
+    once" is not about requests: it lowers the session's job cap instead.)
+    Downloads from provider CDNs are not counted: they do not reach FastRouter's API.
     """
 
     rate: float

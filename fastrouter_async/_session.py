@@ -167,7 +167,9 @@ class FastRouterSession:
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
-    or without one, a 429 slows the whole session, not just one job.
+    or without one, a 429 slows the whole session, not just one job, except a
+    submit's "too many jobs at once", which lowers the cap on jobs in flight
+    (``effective_max_concurrent_jobs``) instead.
 
     ``on_accepted`` (a function, sync or async, taking an :class:`AcceptedJob`)
     hears of every submit FastRouter accepted, before ``submit()`` returns, and
