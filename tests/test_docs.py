@@ -109,7 +109,7 @@ class Block:
         return self.code.lstrip().startswith("# conftest.py")
 
 
-def _parse(page: Path) -> list[Block]:
+def _parse(page: Path, root: Path = ROOT) -> list[Block]:
     lines = page.read_text(encoding="utf-8").split("\n")
     blocks: list[Block] = []
     index = 0
@@ -130,7 +130,7 @@ def _parse(page: Path) -> list[Block]:
         if "fragment" in info[1:]:
             markers["fragment"] = ""
         code = textwrap.dedent("\n".join(lines[index + 1 : end])) + "\n"
-        blocks.append(Block(str(page.relative_to(ROOT)), index + 1, info[0] if info else "", code, markers))
+        blocks.append(Block(str(page.relative_to(root)), index + 1, info[0] if info else "", code, markers))
         index = end + 1
     return blocks
 
@@ -518,3 +518,21 @@ def test_the_docs_have_blocks() -> None:
 
 
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # fragments and snippets may show an ``await`` line
+
+
+def test_parser_reads_markers_and_commands(tmp_path: Path) -> None:
+    """Markers above a fence (stacked, with arguments) and --simulate commands are read as documented."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Text.\n\n<!-- requires: fastapi -->\n<!-- in: session -->\n```python\nprint(video)\n```\n\n"
+        "<!-- no-run: billed -->\n```py\nx = 1\n```\n\n```python fragment\ndef f(a, b): ...\n```\n\n"
+        "  ```console\n  $ fastrouter-video batch p.txt --simulate \\\n      --out v  # a comment\n"
+        "  output line\n  $ make demo\n  ```\n"
+    )
+    snippet, no_run, fragment, shell = _parse(page, tmp_path)
+    assert (snippet.id, snippet.markers) == ("page.md:5", {"in": "session", "requires": "fastapi"})
+    assert snippet.code == "print(video)\n"
+    assert (no_run.lang, no_run.markers) == ("py", {"no-run": "billed"})
+    assert fragment.is_fragment
+    command = ["batch", "p.txt", "--simulate", "--out", "v", "--simulate-time-scale", "0"]
+    assert _simulated_commands(shell) == [[sys.executable, "-m", "fastrouter_async", *command]]
