@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fastrouter_async._cachekey import is_cache_hit
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
 
 KEY = "sk-v1-test"
@@ -599,3 +600,14 @@ async def test_billing_is_recorded_without_request_records(http: aiohttp.ClientS
         await task_of(http, server)
     assert sim.records.requests == []
     assert (sim.records.billed_jobs, sim.records.cache_hits) == ([first], [(CACHE_KEY, first)])
+
+
+@pytest.mark.parametrize("style", ["cached", "legacy"])
+async def test_client_reads_the_simulated_answers_as_hit_and_miss(
+    http: aiohttp.ClientSession, server: SimulatorServer, sim: FastRouterSimulator, style: Any
+) -> None:
+    """The client's hit detection reads a simulated miss as a miss and a hit, in either style, as a hit."""
+    sim.cache_hit_style = style
+    _, miss = await post(http, server)
+    _, hit = await post(http, server)
+    assert (is_cache_hit(miss), is_cache_hit(hit)) == (False, True)
