@@ -135,7 +135,7 @@ async def test_repeat_with_the_same_key_is_a_free_hit(
     assert [r.task_id for r in sim.records.submits] == [task_id, task_id]
     assert (sim.records.submit_count, sim.records.jobs_created, sim.records.in_flight) == (2, 1, 1)
     job = sim.jobs[task_id]
-    assert (job.billed, job.cache_key, job.cache_hits) == (True, CACHE_KEY, 1)
+    assert (job.billed, job.cache_key, job.cache_hit_count) == (True, CACHE_KEY, 1)
     assert sim.billed_count(prompt="a cat surfing") == 1
     assert sim.billed_count(cache_key=CACHE_KEY, model=MODEL) == 1
     assert sim.billed_count(prompt="a dog") == 0

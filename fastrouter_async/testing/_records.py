@@ -75,7 +75,7 @@ class SimulatedJob:
     """Whether its submit was charged: every created job is (a cache hit creates no job and costs nothing)."""
     cache_key: str | None = None
     """The ``cache_key`` header of the submit that created it, if any."""
-    cache_hits: int = 0
+    cache_hit_count: int = 0
     """How many later submits the response cache answered with this job."""
 
     @property

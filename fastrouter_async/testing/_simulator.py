@@ -367,7 +367,7 @@ class FastRouterSimulator:
         """The job the response cache answers ``request`` with (recorded as a hit), or ``None``."""
         job = self._cache.find(request, self._jobs, now=self.now(), pending_timeout=self.cache_pending_timeout)
         if job is not None:
-            job.cache_hits += 1
+            job.cache_hit_count += 1
             self.records._cache_hit(CacheHit(request.cache_key, job.task_id))
         return job
 
