@@ -224,8 +224,9 @@ class AcceptedJob:
 class DownloadedFile(os.PathLike[str]):
     """A video written to disk, complete and verified: where, how big, and its sha256.
 
-    It is path-like (``open(f)``, ``Path(f)``, ``os.fspath(f)`` all work), so code
-    that treated ``download()``'s answer as a path keeps working.
+    It is path-like (``open(f)``, ``Path(f)``, ``os.fspath(f)`` all work) and
+    ``str(f)`` is the path, so code that treated ``download()``'s answer as a
+    path (or printed it) keeps working; ``repr(f)`` shows every field.
     """
 
     path: Path
@@ -236,6 +237,9 @@ class DownloadedFile(os.PathLike[str]):
     task_id: str | None = None
 
     def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
         return os.fspath(self.path)
 
     def exists(self) -> bool:
