@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
+from aiohttp import web
 
 from fastrouter_async import (
     AcceptedJob,
@@ -46,6 +49,15 @@ class Recorder:
     @property
     def task_ids(self) -> list[str]:
         return [a.task_id for a in self.accepted]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until ``condition`` holds (no wall-clock waiting)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
 
 
 Outcome = VideoJob | BaseException | None
@@ -289,3 +301,51 @@ def test_from_exception_searches_groups_and_chains() -> None:
     group = BaseExceptionGroup("many", [ValueError("other"), outer])
     assert AcceptedJob.from_exception(group) is accepted
     assert AcceptedJob.from_exception(ValueError("unrelated")) is None
+
+
+async def test_aiohttp_handler_cancellation_loses_nothing(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A web app whose handlers are cancelled by clients hanging up: every created task reaches on_accepted."""
+    recorder = Recorder(steps=2)
+    session = make_session(max_concurrent_jobs=None, on_accepted=recorder.slowly)
+    sim.inject(Fault.slow(HOLD, route="submit", after_processing=True, times=None))
+    handled: list[str] = []
+    running = 0
+
+    async def start_video(request: web.Request) -> web.Response:
+        nonlocal running
+        running += 1
+        try:
+            job = await session.submit(**VEO)
+        finally:
+            running -= 1  # also when cancelled: once its submit has come to an end
+        handled.append(job.task_id)
+        return web.json_response({"task_id": job.task_id})
+
+    app = web.Application()
+    app.router.add_post("/videos", start_video)
+    runner = web.AppRunner(app, handler_cancellation=True)  # a client that hangs up cancels its handler
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+
+        async def client(http: aiohttp.ClientSession, give_up_after: float) -> None:
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                async with http.post(
+                    f"http://{host}:{port}/videos", timeout=aiohttp.ClientTimeout(total=give_up_after)
+                ) as answer:
+                    await answer.read()
+
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(*(client(http, 0.001 * (i % 30 + 1)) for i in range(40)))
+        for _ in range(100):  # requests still being read start their handlers
+            await asyncio.sleep(0)
+        await until(lambda: running == 0)  # cancelled handlers finish their submits (the answers are held)
+    finally:
+        await runner.cleanup()
+    assert sorted(recorder.task_ids) == sorted(sim.jobs)
+    assert any(a.cancelled for a in recorder.accepted)  # some handlers really were cancelled
+    assert set(handled) < set(sim.jobs)
