@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import logging
 import math
@@ -502,7 +503,9 @@ class FastRouterSession:
             self._slot_holders.add(job)
         return job
 
-    def job(self, task_id: str, *, model: str | None = None, submitted_at: Any = None) -> VideoJob:
+    def job(
+        self, task_id: str, *, model: str | None = None, submitted_at: float | datetime.datetime | None = None
+    ) -> VideoJob:
         """A handle on an existing task, e.g. one submitted before a restart or by another worker.
 
         Pass the ``model`` it was submitted with: FastRouter's status routes

@@ -691,7 +691,7 @@ async def test_submitted_at_is_kept(session: FastRouterSession) -> None:
 def test_bad_submitted_at_is_refused(session: FastRouterSession, value: object) -> None:
     """A naive, future, non-numeric or non-finite submit time is an InvalidRequestError naming submitted_at."""
     with pytest.raises(InvalidRequestError) as caught:
-        session.job("fr_A", model="google/veo3", submitted_at=value)
+        session.job("fr_A", model="google/veo3", submitted_at=value)  # type: ignore[arg-type]
     assert caught.value.field == "submitted_at"
 
 
