@@ -19,7 +19,6 @@ from importlib.metadata import PackageNotFoundError, version
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, find_model
-from ._catalog import validate as validate_request
 from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -46,6 +45,7 @@ from ._job import VideoJob
 from ._journal import JournalError
 from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
+from ._validate import validate as validate_request
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).
 _logging.getLogger("fastrouter_async").addHandler(_logging.NullHandler())

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 
-from . import _catalog
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._config import (
@@ -62,6 +61,7 @@ from ._protocol import (
     submit_call,
 )
 from ._transport import Transport
+from ._validate import validate as validate_request
 
 if TYPE_CHECKING:
     import aiohttp
@@ -383,7 +383,7 @@ class FastRouterSession:
         else:
             request = _request_from_fields(fields, extra)
         if self._validate:
-            _catalog.validate(request)
+            validate_request(request)
         self._ensure_open()
         return await self._start_job(request, await self._acquire_slot(), None)
 
