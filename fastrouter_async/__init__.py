@@ -18,7 +18,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
-from ._catalog import MODELS, ModelSpec, find_model
+from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
+from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
 from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -78,12 +79,15 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "JournalError",
+    "ListedCatalog",
+    "ListedModel",
     "ModelSpec",
     "NotFoundError",
     "OutcomeStatus",
     "PermissionDeniedError",
     "PollPolicy",
     "PollRoute",
+    "Price",
     "RateLimitError",
     "RequestBudget",
     "ResultSource",
@@ -96,7 +100,10 @@ __all__ = [
     "VideoRequest",
     "VideoResult",
     "__version__",
+    "cached_catalog",
     "find_model",
+    "price_for",
+    "refresh_catalog",
     "safe_filename",
     "unique_path",
     "validate_request",

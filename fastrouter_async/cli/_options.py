@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         "models", "list the known models and their parameters", "List the known models and the parameters each accepts."
     )
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--refresh", action="store_true", help="first fetch FastRouter's public model list into the local cache"
+    )
 
     simulator = command(
         "simulator",
