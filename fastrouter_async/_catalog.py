@@ -663,13 +663,14 @@ def price_for(model: str, length: int | None = None, *, listed: Mapping[str, Pri
 
     ``listed`` (prices from FastRouter's refreshed model list, by id) wins over the shipped table,
     being newer. A price that does not cover ``length`` (a per-video price for another length)
-    is not returned: it would be a guess.
+    is not returned: it would be a guess. With ``length=None`` the model's price is returned as
+    published; ``Price.cost(length)`` then says what one video costs.
     """
     for table in (listed or {}, PRICES):
         price = table.get(model)
         if price is None:
             spec = find_model(model)
             price = table.get(spec.id) if spec is not None else None
-        if price is not None and price.cost(length) is not None:
+        if price is not None and (length is None or price.cost(length) is not None):
             return price
     return None
