@@ -27,11 +27,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import anyio
 import attrs
 
 from ._catalog import Price
 from ._config import DEFAULT_TIMEOUTS, Secret, resolve_base_url
-from ._errors import APIStatusError, UnexpectedResponseError
+from ._errors import (
+    APIStatusError,
+    APITimeoutError,
+    FastRouterError,
+    InvalidRequestError,
+    UnexpectedResponseError,
+)
 from ._protocol import HttpCall
 from ._transport import Transport
 
@@ -260,49 +267,65 @@ def cached_catalog(path: str | os.PathLike[str] | None = None) -> ListedCatalog 
 # -- fetching ----------------------------------------------------------------------------------------------
 
 
-async def _fetch(url: str, base_url: str) -> bytes:
+async def _fetch(url: str, base_url: str, timeout: float) -> bytes:
     # No key: the list is public, so none is sent (an empty secret, and auth=False).
     transport = Transport(base_url=base_url, secret=Secret(""), timeouts=DEFAULT_TIMEOUTS)
     try:
-        async with transport.stream(HttpCall("GET", url), auth=False) as response:
-            if not 200 <= response.status < 300:
-                raise APIStatusError(
-                    "the model list could not be fetched",
-                    status_code=response.status,
-                    method="GET",
-                    url=url,
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.iter_chunks(64 * 1024):
-                size += len(chunk)
-                if size > MAX_LIST_BYTES:
-                    raise UnexpectedResponseError(
-                        f"the model list is larger than {MAX_LIST_BYTES} bytes; not read",
-                        status_code=response.status,
-                        method="GET",
-                        url=url,
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks)
+        # One deadline for the whole exchange, so a server that drips bytes cannot hold the caller.
+        with anyio.fail_after(timeout):
+            return await _read_list(transport, url)
+    except TimeoutError as exc:
+        if isinstance(exc, FastRouterError):
+            raise
+        raise APITimeoutError(f"the model list took longer than {timeout:g} s", method="GET", url=url) from exc
     finally:
         await transport.aclose()
 
 
+async def _read_list(transport: Transport, url: str) -> bytes:
+    async with transport.stream(HttpCall("GET", url), auth=False) as response:
+        if not 200 <= response.status < 300:
+            raise APIStatusError(
+                "the model list could not be fetched",
+                status_code=response.status,
+                method="GET",
+                url=url,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.iter_chunks(64 * 1024):
+            size += len(chunk)
+            if size > MAX_LIST_BYTES:
+                raise UnexpectedResponseError(
+                    f"the model list is larger than {MAX_LIST_BYTES} bytes; not read",
+                    status_code=response.status,
+                    method="GET",
+                    url=url,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 async def refresh_catalog(
-    base_url: str | None = None, *, cache_path: str | os.PathLike[str] | None = None
+    base_url: str | None = None,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUTS.request,
 ) -> ListedCatalog:
     """Fetch FastRouter's public model list (``GET {base_url}/models``) and cache it on disk.
 
     ``base_url`` defaults to ``FASTROUTER_BASE_URL``, then FastRouter's; ``cache_path`` to
-    :func:`default_cache_path`. No API key is needed or sent. Returns what was cached. Raises
+    :func:`default_cache_path`; ``timeout`` bounds the whole fetch (seconds). No API key is
+    needed or sent. Returns what was cached. Raises
     :class:`APIConnectionError` when FastRouter cannot be reached, :class:`APIStatusError` for an
     error answer and :class:`UnexpectedResponseError` for a list that is too large or not
     understood; the cache file is then left as it was.
     """
     base = resolve_base_url(base_url)
     url = f"{base}/models"
-    body = await _fetch(url, base)
+    if not (isinstance(timeout, int | float) and timeout > 0):
+        raise InvalidRequestError("timeout", timeout, "a positive number of seconds")
+    body = await _fetch(url, base, float(timeout))
     catalog = parse_model_list(body, source=url, fetched_at=datetime.datetime.now(datetime.UTC))
     path = Path(cache_path) if cache_path is not None else default_cache_path()
     _write_atomically(path, json.dumps(_to_json(catalog), indent=1).encode())

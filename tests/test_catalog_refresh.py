@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from fastrouter_async import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
+    InvalidRequestError,
     UnexpectedResponseError,
     cached_catalog,
     price_for,
@@ -198,6 +201,41 @@ async def test_error_answer_raises_status_error(server: SimulatorServer, tmp_pat
     assert not (tmp_path / "m.json").exists()
 
 
+async def test_stalled_answer_times_out(tmp_path: Path) -> None:
+    """A server that sends headers and then nothing is given up on after ``timeout`` (APITimeoutError)."""
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"data": [')
+        await release.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/models", stall)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with pytest.raises(APITimeoutError, match=r"longer than 0\.05 s"):
+            await refresh_catalog(f"http://127.0.0.1:{port}/api/v1", cache_path=tmp_path / "m.json", timeout=0.05)
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "5", None])
+async def test_bad_timeout_is_refused(timeout: object) -> None:
+    """A timeout that is not a positive number is an InvalidRequestError, before anything is sent."""
+    with pytest.raises(InvalidRequestError) as info:
+        await refresh_catalog("http://127.0.0.1:9/api/v1", timeout=timeout)  # type: ignore[arg-type]
+    assert info.value.field == "timeout"
+
+
 async def test_unreachable_raises_connection_error(tmp_path: Path) -> None:
     """When nothing answers, refresh_catalog raises APIConnectionError and writes nothing."""
     with pytest.raises(APIConnectionError):
@@ -315,3 +353,13 @@ async def test_cli_refresh_malformed_falls_back(
     assert "UnexpectedResponseError: the model list is not JSON" in err
     assert len(err.strip().splitlines()) == 1
     assert "acme/video-next" not in rows(out)
+
+
+async def test_cli_refresh_bad_base_url_is_a_usage_error(tmp_path: Path) -> None:
+    """A base URL that is not allowed is a usage error (exit 2), not a fallback."""
+    code, out, err = await run_cli(
+        "models", "--refresh", "--base-url", "http://example.com/api/v1", env=cli_env(tmp_path)
+    )
+    assert code == 2
+    assert "invalid base_url=" in err
+    assert out == ""

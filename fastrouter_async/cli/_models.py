@@ -20,6 +20,7 @@ from rich.table import Table
 from fastrouter_async import (
     MODELS,
     FastRouterError,
+    InvalidRequestError,
     ListedCatalog,
     ListedModel,
     ModelSpec,
@@ -212,6 +213,8 @@ async def _refreshed(options: argparse.Namespace) -> ListedCatalog | None:
     """Fetch FastRouter's model list into the cache; on failure say so in one line and use what there is."""
     try:
         listed = await refresh_catalog(options.base_url)
+    except InvalidRequestError:
+        raise  # a bad --base-url is a usage error, not an unreachable server
     except FastRouterError as exc:
         cached = cached_catalog()
         fallback = (
