@@ -166,6 +166,13 @@ def _check_extra(extra: Mapping[str, object]) -> None:
         if not isinstance(key, str) or not key.strip():
             raise InvalidRequestError("extra", key, "keys must be non-empty strings (the API parameter names)")
         field = _RESERVED_EXTRA.get(_fold(key))
+        if _fold(key) == "allowretired":
+            raise InvalidRequestError(
+                "extra",
+                key,
+                "allow_retired is a field of VideoRequest, not an API parameter: pass "
+                "VideoRequest(..., allow_retired=True) to submit() (it is never sent)",
+            )
         if field is not None:
             raise InvalidRequestError(
                 "extra",

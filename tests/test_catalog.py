@@ -8,12 +8,13 @@ from typing import Any
 import attrs
 import pytest
 
-from fastrouter_async import validate_request
+from fastrouter_async import FastRouterSession, validate_request
 from fastrouter_async._catalog import MODELS, PRICES, ModelSpec, Price, find_model, price_for
 from fastrouter_async._errors import InvalidRequestError
 from fastrouter_async._models import VideoRequest
 from fastrouter_async._protocol import WIRE_NAMES
 from fastrouter_async._validate import _check_against_spec, validate
+from fastrouter_async.testing import FastRouterSimulator
 
 UNKNOWN = "acme/brand-new-video"
 PNG = "https://example.com/frame.png"
@@ -708,3 +709,27 @@ def test_listed_prices_win_and_per_second_scales() -> None:
     assert price is listed["kling-ai/kling-v1-6"]
     assert price.cost(10) == pytest.approx(0.5)
     assert price.cost(None) is None
+
+
+@pytest.mark.parametrize("key", ["allow_retired", "allowRetired", "Allow-Retired"])
+def test_allow_retired_in_extra_is_refused(key: str) -> None:
+    """allow_retired given as an extra parameter is refused (it would be sent and not opt in), naming the fix."""
+    error = rejected(request("openai/sora-2", extra={key: True}))
+    assert_names(error, "extra", key)
+    assert "VideoRequest(..., allow_retired=True)" in error.allowed
+
+
+async def test_session_refuses_retired_model_before_sending(
+    session: FastRouterSession, sim: FastRouterSimulator
+) -> None:
+    """submit() to a retired model raises before any request; with allow_retired=True the job is submitted."""
+    with pytest.raises(InvalidRequestError) as info:
+        await session.submit(model="openai/sora-2", prompt="a cat", seconds=4)
+    assert info.value.field == "model"
+    with pytest.raises(InvalidRequestError):
+        await session.submit(model="openai/sora-2", prompt="a cat", seconds=4, allow_retired=True)
+    assert sim.records.requests == []
+    job = await session.submit(VideoRequest(model="openai/sora-2", prompt="a cat", seconds=4, allow_retired=True))
+    assert job.task_id
+    (submit,) = [r for r in sim.records.requests if r.route == "submit"]
+    assert submit.json == {"model": "openai/sora-2", "prompt": "a cat", "seconds": 4}
