@@ -29,7 +29,7 @@ import anyio
 
 from ._errors import InvalidRequestError
 from ._models import JobState
-from ._shared import JobRecord, check_take, positive_count, positive_duration, record_matches
+from ._shared import JobRecord, bucket_settings, check_take, positive_count, positive_duration, record_matches
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -257,10 +257,7 @@ class RedisRequestBucket:
     def __init__(
         self, client: Redis, namespace: str, *, rate: float, burst: float | None = None, name: str = "api"
     ) -> None:
-        self._rate = positive_duration("rate", rate)
-        self._burst = max(1.0, self._rate) if burst is None else positive_duration("burst", burst)
-        if self._burst < 1:
-            raise InvalidRequestError("burst", burst, "a number of tokens >= 1")
+        self._rate, self._burst = bucket_settings(rate, burst)
         base = prefix(namespace)
         self._keys = [f"{base}bucket:{name}", f"{base}pause"]
         self._take = client.register_script(_BUCKET_TAKE)

@@ -56,10 +56,22 @@ def key_namespace(secret_value: str) -> str:
     return hashlib.sha256(_NAMESPACE_SALT + secret_value.encode()).hexdigest()[:NAMESPACE_LENGTH]
 
 
-def positive_duration(name: str, value: object) -> float:
+def positive_duration(name: str, value: object, allowed: str = "a finite number of seconds > 0") -> float:
+    """``value`` as a float, or an :class:`InvalidRequestError` naming ``name`` and what is ``allowed``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise InvalidRequestError(name, value, "a finite number of seconds > 0")
+        raise InvalidRequestError(name, value, allowed)
     return float(value)
+
+
+def bucket_settings(rate: object, burst: object) -> tuple[float, float]:
+    """A bucket's rate and burst, checked (burst: one second's worth by default, at least 1)."""
+    checked_rate = positive_duration("rate", rate, "a finite number of requests per second > 0")
+    if burst is None:
+        return checked_rate, max(1.0, checked_rate)
+    checked_burst = positive_duration("burst", burst, "a finite number of tokens >= 1")
+    if checked_burst < 1:
+        raise InvalidRequestError("burst", burst, "a finite number of tokens >= 1")
+    return checked_rate, checked_burst
 
 
 def positive_count(name: str, value: object) -> int:
@@ -217,10 +229,7 @@ class InMemoryRequestBucket:
     """:class:`RequestBucket` on the event loop's clock, for one process."""
 
     def __init__(self, rate: float, *, burst: float | None = None) -> None:
-        self._rate = positive_duration("rate", rate)
-        self._burst = max(1.0, self._rate) if burst is None else positive_duration("burst", burst)
-        if self._burst < 1:
-            raise InvalidRequestError("burst", burst, "a number of tokens >= 1")
+        self._rate, self._burst = bucket_settings(rate, burst)
         self._tokens = self._burst
         self._at: float | None = None
         self._paused_until = -math.inf

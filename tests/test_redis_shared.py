@@ -28,6 +28,7 @@ from fastrouter_async._redis import (
 from fastrouter_async._shared import key_namespace
 
 from ._redis import RedisServer, find_redis_server, skip_reason, worker_command
+from .test_shared_inmemory import check_bucket, check_job_store, check_slots, check_watch_leases
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -119,20 +120,9 @@ async def test_slots_hold_capacity_across_processes(client: Redis, namespace: st
 
 
 @needs_redis
-async def test_slot_lease_expires_renews_and_releases(client: Redis, namespace: str) -> None:
-    """A lease not renewed expires (renew then says False); release frees at once; re-acquiring renews."""
-    slots = RedisJobSlots(client, namespace, capacity=1, lease=0.05, poll=0.005)
-    assert await slots.try_acquire("a")
-    assert await slots.try_acquire("a")  # the holder again: a renewal, not a second slot
-    assert not await slots.try_acquire("b")
-    assert await slots.renew("a")
-    await slots.release("a")
-    assert not await slots.renew("a")
-    assert await slots.try_acquire("b")
-    with anyio.fail_after(1):
-        await slots.acquire("c")  # waits for b's lease to end (50 ms)
-    assert not await slots.renew("b")
-    assert await slots.in_use() == 1
+async def test_slot_lease_contract(client: Redis, namespace: str) -> None:
+    """Redis slots: leases expire, renew and release as the JobSlots contract says."""
+    await check_slots(RedisJobSlots(client, namespace, capacity=1, lease=0.05, poll=0.005))
 
 
 @needs_redis
@@ -213,88 +203,43 @@ async def test_pause_set_by_one_process_is_seen_by_all(
 
 
 @needs_redis
-async def test_bucket_refills_on_the_server_clock(client: Redis, namespace: str) -> None:
-    """A burst is granted at once, the next take says how long to wait, and spending it later succeeds."""
-    bucket = RedisRequestBucket(client, namespace, rate=100, burst=3)
-    assert [await bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = await bucket.take()
-    assert 0 < wait <= 0.01
-    await anyio.sleep(wait)
-    assert await bucket.take() == 0.0
-    with pytest.raises(ValueError, match="burst"):
-        await bucket.take(4)
+async def test_bucket_contract(client: Redis, namespace: str) -> None:
+    """Redis bucket: burst, refill on the server's clock, wait times and the pause as the contract says."""
+    await check_bucket(RedisRequestBucket(client, namespace, rate=100, burst=3))
 
 
 # -- job store and watch leases ----------------------------------------------------------------------
 
 
 @needs_redis
-async def test_job_store_round_trips_and_lists_by_state(client: Redis, namespace: str) -> None:
-    """Intents, task ids, states and details come back as written; lists filter by state and finish."""
-    store = RedisJobStore(client, namespace)
-    body = {"model": "google/veo3", "prompt": "a cat", "length": 8}
-    for i in range(4):
-        assert await store.record_intent(
-            f"k{i}", request_body=body, cache_key=f"ck{i}", model="google/veo3", submitted_at=1000.0 + i
-        )
-    assert not await store.record_intent("k0", request_body={}, cache_key=None, model="x", submitted_at=1.0)
-    for i in range(3):
-        await store.record_task(f"k{i}", f"t{i}")
-    await store.record_task("k0", "t0")  # the same task id again: nothing changes
-    with pytest.raises(ValueError, match="already has task id"):
-        await store.record_task("k0", "t-other")
-    with pytest.raises(KeyError):
-        await store.record_task("k-none", "t9")
-    await store.record_state("t1", JobState.RUNNING, details={"raw_status": "processing"})
-    await store.record_state("t2", JobState.SUCCEEDED, details={"urls": ["https://cdn/v.mp4"], "cost_usd": 0.5})
-    await store.record_state("t2", JobState.RUNNING, details={"file": "out/v.mp4"})  # late poll: stays finished
-    with pytest.raises(KeyError):
-        await store.record_state("t-none", JobState.RUNNING)
-
-    record = await store.get("t2")
-    assert record is not None
-    assert (record.key, record.task_id, record.model, record.cache_key) == ("k2", "t2", "google/veo3", "ck2")
-    assert record.state is JobState.SUCCEEDED
-    assert record.finished
-    assert record.submitted_at == 1002.0
-    assert record.request_body == body
-    assert record.details == {"urls": ["https://cdn/v.mp4"], "cost_usd": 0.5, "file": "out/v.mp4"}
-    assert await store.get("t-none") is None
-
-    assert [r.key for r in await store.list()] == ["k0", "k1", "k2", "k3"]
-    assert [r.key for r in await store.list(states={JobState.PENDING})] == ["k0"]
-    assert [r.key for r in await store.list(states={None})] == ["k3"]  # intent only: no task id
-    assert [r.key for r in await store.list(finished=False)] == ["k0", "k1", "k3"]
-    assert [r.key for r in await store.list(finished=True)] == ["k2"]
-    assert [r.key for r in await store.list(model="other")] == []
-    assert [r.key for r in await store.list(limit=2)] == ["k0", "k1"]
+async def test_job_store_contract(client: Redis, namespace: str) -> None:
+    """The Redis job store round-trips records and lists them by state, model and finish."""
+    await check_job_store(RedisJobStore(client, namespace))
 
 
 @needs_redis
-async def test_watch_leases_check_the_owner_and_list_unclaimed_jobs(client: Redis, namespace: str) -> None:
-    """Only the owner renews or releases; unclaimed() lists unfinished, unwatched jobs with a task id."""
+async def test_watch_leases_contract(client: Redis, namespace: str) -> None:
+    """Redis watch leases: one owner at a time, owner-checked, expiring, and unclaimed jobs listed."""
     store = RedisJobStore(client, namespace)
-    leases = RedisWatchLeases(client, store)
-    for i in range(4):
-        await store.record_intent(f"k{i}", request_body={}, cache_key=None, model="m", submitted_at=10.0 - i)
-    for i in range(3):
-        await store.record_task(f"k{i}", f"t{i}")
-    await store.record_state("t0", JobState.FAILED)
-    assert await leases.unclaimed() == ["t2", "t1"]  # oldest submit first; t0 ended, k3 has no task id
-    assert await leases.claim("t1", "a", 0.05)
-    assert not await leases.claim("t1", "b", 5)
-    assert not await leases.renew("t1", "b", 5)
-    assert not await leases.release("t1", "b")
-    assert await leases.unclaimed() == ["t2"]
-    assert await leases.renew("t1", "a", 0.05)
-    assert await leases.release("t1", "a")
-    assert await leases.owner("t1") is None
-    assert await leases.claim("t1", "b", 0.02)
-    with anyio.fail_after(2):
-        while await leases.owner("t1") is not None:  # b's lease runs out (20 ms)
-            await anyio.sleep(0.005)
-    assert await leases.unclaimed(limit=5) == ["t2", "t1"]
-    assert not await leases.renew("t1", "b", 5)
+    await check_watch_leases(store, RedisWatchLeases(client, store))
+
+
+@needs_redis
+async def test_primitives_work_with_a_client_that_decodes_replies(redis_server: RedisServer, namespace: str) -> None:
+    """A client made with decode_responses=True (str replies instead of bytes) works the same."""
+    import redis.asyncio  # noqa: PLC0415 -- the tests skip where redis-py is missing
+
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        store = RedisJobStore(client, namespace)
+        await check_job_store(store)
+        await check_watch_leases(
+            RedisJobStore(client, key_namespace("sk-second")),
+            RedisWatchLeases(client, RedisJobStore(client, key_namespace("sk-second"))),
+        )
+        await check_slots(RedisJobSlots(client, namespace, capacity=1, lease=0.05, poll=0.005))
+    finally:
+        await client.aclose()
 
 
 @needs_redis
