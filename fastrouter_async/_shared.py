@@ -280,11 +280,11 @@ class JobRecord:
     submitted_at: float
     """Unix time at which the submit was about to be sent."""
     cache_key: str | None = None
-    request_body: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    request_body: Mapping[str, Any] = attrs.field(factory=dict, repr=False, hash=False)
     task_id: str | None = None
     state: JobState | None = None
     """``None``: the intent is recorded but no task id is known (the submit may or may not have been accepted)."""
-    details: Mapping[str, Any] = attrs.field(factory=dict)
+    details: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     """What :meth:`JobStore.record_state` added: result links, file, cost, error... (JSON values)."""
 
     @property
