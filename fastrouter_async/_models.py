@@ -6,6 +6,7 @@ lives in :mod:`fastrouter_async._protocol`.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import os
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from ._errors import InvalidRequestError
 if TYPE_CHECKING:
     from ._download import DownloadProgress
 
-__all__ = ["DownloadedFile", "JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
+__all__ = ["AcceptedJob", "DownloadedFile", "JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -34,7 +35,8 @@ class VideoRequest:
     The wire names differ (``aspect_ratio`` is sent as ``aspectRatio``,
     ``generate_audio`` as ``generateAudio``). ``extra`` holds further API
     parameters, sent unchanged under the names given (for example
-    ``{"negativePrompt": "blurry"}``).
+    ``{"negativePrompt": "blurry"}``). ``allow_retired`` is for this client
+    only: it lets validation pass a model the catalog marks retired.
     """
 
     model: str
@@ -49,6 +51,8 @@ class VideoRequest:
     seed: int | None = None
     generate_audio: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
+    allow_retired: bool = False
+    """Submit even to a model the catalog marks retired (never sent to the server)."""
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
@@ -91,7 +95,7 @@ class VideoRequest:
 
 _FIELD_NAMES = frozenset(
     {"model", "prompt", "image", "length", "seconds", "resolution"}
-    | {"aspect_ratio", "size", "mode", "seed", "generate_audio"}
+    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired"}
 )
 _PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
 
@@ -174,6 +178,49 @@ class JobStatus:
         if self.error:
             text += f": {self.error}"
         return text
+
+
+@attrs.frozen(kw_only=True)
+class AcceptedJob:
+    """A submit FastRouter accepted: a paid job exists. Handed to the session's ``on_accepted`` callback.
+
+    It is built for every accepted submit, also when the caller of ``submit()`` was
+    cancelled meanwhile (``cancelled=True``: no :class:`VideoJob` reaches the caller).
+    Store ``task_id``, ``model`` and ``submitted_at``; any process can then pick the
+    job up with ``session.job(task_id, model=model, submitted_at=submitted_at)``.
+    """
+
+    task_id: str
+    """FastRouter's id for the task."""
+    model: str
+    """The model the task was submitted with (status requests send it along)."""
+    request: VideoRequest
+    """The request that was submitted."""
+    submitted_at: datetime.datetime
+    """When FastRouter's answer arrived (wall clock, timezone-aware UTC)."""
+    cancelled: bool = False
+    """True when the caller of ``submit()`` had been cancelled by the time the answer arrived:
+    it gets a ``CancelledError`` (carrying this value) instead of a job."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> AcceptedJob | None:
+        """The accepted submit an exception stands for, if any: the ``CancelledError`` of a submit
+        cancelled after FastRouter accepted it, or an error raised from it (the ``TimeoutError`` of
+        ``asyncio.timeout``), searched through ``__cause__``, ``__context__`` and exception groups."""
+        seen: set[int] = set()
+        pending: list[BaseException] = [exc]
+        while pending:
+            current = pending.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            found = getattr(current, "fastrouter_accepted", None)
+            if isinstance(found, AcceptedJob):
+                return found
+            if isinstance(current, BaseExceptionGroup):
+                pending.extend(current.exceptions)
+            pending.extend(e for e in (current.__context__, current.__cause__) if e is not None)
+        return None
 
 
 @attrs.frozen(kw_only=True)
