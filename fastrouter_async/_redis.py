@@ -29,7 +29,15 @@ import anyio
 
 from ._errors import InvalidRequestError
 from ._models import JobState
-from ._shared import JobRecord, bucket_settings, check_take, positive_count, positive_duration, record_matches
+from ._shared import (
+    NAMESPACE_LENGTH,
+    JobRecord,
+    bucket_settings,
+    check_take,
+    positive_count,
+    positive_duration,
+    record_matches,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -62,10 +70,18 @@ def open_redis(url: str) -> Redis:
 
 
 def prefix(namespace: str) -> str:
-    """``fra:{namespace}:``, the start of every key of one account."""
-    if not namespace or not all(c.isalnum() or c in "-_" for c in namespace):
-        raise InvalidRequestError("namespace", namespace, "letters, digits, '-' and '_' (see key_namespace())")
+    """``fra:{namespace}:``, the start of every key of one account.
+
+    Only what :func:`key_namespace` returns is accepted, so that an API key passed here by mistake is
+    refused (and not echoed) instead of being written into every key.
+    """
+    if not isinstance(namespace, str) or len(namespace) != NAMESPACE_LENGTH or namespace.strip(_HEX):
+        shown = f"a {type(namespace).__name__} of length {len(namespace) if isinstance(namespace, str) else '?'}"
+        raise InvalidRequestError("namespace", shown, f"{NAMESPACE_LENGTH} hex digits from key_namespace(api_key)")
     return f"fra:{{{namespace}}}:"
+
+
+_HEX: Final = "0123456789abcdef"
 
 
 def _text(value: bytes | str) -> str:
@@ -191,7 +207,10 @@ class RedisJobSlots:
     """:class:`~fastrouter_async._shared.JobSlots` on a Redis ZSET: a lease-based counting semaphore.
 
     Unlike the in-process slots, a lease is required: it is what gives the slots of a dead process back.
-    A holder must :meth:`renew` more often than every ``lease`` seconds.
+    A holder must :meth:`renew` more often than every ``lease`` seconds. An acquire cancelled while its
+    script was on its way may have taken the slot: :meth:`release` the holder (harmless if it holds
+    none), or the lease gives it back. A waiting acquire asks again every ``poll`` seconds at most
+    (sooner when the first lease ends sooner); waiters are not served in arrival order.
     """
 
     def __init__(

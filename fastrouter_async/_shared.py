@@ -28,6 +28,7 @@ from ._errors import InvalidRequestError
 from ._models import JobState
 
 __all__ = [
+    "NAMESPACE_LENGTH",
     "InMemoryJobSlots",
     "InMemoryJobStore",
     "InMemoryRequestBucket",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from fastrouter_async import InvalidRequestError
 from fastrouter_async._models import JobState
 from fastrouter_async._redis import (
     REDIS_EXTRA_MISSING,
@@ -99,12 +100,15 @@ def test_missing_redis_package_names_the_extra() -> None:
     assert "fastrouter-async[redis]" in REDIS_EXTRA_MISSING
 
 
-def test_prefix_is_a_hash_tag_of_the_namespace() -> None:
-    """Keys start with fra:{namespace}: and a namespace that could escape the tag is refused."""
-    assert prefix("abc123") == "fra:{abc123}:"
-    for bad in ("", "a}b", "a:b", "a b"):
-        with pytest.raises(ValueError, match="namespace"):
+def test_prefix_is_a_hash_tag_of_the_namespace_and_refuses_anything_else() -> None:
+    """Keys start with fra:{namespace}:; anything but a key_namespace() (an API key by mistake) is refused unechoed."""
+    namespace = key_namespace("sk-live-abc")
+    assert prefix(namespace) == f"fra:{{{namespace}}}:"
+    for bad in ("", "sk-live-0123456789abcdef", namespace.upper(), namespace[:-1] + "}", namespace + "0"):
+        with pytest.raises(InvalidRequestError, match="namespace") as caught:
             prefix(bad)
+        assert not bad or bad not in str(caught.value)
+        assert caught.value.value == f"a str of length {len(bad)}"
 
 
 # -- job slots ---------------------------------------------------------------------------------------
