@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
+from ._accept import content_type_problem, not_a_video, peek
 from ._config import DEFAULT_MAX_LINK_REFRESHES, RetryPolicy
 from ._errors import APIConnectionError, DownloadError, FastRouterError
 from ._integrity import (
@@ -55,7 +56,8 @@ from ._integrity import (
 from ._models import DownloadedFile, ResultSource, VideoResult
 from ._partfile import Abort, Corrupt, DownloadProgress, PartFile, TooLarge
 from ._polling import retrying
-from ._protocol import HttpCall, inline_video_base64, is_media_response, is_retryable_status
+from ._protocol import HttpCall, inline_video_base64, is_retryable_status
+from ._sniff import describe_bytes
 from ._transport import StreamedResponse, loggable
 
 if TYPE_CHECKING:
@@ -79,6 +81,10 @@ class _Retryable(FastRouterError):
 
 class _Gone(FastRouterError):
     """A link answered 403/404/410: it has expired, or was never ours to fetch."""
+
+
+class _NotVideo(FastRouterError):
+    """A link answered with something that is not a video (an error page, JSON, nothing): like an expired link."""
 
 
 @attrs.frozen
@@ -218,6 +224,9 @@ class Downloader:
                 except _Gone as exc:
                     gone = gone or not source.is_poll
                     failures.append(str(exc))
+                except _NotVideo as exc:
+                    gone = True  # an error page served as 200 is how many hosts say "expired"
+                    failures.append(str(exc))
                 except DownloadError as exc:
                     failures.append(str(exc))
                 logger.warning(
@@ -231,7 +240,7 @@ class Downloader:
                 )
             refreshes += 1
             logger.info(
-                "the links of task %s answered 403/404/410; asking the task for fresh links (%d of %d)",
+                "the links of task %s answered 403/404/410 or no video; asking the task for fresh links (%d of %d)",
                 result.task_id,
                 refreshes,
                 self._max_refreshes,
@@ -326,14 +335,17 @@ class Downloader:
             raise _Retryable(f"{where} answered HTTP {status}")
         if not 200 <= status < 300:
             raise DownloadError(f"{where} answered HTTP {status}", task_id=task_id, url=where)
-        if source.is_poll and not is_media_response(headers.get("content-type", "")):
-            snippet = (await resp.read_limited(300)).decode("utf-8", "replace")
-            raise DownloadError(
-                f"{source.call.method} {where} answered {headers.get('content-type', 'no content type')} instead "
-                f"of the video: {snippet!r}",
-                task_id=task_id,
-                url=where,
-            )
+        content_type = headers.get("content-type")
+        if content_type_problem(content_type) is not None:
+            problem = not_a_video(content_type, await resp.read_limited(512))
+            raise _NotVideo(f"{source.call.method} {where} answered HTTP {status}: {problem}")
+        chunks = resp.iter_chunks(_CHUNK)
+        if not (status == 206 and offset):
+            # The body starts the file: it must start like a video before a byte of it is kept.
+            head, chunks = await peek(chunks)
+            problem = not_a_video(content_type, head)
+            if problem is not None:
+                raise _NotVideo(f"{source.call.method} {where} answered HTTP {status}: {problem}")
         length, etag = content_length(headers), strong_etag(headers)
         if not (status == 206 and offset) and not part.blank:
             # A whole file (no range support, a changed file, or another link's bytes kept): start over,
@@ -358,12 +370,15 @@ class Downloader:
             total = length
         if max_bytes is not None and total is not None and total > max_bytes:
             raise TooLarge(f"the video is {total} bytes, more than max_bytes={max_bytes}; nothing was kept")
-        # A server that refuses ranges gets no Range header next time (the kept bytes are not tied to it).
-        identity = source.identity if accepts_ranges(headers) is not False else None
+        # A server that refuses ranges gets no Range header next time (the kept bytes are not tied to it);
+        # nor does one that sent a content coding anyway (its ranges would count encoded bytes).
+        coding = headers.get("content-encoding", "identity").strip().lower()
+        resumable = accepts_ranges(headers) is not False and coding in ("", "identity")
+        identity = source.identity if resumable else None
         await part.describe(
             source=identity, etag=etag, total=total, digests=expected_digests(headers, partial=status == 206)
         )
-        await part.write(resp.iter_chunks(_CHUNK), progress=progress, max_bytes=max_bytes)
+        await part.write(chunks, progress=progress, max_bytes=max_bytes)
         if total is not None and part.size != total:
             raise _Retryable(f"the download from {where} ended after {part.size} of {total} bytes")
 
@@ -388,11 +403,19 @@ class Downloader:
             )
         if max_bytes is not None and size > max_bytes:
             raise TooLarge(f"the inline video is {size} bytes, more than max_bytes={max_bytes}; nothing was written")
+        head, pieces = await peek(_decode_base64(cleaned, result.task_id))
+        problem = not_a_video(None, head)
+        if problem is not None:
+            raise DownloadError(
+                f"the inline video of task {result.task_id} is not a video: its first bytes look like "
+                f"{describe_bytes(head)}",
+                task_id=result.task_id,
+            )
         async with self._slot():
             if not part.blank:
                 await part.restart()
             await part.describe(source=None, etag=None, total=size, digests=())
-            await part.write(_decode_base64(cleaned, result.task_id), progress=progress, max_bytes=max_bytes)
+            await part.write(pieces, progress=progress, max_bytes=max_bytes)
             try:
                 return await part.finish(path, overwrite=overwrite)
             except Corrupt as exc:

@@ -23,6 +23,7 @@ from ._budget import RequestBudget, Throttle, coerce_budget
 from ._config import (
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_POLL_POLICY,
     DEFAULT_RETRY_POLICY,
     DEFAULT_TIMEOUTS,
@@ -153,8 +154,8 @@ class FastRouterSession:
     bounds the jobs in flight (from submit until the job is seen to end); a
     ``submit`` beyond it waits for a slot (``None``: no bound).
     ``max_concurrent_downloads`` separately bounds the downloads streaming at
-    once, and ``max_download_bytes`` (``None``: no bound) refuses any video
-    larger than that many bytes. Pass
+    once, and ``max_download_bytes`` (default 8 GiB; ``None``: no bound)
+    refuses any video larger than that many bytes. Pass
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
@@ -175,7 +176,7 @@ class FastRouterSession:
         request_budget: RequestBudget | float | None = None,
         http_session: aiohttp.ClientSession | None = None,
         max_concurrent_downloads: int | None = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
-        max_download_bytes: int | None = None,
+        max_download_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
         self._secret = resolve_api_key(api_key)
         self._base_url = resolve_base_url(base_url)

@@ -17,7 +17,11 @@ import anyio
 import pytest
 
 from fastrouter_async import DownloadError, FastRouterSession, InvalidRequestError, ResultSource, VideoResult
-from fastrouter_async._config import DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_MAX_LINK_REFRESHES
+from fastrouter_async._config import (
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_LINK_REFRESHES,
+)
 from fastrouter_async.testing import (
     FastRouterSimulator,
     Fault,
@@ -38,6 +42,12 @@ async def cdn() -> AsyncIterator[tuple[FastRouterSimulator, SimulatorServer]]:
     other = FastRouterSimulator()
     async with other.serve() as running:
         yield other, running
+
+
+def fake_mp4(size: int) -> bytes:
+    """``size`` bytes that start like an MP4 (an ``ftyp`` box) and go on at random."""
+    head = sample_video()[:32]
+    return head + os.urandom(size - len(head))
 
 
 def has_auth(headers: dict[str, str]) -> bool:
@@ -165,7 +175,7 @@ async def test_video_as_poll_body(session: FastRouterSession, sim: FastRouterSim
 
 async def test_inline_base64_video(session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path) -> None:
     """An inline bytesBase64Encoded video is decoded in pieces to a verified file."""
-    payload = os.urandom(3 * 1024 * 1024 + 7)
+    payload = fake_mp4(3 * 1024 * 1024 + 7)
     sim.default_plan = JobPlan(outcome="inline_base64", video=payload)
     video = await finished(session)
     assert video.source is ResultSource.INLINE_BASE64
@@ -178,7 +188,7 @@ async def test_large_video_streams_with_progress(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """A multi-megabyte video arrives byte-exact, with progress reported as it streams."""
-    payload = os.urandom(5 * 1024 * 1024 + 123)
+    payload = fake_mp4(5 * 1024 * 1024 + 123)
     sim.default_plan = JobPlan(video=payload)
     seen: list[tuple[int, int | None]] = []
 
@@ -219,7 +229,7 @@ async def test_cancelled_download_keeps_a_resumable_part(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """A cancelled download leaves no destination, only .part + sidecar, and the next call resumes them with Range."""
-    payload = os.urandom(8 * 1024 * 1024)
+    payload = fake_mp4(8 * 1024 * 1024)
     sim.default_plan = JobPlan(video=payload)
     video = await finished(session)
     started = asyncio.Event()
@@ -289,7 +299,7 @@ async def test_download_reports_size_and_sha256(session: FastRouterSession, tmp_
 
 # --- resume --------------------------------------------------------------------------------------
 
-BIG = os.urandom(3 * 1024 * 1024 + 17)
+BIG = fake_mp4(3 * 1024 * 1024 + 17)
 
 
 def sha(data: bytes) -> str:
@@ -352,7 +362,7 @@ async def test_changed_file_with_if_range_restarts(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """If the file changed (new ETag), If-Range makes the server send it whole and the download starts over."""
-    changed = os.urandom(len(BIG) + 1000)
+    changed = fake_mp4(len(BIG) + 1000)
     sim.default_plan = JobPlan(video=BIG)
     sim.inject(Fault.truncate(1_000_000))
     sim.inject(Fault.serve(changed, times=None))
@@ -368,7 +378,7 @@ async def test_content_range_total_mismatch_restarts(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """Without an ETag, a 206 whose Content-Range total differs from the first answer's length starts over."""
-    changed = os.urandom(len(BIG) - 1000)
+    changed = fake_mp4(len(BIG) - 1000)
     sim.default_plan = JobPlan(video=BIG)
     sim.download_etag = "none"
     sim.inject(Fault.truncate(1_000_000))
@@ -673,7 +683,7 @@ async def test_download_concurrency_limit_is_never_exceeded(
 ) -> None:
     """With max_concurrent_downloads=2 the server never sees more than two downloads at once."""
     session = make_session(max_concurrent_downloads=2)
-    sim.default_plan = JobPlan(video=os.urandom(1024 * 1024))
+    sim.default_plan = JobPlan(video=fake_mp4(1024 * 1024))
     videos = await asyncio.gather(*(finished(session, prompt=f"v{i}") for i in range(8)))
     client_side: list[int] = []
 
@@ -698,7 +708,7 @@ async def test_download_limits_are_validated(make_session: SessionFactory, sessi
         with pytest.raises(InvalidRequestError, match="max_download_bytes"):
             make_session(max_download_bytes=bad)
     assert session.max_concurrent_downloads == DEFAULT_MAX_CONCURRENT_DOWNLOADS
-    assert session.max_download_bytes is None
+    assert session.max_download_bytes == DEFAULT_MAX_DOWNLOAD_BYTES == 8 * 1024**3
     assert make_session(max_concurrent_downloads=None).max_concurrent_downloads is None
 
 
@@ -796,7 +806,7 @@ async def test_range_past_a_shrunk_file_restarts_after_416(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """A Range beyond a file that shrank (no ETag to notice) gets 416; the download starts over and completes."""
-    shrunk = os.urandom(100_000)
+    shrunk = fake_mp4(100_000)
     sim.default_plan = JobPlan(video=BIG)
     sim.download_etag = "none"
     sim.inject(Fault.truncate(1_000_000))

@@ -1,0 +1,241 @@
+"""Hostile download answers: nothing but a verified video ever reaches a final path, and the key stays home."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp import web
+
+from fastrouter_async import DownloadError, FastRouterSession, VideoResult
+from fastrouter_async._config import DEFAULT_MAX_DOWNLOAD_BYTES
+from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, sample_video
+
+from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, SessionFactory
+
+VIDEO = sample_video()
+TASK = "fr_01HOSTILEDOWNLOAD0000000000"
+Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@attrs.define
+class Seen:
+    """One request the hostile server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class HostileServer:
+    """A tiny FastRouter look-alike whose poll says "done" and whose download link answers as told.
+
+    ``answer`` makes the download answer; ``link`` is the video URL the poll hands out (by default
+    this server's ``/dl/`` route, or anything else: a link-local address, a redirect).
+    """
+
+    def __init__(self) -> None:
+        self.origin = ""
+        self.answer: Answer = serve(VIDEO)
+        self.link: str | None = None
+        self.seen: list[Seen] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/api/v1"
+
+    @property
+    def downloads(self) -> list[Seen]:
+        return [s for s in self.seen if not s.path.startswith("/api/")]
+
+    @property
+    def polls(self) -> list[Seen]:
+        return [s for s in self.seen if s.path.startswith("/api/")]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(Seen(request.method, request.path_qs, dict(request.headers)))
+        if request.path.startswith("/api/v1/"):
+            link = self.link if self.link is not None else f"{self.origin}/dl/{TASK}.mp4?sig=abc"
+            return web.json_response(success(link))
+        return await self.answer(request)
+
+
+def success(link: str) -> dict[str, Any]:
+    """A finished-job poll answer whose only video link is ``link``."""
+    generation = {"id": "g1", "mediaType": "video", "status": "succeed", "url": link, "failMsg": ""}
+    return {
+        "code": "SUCCESS",
+        "message": "success",
+        "data": {"taskId": TASK, "status": "succeed", "generations": [generation]},
+    }
+
+
+def serve(
+    body: bytes, *, status: int = 200, content_type: str | None = "video/mp4", headers: dict[str, str] | None = None
+) -> Answer:
+    """A download answer with this body, status and content type (``None``: no content type at all)."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.Response(status=status, body=body if status != 204 else None, headers=headers or {})
+        if content_type is None:
+            response.headers.popall("Content-Type", None)
+        else:
+            response.headers["Content-Type"] = content_type
+        return response
+
+    return answer
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileServer]:
+    state = HostileServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield state
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def hostile_session(hostile: HostileServer) -> AsyncIterator[FastRouterSession]:
+    async with FastRouterSession(
+        API_KEY, base_url=hostile.base_url, poll_policy=FAST_POLL, retry_policy=FAST_RETRY, timeouts=FAST_TIMEOUTS
+    ) as session:
+        yield session
+
+
+async def result_of(session: FastRouterSession) -> VideoResult:
+    return await session.job(TASK, model="google/veo3")
+
+
+def nothing_written(folder: Path) -> bool:
+    """No final file and no temporary file left in ``folder``."""
+    return sorted(p.name for p in folder.iterdir()) == []
+
+
+ZEROS_BOMB = gzip.compress(bytes(16 * 1024 * 1024), compresslevel=9)  # ~16 KiB that decode to 16 MiB
+
+NOT_VIDEOS: dict[str, Answer] = {
+    "html link-expired page": serve(b"<!DOCTYPE html><html><body>Link expired</body></html>", content_type="text/html"),
+    "json error body": serve(b'{"error": "AccessDenied", "message": "expired"}', content_type="application/json"),
+    "empty 204": serve(b"", status=204, content_type=None),
+    "empty 200": serve(b"", content_type="video/mp4"),
+    "html under video/mp4": serve(b"<html><head><title>Expired</title></head></html>"),
+    "wrong magic (png)": serve(b"\x89PNG\r\n\x1a\n" + os.urandom(4000), content_type="application/octet-stream"),
+    "random bytes without a type": serve(os.urandom(4000), content_type=None),
+    "xml error from a bucket": serve(b"<?xml version='1.0'?><Error>Denied</Error>", content_type="application/xml"),
+    "gzip bomb of zeros": serve(ZEROS_BOMB, headers={"Content-Encoding": "gzip"}),
+    "plain text": serve(b"Forbidden", content_type="text/plain"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_VIDEOS))
+async def test_a_body_that_is_not_a_video_is_never_written(
+    hostile: HostileServer, hostile_session: FastRouterSession, tmp_path: Path, case: str
+) -> None:
+    """Error pages, JSON, empty bodies, wrong magic bytes and bombs end in DownloadError, with fresh links asked for."""
+    hostile.answer = NOT_VIDEOS[case]
+    video = await result_of(hostile_session)
+    with pytest.raises(DownloadError, match=r"not a video|empty") as caught:
+        await video.download(tmp_path / "v.mp4")
+    assert nothing_written(tmp_path)
+    assert TASK in str(caught.value)
+    assert len(hostile.polls) >= 2  # treated like an expired link: the task was polled for fresh links
+    assert API_KEY not in str(caught.value)
+
+
+async def test_error_names_the_content_type_and_what_the_bytes_look_like(
+    hostile: HostileServer, hostile_session: FastRouterSession, tmp_path: Path
+) -> None:
+    """The DownloadError says the answer's content type and a safe description of its bytes, never the bytes."""
+    hostile.answer = serve(b"<html><body>sk-v1-LEAKED secret page</body></html>", content_type="video/mp4")
+    video = await result_of(hostile_session)
+    with pytest.raises(DownloadError) as caught:
+        await video.download(tmp_path / "v.mp4")
+    message = str(caught.value)
+    assert "video/mp4" in message
+    assert "HTML text" in message
+    assert "LEAKED" not in message
+
+
+async def test_a_real_video_without_a_content_type_is_accepted(
+    hostile: HostileServer, hostile_session: FastRouterSession, tmp_path: Path
+) -> None:
+    """A storage host that sends no content type (or a generic binary one) still delivers a real video."""
+    for content_type in (None, "binary/octet-stream", "application/octet-stream"):
+        hostile.answer = serve(VIDEO, content_type=content_type)
+        written = await (await result_of(hostile_session)).download(tmp_path / "v.mp4")
+        assert written.path.read_bytes() == VIDEO
+
+
+async def test_gzip_bomb_is_counted_after_decoding(
+    hostile: HostileServer, make_session: SessionFactory, tmp_path: Path
+) -> None:
+    """A gzip-encoded body that starts like a video is stopped at the limit counted in decoded bytes."""
+    bomb = gzip.compress(VIDEO[:64] + bytes(8 * 1024 * 1024))
+    hostile.answer = serve(bomb, headers={"Content-Encoding": "gzip"})
+    async with FastRouterSession(
+        API_KEY,
+        base_url=hostile.base_url,
+        poll_policy=FAST_POLL,
+        retry_policy=FAST_RETRY,
+        max_download_bytes=1024 * 1024,
+    ) as session:
+        with pytest.raises(DownloadError, match="max_bytes"):
+            await (await result_of(session)).download(tmp_path / "v.mp4")
+    assert nothing_written(tmp_path)
+    assert len(bomb) < 64 * 1024
+
+
+async def test_default_download_limit_refuses_an_endless_announcement(
+    hostile: HostileServer, hostile_session: FastRouterSession, tmp_path: Path
+) -> None:
+    """With no limit given, a body announced larger than DEFAULT_MAX_DOWNLOAD_BYTES is refused at once."""
+    assert hostile_session.max_download_bytes == DEFAULT_MAX_DOWNLOAD_BYTES
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.content_length = DEFAULT_MAX_DOWNLOAD_BYTES + 1
+        await response.prepare(request)
+        await response.write(VIDEO[:4096])
+        return response
+
+    hostile.answer = huge
+    with pytest.raises(DownloadError, match="max_bytes"):
+        await (await result_of(hostile_session)).download(tmp_path / "v.mp4")
+    assert nothing_written(tmp_path)
+    assert len(hostile.downloads) == 1  # refused, not retried
+
+
+async def test_inline_base64_that_is_not_a_video_is_refused(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """An inline base64 result whose bytes are an HTML page raises DownloadError and writes nothing."""
+    sim.default_plan = JobPlan(outcome="inline_base64", video=b"<html><body>quota exceeded</body></html>")
+    session = make_session()
+    video = await (await session.submit(model="google/veo3", prompt="a cat surfing"))
+    with pytest.raises(DownloadError, match="not a video"):
+        await video.download(tmp_path / "v.mp4")
+    assert nothing_written(tmp_path)
+
+
+async def test_poll_body_that_turns_into_a_page_is_refused(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A poll route that answered with the video, then serves an HTML page as video/mp4, writes nothing."""
+    sim.default_plan = JobPlan(outcome="video_body")
+    session = make_session()
+    video = await (await session.submit(model="google/veo3", prompt="a cat surfing"))
+    sim.inject(Fault.serve(b"<html><body>temporarily unavailable</body></html>", route="poll", times=None))
+    with pytest.raises(DownloadError):
+        await video.download(tmp_path / "v.mp4")
+    assert nothing_written(tmp_path)
