@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
+import gc
 import hashlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -846,3 +849,43 @@ async def test_disk_errors_are_download_errors(session: FastRouterSession, tmp_p
         await video.download(tmp_path / "file" / "v.mp4")
     assert caught.value.task_id == video.task_id
     assert isinstance(caught.value.__cause__, OSError)
+
+
+def open_fds() -> int | None:
+    """How many file descriptors this process has open (None where /proc is missing)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+async def test_cancelling_at_every_step_leaks_no_file_and_no_handle(
+    session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Cancelled at increasing event-loop steps, download() leaves no open handle, no stray .part, no partial file."""
+    payload = fake_mp4(2 * 1024 * 1024 + 5)
+    sim.default_plan = JobPlan(video=payload)
+    video = await finished(session)
+    target = tmp_path / "v.mp4"
+    await video.download(tmp_path / "warm.mp4")  # the connection pool is warm: fds below are ours
+    (tmp_path / "warm.mp4").unlink()
+    fds = open_fds()
+    for steps in range(0, 80, 2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            task = asyncio.ensure_future(video.download(target))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gc.collect()
+        assert [w for w in caught if issubclass(w.category, ResourceWarning)] == [], steps
+        if target.exists():
+            assert target.read_bytes() == payload
+            target.unlink()
+        for part in tmp_path.glob(".*.part"):  # only a resumable leftover may stay, with its sidecar
+            assert part.with_name(part.name + ".json").exists(), (steps, part.name)
+    assert fds is None or open_fds() == fds
+    assert (await video.download(target)).sha256 == sha(payload)
+    assert leftovers(tmp_path) == []
