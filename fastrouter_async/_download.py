@@ -44,6 +44,7 @@ import attrs
 from ._accept import content_type_problem, not_a_video, peek
 from ._config import DEFAULT_MAX_LINK_REFRESHES, RetryPolicy
 from ._errors import APIConnectionError, DownloadError, FastRouterError
+from ._hosts import download_url_check
 from ._integrity import (
     accepts_ranges,
     content_length,
@@ -112,6 +113,7 @@ class Downloader:
         max_concurrent: int | None,
         max_bytes: int | None,
         max_refreshes: int = DEFAULT_MAX_LINK_REFRESHES,
+        allow_link_local: bool = False,
     ) -> None:
         self._transport = transport
         self._retry_policy = retry_policy
@@ -119,6 +121,7 @@ class Downloader:
         self._max_concurrent = max_concurrent
         self._max_bytes = max_bytes
         self._max_refreshes = max_refreshes
+        self._check_url = download_url_check(allow_link_local=allow_link_local)
         self._limiter: anyio.CapacityLimiter | None = None
         self._destinations: dict[str, anyio.Lock] = {}
 
@@ -282,7 +285,9 @@ class Downloader:
                         headers["Range"] = f"bytes={offset}-"
                         if part.etag is not None:
                             headers["If-Range"] = part.etag
-                    async with self._transport.stream(source.call, auth=use_auth, headers=headers) as resp:
+                    async with self._transport.stream(
+                        source.call, auth=use_auth, headers=headers, check_url=self._check_url
+                    ) as resp:
                         if resp.status in (401, 403) and not use_auth and self._transport.is_api_origin(resp.url):
                             use_auth = True
                             continue

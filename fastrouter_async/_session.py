@@ -155,7 +155,9 @@ class FastRouterSession:
     ``submit`` beyond it waits for a slot (``None``: no bound).
     ``max_concurrent_downloads`` separately bounds the downloads streaming at
     once, and ``max_download_bytes`` (default 8 GiB; ``None``: no bound)
-    refuses any video larger than that many bytes. Pass
+    refuses any video larger than that many bytes. Download links (and
+    their redirects) to link-local and cloud-metadata addresses are refused
+    unless ``allow_link_local_downloads=True``. Pass
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
@@ -177,6 +179,7 @@ class FastRouterSession:
         http_session: aiohttp.ClientSession | None = None,
         max_concurrent_downloads: int | None = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         max_download_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
+        allow_link_local_downloads: bool = False,
     ) -> None:
         self._secret = resolve_api_key(api_key)
         self._base_url = resolve_base_url(base_url)
@@ -192,6 +195,8 @@ class FastRouterSession:
         ):
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise InvalidRequestError(limit_name, limit, allowed)
+        if not isinstance(allow_link_local_downloads, bool):
+            raise InvalidRequestError("allow_link_local_downloads", allow_link_local_downloads, "True or False")
         for name, value, cls in (
             ("poll_policy", poll_policy, PollPolicy),
             ("retry_policy", retry_policy, RetryPolicy),
@@ -222,6 +227,7 @@ class FastRouterSession:
             rng=self._rng,
             max_concurrent=max_concurrent_downloads,
             max_bytes=max_download_bytes,
+            allow_link_local=allow_link_local_downloads,
         )
 
     # --- lifecycle ------------------------------------------------------------------------

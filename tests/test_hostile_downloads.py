@@ -12,8 +12,16 @@ import attrs
 import pytest
 from aiohttp import web
 
-from fastrouter_async import DownloadError, FastRouterSession, VideoResult
+from fastrouter_async import (
+    DownloadError,
+    FastRouterSession,
+    InvalidRequestError,
+    RetryPolicy,
+    Timeouts,
+    VideoResult,
+)
 from fastrouter_async._config import DEFAULT_MAX_DOWNLOAD_BYTES
+from fastrouter_async._hosts import name_problem
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, sample_video
 
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, SessionFactory
@@ -239,3 +247,94 @@ async def test_poll_body_that_turns_into_a_page_is_refused(
     with pytest.raises(DownloadError):
         await video.download(tmp_path / "v.mp4")
     assert nothing_written(tmp_path)
+
+
+# --- where downloads may go ----------------------------------------------------------------------
+
+REFUSED_LINKS = {
+    "aws/gcp/azure metadata": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "ecs task metadata": "http://169.254.170.2/v2/credentials",
+    "ipv6 link-local": "http://[fe80::1]/v.mp4",
+    "ipv4-mapped ipv6": "http://[::ffff:169.254.169.254]/latest/meta-data/",
+    "nat64": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    "aws ipv6 metadata": "http://[fd00:ec2::254]/latest/meta-data/",
+    "alibaba metadata": "http://100.100.100.200/latest/meta-data/",
+    "gcp metadata name": "http://metadata.google.internal/computeMetadata/v1/",
+    "gcp short name": "http://metadata.goog/computeMetadata/v1/",
+    "decimal spelling": "http://2852039166/latest/meta-data/",
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_LINKS))
+async def test_links_to_metadata_addresses_are_refused(
+    hostile: HostileServer, hostile_session: FastRouterSession, tmp_path: Path, case: str
+) -> None:
+    """A video link to a link-local or cloud-metadata host is refused before connecting, naming host and rule."""
+    hostile.link = REFUSED_LINKS[case]
+    with pytest.raises(DownloadError, match="refusing to download") as caught:
+        await (await result_of(hostile_session)).download(tmp_path / "v.mp4")
+    message = str(caught.value)
+    assert "allow_link_local_downloads" in message
+    assert ("link-local" in message) or ("metadata" in message)
+    assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_to_a_metadata_address_is_refused(
+    hostile: HostileServer, hostile_session: FastRouterSession, tmp_path: Path, status: int
+) -> None:
+    """A download link that redirects to 169.254.169.254 is refused at the redirect; only the first hop is sent."""
+    hostile.answer = serve(b"", status=status, headers={"Location": "http://169.254.169.254/latest/user-data"})
+    with pytest.raises(DownloadError, match=r"169\.254\.169\.254 is a link-local address"):
+        await (await result_of(hostile_session)).download(tmp_path / "v.mp4")
+    assert len(hostile.downloads) == 1
+    assert nothing_written(tmp_path)
+
+
+async def test_link_local_downloads_can_be_allowed(hostile: HostileServer, tmp_path: Path) -> None:
+    """allow_link_local_downloads=True lifts the rule: the link is tried (and here fails to connect, quickly)."""
+    hostile.link = "http://169.254.0.1:9/v.mp4"
+    async with FastRouterSession(
+        API_KEY,
+        base_url=hostile.base_url,
+        poll_policy=FAST_POLL,
+        retry_policy=RetryPolicy(max_attempts=1),
+        timeouts=Timeouts(connect=0.05, request=5.0, read=5.0),
+        allow_link_local_downloads=True,
+    ) as session:
+        with pytest.raises(DownloadError) as caught:
+            await (await result_of(session)).download(tmp_path / "v.mp4")
+    assert "refusing" not in str(caught.value)
+    for bad in ("yes", 1, None):
+        with pytest.raises(InvalidRequestError, match="allow_link_local_downloads"):
+            FastRouterSession(API_KEY, allow_link_local_downloads=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("169.254.169.254", True),
+        ("169.254.0.1", True),
+        ("[fe80::1%eth0]", True),
+        ("::ffff:a9fe:a9fe", True),
+        ("::a9fe:a9fe", True),
+        ("2002:a9fe:a9fe::1", True),
+        ("fd00:ec2::254", True),
+        ("100.100.100.200", True),
+        ("168.63.129.16", True),
+        ("METADATA.Google.Internal.", True),
+        ("metadata", True),
+        ("instance-data.ec2.internal", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("10.0.0.5", False),
+        ("192.168.1.10", False),
+        ("cdn.example.com", False),
+        ("metadata.example.com", False),
+        ("100.100.100.201", False),
+    ],
+)
+def test_host_rule(host: str, refused: bool) -> None:
+    """Which hosts the rule refuses before resolving: link-local, metadata addresses and names; never loopback."""
+    assert (name_problem(host) is not None) is refused
