@@ -230,7 +230,9 @@ class Downloader:
                 except _NotVideo as exc:
                     gone = True  # an error page served as 200 is how many hosts say "expired"
                     failures.append(str(exc))
-                except DownloadError as exc:
+                except Abort:
+                    raise
+                except FastRouterError as exc:  # DownloadError, or an answer that could not be used at all
                     failures.append(str(exc))
                 logger.warning(
                     "download of task %s from %s failed: %s", result.task_id, loggable(source.call.url), failures[-1]

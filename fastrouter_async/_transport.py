@@ -300,7 +300,15 @@ class Transport:
             location = resp.headers.get("Location")
             if resp.status in _REDIRECT_STATUSES and location:
                 resp.release()
-                target = current.join(URL(location))
+                target = _redirect_target(current, location)
+                if target is None:
+                    raise UnexpectedResponseError(
+                        f"{method} {loggable(current)} was redirected (HTTP {resp.status}) to an address "
+                        "that does not parse",
+                        status_code=resp.status,
+                        method=method,
+                        url=loggable(current),
+                    )
                 if target.scheme not in ("http", "https"):
                     raise APIConnectionError(
                         f"refusing to follow a redirect to a non-HTTP URL from {loggable(current)}",
@@ -351,6 +359,16 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
         name = key.lower()
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
+
+
+def _redirect_target(current: URL, location: str) -> URL | None:
+    """Where a ``Location`` points, resolved against ``current``; ``None`` when it does not parse."""
+    try:
+        target = current.join(URL(location))
+        _ = target.port, target.host  # a port out of range or a bad host only shows on use
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    return target
 
 
 def _map_exception(exc: BaseException, method: str, url: str, *, sent: bool | None) -> APIConnectionError:

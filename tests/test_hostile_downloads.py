@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import gzip
+import hashlib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +16,8 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from fastrouter_async import (
     DownloadError,
@@ -22,6 +29,7 @@ from fastrouter_async import (
 )
 from fastrouter_async._config import DEFAULT_MAX_DOWNLOAD_BYTES
 from fastrouter_async._hosts import name_problem
+from fastrouter_async._sniff import SNIFF_BYTES, sniff_video
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, sample_video
 
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, SessionFactory
@@ -338,3 +346,186 @@ async def test_link_local_downloads_can_be_allowed(hostile: HostileServer, tmp_p
 def test_host_rule(host: str, refused: bool) -> None:
     """Which hosts the rule refuses before resolving: link-local, metadata addresses and names; never loopback."""
     assert (name_problem(host) is not None) is refused
+
+
+# --- property: whatever the download host answers ------------------------------------------------
+
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+EXAMPLES = {"default": 40, "thorough": 1000}.get(PROFILE, 40)  # HYPOTHESIS_PROFILE=thorough for a larger run
+
+BODIES: dict[str, bytes] = {
+    "the video": VIDEO,
+    "the video, cut": VIDEO[: len(VIDEO) // 2],
+    "the video, one byte flipped": VIDEO[:500] + bytes([VIDEO[500] ^ 0xFF]) + VIDEO[501:],
+    "another mp4": VIDEO[:32] + bytes(range(256)) * 8,
+    "empty": b"",
+    "html": b"<!DOCTYPE html><html><body>Link expired</body></html>",
+    "json": b'{"error": {"code": 403, "message": "expired"}}',
+    "zeros": bytes(4096),
+    "png": b"\x89PNG\r\n\x1a\n" + bytes(200),
+}
+LOCATIONS = [
+    None,
+    "",
+    "http://[bad",
+    "/dl/again",
+    "ftp://127.0.0.1/x",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://metadata.google.internal/",
+    "//",
+    "http://127.0.0.1:1/refused",
+    "../../../../etc/passwd",
+    "http://user:pass@127.0.0.1:1/x",
+    "\u00e9\u00e9",
+]
+
+
+@attrs.frozen
+class Scripted:
+    """One answer of the download host: status, headers, body and whether the connection is cut."""
+
+    status: int
+    content_type: str | None
+    body: str
+    length: str  # "exact", "none" (chunked), "cut" (announced whole, connection closed midway)
+    content_range: str | None
+    etag: str | None
+    encoding: str  # "identity", "gzip" (really gzipped), "gzip-lie" (says gzip, is not)
+    location: str | None
+    digest: str | None
+
+
+answers = st.builds(
+    Scripted,
+    status=st.sampled_from(
+        [200, 200, 200, 206, 204, 301, 302, 303, 307, 308, 400, 401, 403, 404, 410, 416, 429, 500, 503]
+    ),
+    content_type=st.one_of(
+        st.just("video/mp4"),
+        st.none(),
+        st.sampled_from(
+            ["video/mp4", "application/octet-stream", "text/html", "application/json", "", "video/mp4; x=1"]
+        ),
+        st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+    ),
+    body=st.one_of(st.just("the video"), st.sampled_from(sorted(BODIES))),
+    length=st.sampled_from(["exact", "exact", "none", "cut"]),
+    content_range=st.one_of(
+        st.none(),
+        st.sampled_from(
+            ["bytes 0-{last}/{size}", "bytes 5-{last}/{size}", "bytes */{size}", "nonsense", "bytes 0-{last}/*"]
+        ),
+    ),
+    etag=st.sampled_from([None, '"v1"', 'W/"weak"', '"' + "x" * 40 + '"']),
+    encoding=st.sampled_from(["identity", "identity", "gzip", "gzip-lie"]),
+    location=st.sampled_from(LOCATIONS),
+    digest=st.sampled_from(
+        [None, "sha-256=:AAAA:", "sha-256=:" + base64.b64encode(hashlib.sha256(VIDEO).digest()).decode() + ":"]
+    ),
+)
+
+
+async def scripted_answer(request: web.Request, answer: Scripted) -> web.StreamResponse:
+    body = BODIES[answer.body]
+    if answer.encoding == "gzip":
+        body = gzip.compress(body)
+    headers: dict[str, str] = {}
+    if answer.content_type is not None:
+        headers["Content-Type"] = answer.content_type
+    if answer.content_range is not None:
+        headers["Content-Range"] = answer.content_range.format(last=max(len(body) - 1, 0), size=len(body))
+    if answer.etag is not None:
+        headers["ETag"] = answer.etag
+    if answer.encoding != "identity":
+        headers["Content-Encoding"] = "gzip"
+    if answer.location is not None:
+        headers["Location"] = answer.location
+    if answer.digest is not None:
+        headers["Repr-Digest"] = answer.digest
+    response = web.StreamResponse(status=answer.status, headers=headers)
+    if answer.content_type is None:
+        response.headers.popall("Content-Type", None)
+    if answer.status in (204, 304):
+        await response.prepare(request)
+        return response
+    if answer.length == "none":
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    sent = body[: len(body) // 2] if answer.length == "cut" else body
+    if sent:
+        await response.write(sent)
+    if answer.length == "cut" and request.transport is not None:
+        request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """Serve ``handler`` on a free loopback port; yields the origin."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def run_scripted_download(script: list[Scripted], folder: Path) -> None:
+    seen: list[Seen] = []
+    cdn_origin: list[str] = []
+
+    async def cdn(request: web.Request) -> web.StreamResponse:
+        seen.append(Seen(request.method, request.path_qs, dict(request.headers)))
+        return await scripted_answer(request, script[min(len(seen), len(script)) - 1])
+
+    async def api(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/api/v1/"):
+            return web.json_response(success(f"{cdn_origin[0]}/dl/{TASK}.mp4?sig=s3cr3t"))
+        return web.json_response({"error": "not found"}, status=404)
+
+    target = folder / "v.mp4"
+    failure: DownloadError | None = None
+    written = None
+    async with serving(cdn) as origin, serving(api) as api_origin:
+        cdn_origin.append(origin)
+        async with FastRouterSession(
+            API_KEY, base_url=f"{api_origin}/api/v1", poll_policy=FAST_POLL, retry_policy=FAST_RETRY
+        ) as session:
+            video = await result_of(session)
+            try:
+                written = await video.download(target)
+            except DownloadError as exc:
+                failure = exc
+    if failure is not None:
+        event("DownloadError")
+        assert not target.exists()
+        assert API_KEY not in repr(failure)
+        assert API_KEY not in str(failure)
+    else:
+        event("a video")
+        assert written is not None
+        data = target.read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (written.size, written.sha256)
+        assert sniff_video(data[:SNIFF_BYTES]) is not None
+    for part in folder.glob("*.part"):
+        assert part.with_name(part.name + ".json").exists(), part.name  # only a resumable leftover stays
+    for request in seen:
+        assert "authorization" not in {name.lower() for name in request.headers}, request
+        assert API_KEY not in repr(request)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(script=st.lists(answers, min_size=1, max_size=4))
+def test_any_download_answer_ends_in_a_verified_video_or_download_error(script: list[Scripted]) -> None:
+    """Whatever the download host answers: a verified video at the path, or DownloadError and nothing there."""
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(run_scripted_download(script, Path(folder)))
