@@ -28,8 +28,6 @@ body, or inline base64.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import os
@@ -45,11 +43,11 @@ from ._accept import content_type_problem, not_a_video, peek
 from ._config import DEFAULT_MAX_LINK_REFRESHES, RetryPolicy
 from ._errors import APIConnectionError, DownloadError, FastRouterError
 from ._hosts import download_url_check
+from ._inline import write_inline
 from ._integrity import (
     accepts_ranges,
     content_length,
     continuation_problem,
-    decoded_base64_size,
     expected_digests,
     parse_content_range,
     strong_etag,
@@ -57,8 +55,7 @@ from ._integrity import (
 from ._models import DownloadedFile, ResultSource, VideoResult
 from ._partfile import Abort, Corrupt, DownloadProgress, PartFile, TooLarge
 from ._polling import retrying
-from ._protocol import HttpCall, inline_video_base64, is_retryable_status
-from ._sniff import describe_bytes
+from ._protocol import HttpCall, is_retryable_status
 from ._transport import StreamedResponse, loggable
 
 if TYPE_CHECKING:
@@ -72,7 +69,6 @@ Refresh = Callable[[], Awaitable[VideoResult]]
 """Polls the task once and returns its result with fresh links (never submits anything)."""
 
 _CHUNK = 256 * 1024
-_B64_BLOCK = 4 * 256 * 1024  # a multiple of 4: decodes into 768 KiB pieces
 _GONE = frozenset({403, 404, 410})
 
 
@@ -202,8 +198,8 @@ class Downloader:
         refreshes = 0
         while True:
             if result.source is ResultSource.INLINE_BASE64:
-                return await self._write_inline(
-                    result, path, part, overwrite=overwrite, progress=progress, max_bytes=max_bytes
+                return await write_inline(
+                    result, path, part, overwrite=overwrite, progress=progress, max_bytes=max_bytes, slot=self._slot
                 )
             if result.source is ResultSource.POLL_BODY:
                 sources = [_Source(poll_body, is_poll=True)]
@@ -389,47 +385,6 @@ class Downloader:
         if total is not None and part.size != total:
             raise _Retryable(f"the download from {where} ended after {part.size} of {total} bytes")
 
-    async def _write_inline(
-        self,
-        result: VideoResult,
-        path: Path,
-        part: PartFile,
-        *,
-        overwrite: bool,
-        progress: DownloadProgress | None,
-        max_bytes: int | None,
-    ) -> DownloadedFile:
-        text = inline_video_base64(result.payload)
-        if text is None:
-            raise DownloadError("the result has no inline video to write", task_id=result.task_id)
-        cleaned = "".join(text.split())
-        size = decoded_base64_size(cleaned)
-        if size is None:
-            raise DownloadError(
-                f"the inline video of task {result.task_id} is not valid base64", task_id=result.task_id
-            )
-        if max_bytes is not None and size > max_bytes:
-            raise TooLarge(f"the inline video is {size} bytes, more than max_bytes={max_bytes}; nothing was written")
-        head, pieces = await peek(_decode_base64(cleaned, result.task_id))
-        problem = not_a_video(None, head)
-        if problem is not None:
-            raise DownloadError(
-                f"the inline video of task {result.task_id} is not a video: its first bytes look like "
-                f"{describe_bytes(head)}",
-                task_id=result.task_id,
-            )
-        async with self._slot():
-            if not part.blank:
-                await part.restart()
-            await part.describe(source=None, etag=None, total=size, digests=())
-            await part.write(pieces, progress=progress, max_bytes=max_bytes)
-            try:
-                return await part.finish(path, overwrite=overwrite)
-            except Corrupt as exc:
-                raise DownloadError(
-                    f"the inline video of task {result.task_id}: {exc}", task_id=result.task_id
-                ) from exc
-
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
         """Hold one unit of the download limit (separate from the jobs limit) for one request."""
@@ -468,11 +423,3 @@ def _check_destination(path: Path, overwrite: bool, task_id: str) -> str:
 
 def _best_url(result: VideoResult) -> str | None:
     return loggable(result.url) if result.url else None
-
-
-async def _decode_base64(text: str, task_id: str) -> AsyncIterator[bytes]:
-    for start in range(0, len(text), _B64_BLOCK):
-        try:
-            yield base64.b64decode(text[start : start + _B64_BLOCK], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise DownloadError(f"the inline video of task {task_id} is not valid base64", task_id=task_id) from exc

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import json
 import logging
 import os
 import secrets
@@ -45,15 +44,8 @@ import attrs
 from ._errors import DownloadError, FastRouterError
 from ._integrity import ExpectedDigest
 from ._models import DownloadedFile
+from ._partfs import lock_part, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
-
-_flock: Callable[[int, int], None] | None
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; one download per destination per session still holds
-    _flock = None
-else:
-    _flock = fcntl.flock
 
 __all__ = [
     "WRITE_BUFFER",
@@ -103,7 +95,7 @@ def part_paths(destination: Path) -> tuple[Path, Path]:
     A name too long for that (file systems allow 255 bytes) uses a hash of it instead.
     """
     base = f".{destination.name}"
-    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see _write_sidecar)
+    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see write_sidecar)
         base = "." + hashlib.sha256(destination.name.encode()).hexdigest()[:32]
     return destination.with_name(f"{base}.part"), destination.with_name(f"{base}.part.json")
 
@@ -169,7 +161,7 @@ class PartFile:
                 raise DownloadError(f"{path} exists and is not a regular file; remove it", task_id=task_id)
             fd = os.open(path, flags, 0o666)
             try:
-                state = _lock(fd, path)
+                state = lock_part(fd, path)
             except BaseException:
                 os.close(fd)
                 raise
@@ -201,7 +193,7 @@ class PartFile:
     def _check_leftover_sync(self) -> None:
         """Keep the bytes found only if the sidecar vouches for them (their hash is computed by ``open``)."""
         size = os.fstat(self._handle.fileno()).st_size
-        meta = _read_sidecar(self.sidecar)
+        meta = read_sidecar(self.sidecar)
         usable = (
             size > 0
             and meta is not None
@@ -298,7 +290,7 @@ class PartFile:
                 "etag": etag,
                 "total": total,
             }
-            await anyio.to_thread.run_sync(_write_sidecar, self.sidecar, meta)
+            await anyio.to_thread.run_sync(write_sidecar, self.sidecar, meta)
 
     @property
     def resumable_identity(self) -> bool:
@@ -417,42 +409,6 @@ def _link_into_place(temp: Path, destination: Path) -> None:
         os.replace(temp, destination)
         return
     temp.unlink()
-
-
-def _lock(fd: int, path: Path) -> str:
-    """Lock the open ``.part`` for this download: ``"locked"``, ``"busy"`` (another holds it) or ``"stale"``.
-
-    ``"stale"``: the lock was taken, but ``path`` is no longer this file (another download moved it
-    into place or removed it meanwhile), so the file must be opened again.
-    """
-    if _flock is None:
-        return "locked"
-    try:
-        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return "busy"
-    try:
-        current = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return "stale"
-    mine = os.fstat(fd)
-    return "locked" if (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino) else "stale"
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _write_sidecar(path: Path, meta: dict[str, Any]) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-    os.replace(temp, path)
 
 
 async def report(progress: DownloadProgress | None, received: int, total: int | None) -> None:
