@@ -13,7 +13,7 @@ import asyncio
 import logging
 import platform
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -201,11 +201,26 @@ class Transport:
 
     @asynccontextmanager
     async def stream(
-        self, call: HttpCall, *, auth: bool, headers: Mapping[str, str] | None = None
+        self,
+        call: HttpCall,
+        *,
+        auth: bool,
+        headers: Mapping[str, str] | None = None,
+        check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> AsyncIterator[StreamedResponse]:
-        """Open ``call`` for streaming. ``auth`` allows the key, and only for the API origin."""
+        """Open ``call`` for streaming. ``auth`` allows the key, and only for the API origin.
+
+        ``check_url`` is awaited with every URL about to be requested, redirect targets included,
+        and may raise to refuse it (nothing is then sent there).
+        """
         async with self._open(
-            call.method, call.url, json=call.json, auth=auth, client_timeout=self._stream_timeout, headers=headers
+            call.method,
+            call.url,
+            json=call.json,
+            auth=auth,
+            client_timeout=self._stream_timeout,
+            headers=headers,
+            check_url=check_url,
         ) as resp:
             yield StreamedResponse(
                 status=resp.status, headers=_lower_headers(resp.headers), url=str(resp.url), response=resp
@@ -221,10 +236,11 @@ class Transport:
         auth: bool,
         client_timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
+        check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send, following redirects by hand; the key goes only to the API origin."""
         resp, method, current = await self._send(
-            method, url, json=json, auth=auth, client_timeout=client_timeout, headers=headers
+            method, url, json=json, auth=auth, client_timeout=client_timeout, headers=headers, check_url=check_url
         )
         try:
             yield resp
@@ -245,6 +261,7 @@ class Transport:
         client_timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
         encoded: bytes | None = None,
+        check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> tuple[aiohttp.ClientResponse, str, URL]:
         """Send, following redirects by hand; the answer, with the method and URL that got it.
 
@@ -256,6 +273,8 @@ class Transport:
         body = json
         for _ in range(MAX_REDIRECTS + 1):
             authorized = auth and api
+            if check_url is not None:
+                await check_url(current)  # may refuse the URL (a download to a metadata address)
             if encoded is not None and body is not None and not headers:
                 request_headers = self._json_api_headers if authorized else self._json_headers
             else:
@@ -281,7 +300,15 @@ class Transport:
             location = resp.headers.get("Location")
             if resp.status in _REDIRECT_STATUSES and location:
                 resp.release()
-                target = current.join(URL(location))
+                target = _redirect_target(current, location)
+                if target is None:
+                    raise UnexpectedResponseError(
+                        f"{method} {loggable(current)} was redirected (HTTP {resp.status}) to an address "
+                        "that does not parse",
+                        status_code=resp.status,
+                        method=method,
+                        url=loggable(current),
+                    )
                 if target.scheme not in ("http", "https"):
                     raise APIConnectionError(
                         f"refusing to follow a redirect to a non-HTTP URL from {loggable(current)}",
@@ -332,6 +359,16 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
         name = key.lower()
         out[name] = f"{out[name]}, {value}" if name in out else value
     return out
+
+
+def _redirect_target(current: URL, location: str) -> URL | None:
+    """Where a ``Location`` points, resolved against ``current``; ``None`` when it does not parse."""
+    try:
+        target = current.join(URL(location))
+        _ = target.port, target.host  # a port out of range or a bad host only shows on use
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    return target
 
 
 def _map_exception(exc: BaseException, method: str, url: str, *, sent: bool | None) -> APIConnectionError:
