@@ -24,6 +24,7 @@ from fastrouter_async import BatchOutcome, BatchProgress, OutcomeStatus
 
 from ._manifest import error_text
 from ._runtime import say
+from ._text import plain
 
 __all__ = ["BatchDisplay", "LiveBatchDisplay", "PlainBatchDisplay", "eta_seconds", "format_duration"]
 
@@ -81,17 +82,17 @@ class BatchDisplay(Protocol):
 def _event(outcome: BatchOutcome, line: int) -> tuple[str, str]:
     """The event word and the rest of its line."""
     where = f"#{outcome.index} line {line}"
-    task = outcome.task_id or "-"
+    task = plain(outcome.task_id or "-")
     if outcome.status is OutcomeStatus.SUCCEEDED:
         word = "skipped" if outcome.from_journal else "succeeded"
         file = outcome.file
-        detail = f"{file.path}  {file.size} bytes  sha256 {file.sha256[:12]}" if file is not None else "no file"
+        detail = f"{plain(file.path)}  {file.size} bytes  sha256 {file.sha256[:12]}" if file is not None else "no file"
         cost = f"  ${outcome.cost_usd:.2f}" if outcome.cost_usd is not None else ""
         tail = " (finished in an earlier run)" if outcome.from_journal else " (re-attached)" if outcome.resumed else ""
         return word, f"{where}  {task}  {detail}{cost}{tail}"
     word = outcome.status.value
     tail = " (in an earlier run)" if outcome.from_journal else ""
-    return word, f"{where}  {task}  {error_text(outcome.error) or 'no reason given'}{tail}"
+    return word, f"{where}  {task}  {plain(error_text(outcome.error) or 'no reason given')}{tail}"
 
 
 class PlainBatchDisplay:
@@ -192,7 +193,7 @@ class LiveBatchDisplay:
     def _render(self) -> Group:
         elapsed = time.monotonic() - self.started
         progress = self._progress
-        title = Text.assemble(("fastrouter-video batch ", "bold"), f"{self.source} -> {self.folder}/")
+        title = Text.assemble(("fastrouter-video batch ", "bold"), plain(f"{self.source} -> {self.folder}/"))
         if progress is None:
             return Group(title, Text(f"{self.total} jobs, starting... {format_duration(elapsed)}"))
         bar = ProgressBar(total=max(progress.total, 1), completed=progress.finished, width=50)
@@ -224,5 +225,5 @@ class LiveBatchDisplay:
         line.add_row(bar, Text(f"{progress.finished}/{progress.total}  {percent:3.0f}%"))
         parts: list[Text | Table] = [title, line, counts, Text(timing + ("   " + ", ".join(extras) if extras else ""))]
         if self._note:
-            parts.append(Text(self._note, style="bold yellow"))
+            parts.append(Text(plain(self._note), style="bold yellow"))
         return Group(*parts)

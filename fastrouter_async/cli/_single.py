@@ -12,6 +12,7 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.status import Status
+from rich.text import Text
 
 from fastrouter_async import (
     DownloadedFile,
@@ -29,6 +30,7 @@ from fastrouter_async import (
 
 from ._batch_file import shorten
 from ._runtime import EXIT_FAILED, EXIT_OK, CommandError, StopSignals, open_session, say, stdout_is_terminal
+from ._text import plain
 
 __all__ = ["run_download", "run_generate", "run_status"]
 
@@ -47,7 +49,7 @@ class _JobDisplay:
 
     def line(self, text: str) -> None:
         if self.console is not None:
-            self.console.print(text, markup=False)
+            self.console.print(Text(plain(text, newlines=True)))
         else:
             say(text)
 
@@ -66,7 +68,7 @@ class _JobDisplay:
         outcome: list[VideoResult | FastRouterError] = []
         spinner: Status | None = None
         if self.console is not None:
-            spinner = self.console.status(f"task {job.task_id}: waiting for the first answer")
+            spinner = self.console.status(Text(f"task {plain(job.task_id)}: waiting for the first answer"))
             spinner.start()
         try:
             async with anyio.create_task_group() as tg:
@@ -97,7 +99,8 @@ class _JobDisplay:
         if changed is not None:
             self.line(f"{self.stamp()} {changed}")
         if spinner is not None:
-            spinner.update(f"task {job.task_id}: {self._shown} ({time.monotonic() - self.started:.0f}s)")
+            elapsed = time.monotonic() - self.started
+            spinner.update(Text(f"task {plain(job.task_id)}: {plain(self._shown)} ({elapsed:.0f}s)"))
 
     async def download(self, result: VideoResult, path: Path) -> DownloadedFile:
         """Download ``result`` to ``path`` with a progress bar (or a line at every quarter)."""
