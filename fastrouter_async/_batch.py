@@ -37,7 +37,7 @@ from ._errors import (
     NotFoundError,
     SubmitUncertainError,
 )
-from ._filenames import safe_filename, unique_path
+from ._filenames import plan_names, safe_filename, unique_path
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
 from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
 from ._protocol import build_submit_body
@@ -183,7 +183,12 @@ class BatchRun:
         self._session = session
         self._requests = requests
         self._output_dir = output_dir
-        self._filename = filename or default_filename
+        namer = filename or default_filename
+        # Every name is made and checked now, before anything is sent: a bad name found after the
+        # submits would cost paid jobs with nowhere to put their videos.
+        self._names = (
+            None if output_dir is None else plan_names(len(requests), lambda index: namer(index, requests[index]))
+        )
         self._journal_path = journal
         self._resubmit_uncertain = resubmit_uncertain
         self._retry_failed = retry_failed
@@ -531,9 +536,10 @@ class BatchRun:
             # The path reserved by an earlier run: its video is missing, damaged, or was written
             # just before that run stopped, without its size and sha256 being recorded.
             return Path(entry.file_path)
-        name = self._filename(item.index, item.request)
+        assert self._names is not None
+        name = self._names[item.index]
         # Never replace a file this batch did not write for this job, nor one another job of this
-        # batch has reserved (a custom filename() may give two jobs one name): take the next free name.
+        # batch has reserved: take the next free name.
         stem, dot, suffix = name.rpartition(".")
         stem, suffix = (stem, dot + suffix) if dot and stem else (name, "")
         candidate = unique_path(self._output_dir, name, overwrite=False)

@@ -383,6 +383,49 @@ async def test_jobs_given_one_name_do_not_overwrite_each_other(
     assert names == ["same-2.mp4", "same-3.mp4", "same-4.mp4", "same.mp4"]
 
 
+def _raises(index: int, request: VideoRequest) -> str:
+    if index == 2:
+        raise KeyError("no name for this one")
+    return f"clip-{index}.mp4"
+
+
+@pytest.mark.parametrize(
+    ("namer", "shown"),
+    [
+        pytest.param(lambda i, r: "sub/bad.mp4" if i == 2 else f"c{i}.mp4", "'sub/bad.mp4'", id="separator"),
+        pytest.param(lambda i, r: "../x.mp4" if i == 2 else f"c{i}.mp4", "'../x.mp4'", id="parent"),
+        pytest.param(lambda i, r: "/tmp/x.mp4" if i == 2 else f"c{i}.mp4", "'/tmp/x.mp4'", id="absolute"),
+        pytest.param(lambda i, r: 7 if i == 2 else f"c{i}.mp4", "7", id="not-a-string"),
+        pytest.param(_raises, "KeyError", id="callback-raises"),
+    ],
+)
+async def test_bad_file_names_are_refused_before_any_submit(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path, namer: Any, shown: str
+) -> None:
+    """Every filename() is evaluated and checked up front: a bad one is InvalidRequestError naming index and value."""
+    session = make_session()
+    with pytest.raises(InvalidRequestError) as caught:
+        session.generate_many(requests(4), output_dir=tmp_path, filename=namer, journal=tmp_path / "j.sqlite")
+    assert caught.value.field == "filename[2]"
+    assert shown in str(caught.value)
+    assert "plain file name" in caught.value.allowed
+    assert sim.records.submit_count == 0
+    assert not (tmp_path / "j.sqlite").exists()
+
+
+async def test_duplicate_names_are_decided_up_front_in_input_order(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Jobs given one name get name, name-2, ... by input position (case-insensitively), whatever ends first."""
+    sim.plan_for(lambda body: body.get("prompt") == "scene number 0", JobPlan(polls=5))
+    session = make_session(max_concurrent_jobs=4)
+    outcomes = await run(
+        session, requests(3), output_dir=tmp_path, filename=lambda i, r: "Same.mp4" if i == 1 else "same.mp4"
+    )
+    names = {o.index: o.file.path.name for o in outcomes if o.file}
+    assert names == {0: "same.mp4", 1: "Same-2.mp4", 2: "same-3.mp4"}
+
+
 async def test_a_file_written_but_not_recorded_is_reused_not_duplicated(
     make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
