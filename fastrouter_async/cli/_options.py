@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate = command("generate", "generate one video", "Generate one video, show its progress, download it.")
     generate.add_argument("prompt", metavar="PROMPT", help="what the video should show")
     generate.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
+    generate.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
     _add_request_options(generate)
 
     batch = command(
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("task_id", metavar="TASK_ID")
     download.add_argument("--model", required=True, help="the model the task was submitted with")
     download.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
+    download.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
 
     models = command(
         "models", "list the known models and their parameters", "List the known models and the parameters each accepts."
