@@ -29,12 +29,16 @@ import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
 from ._catalog import validate
 from ._errors import (
+    AuthenticationError,
     FastRouterError,
+    InsufficientCreditsError,
     InvalidRequestError,
     JobFailedError,
     NotFoundError,
+    PermissionDeniedError,
     SubmitUncertainError,
 )
 from ._filenames import plan_names, safe_filename, unique_path
@@ -52,63 +56,9 @@ logger = logging.getLogger("fastrouter_async")
 
 FileNamer = Callable[[int, VideoRequest], str]
 
-
-class OutcomeStatus(enum.Enum):
-    """How one job of a batch ended (for this run)."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    UNCERTAIN = "uncertain"
-    """The submit may have created a job whose task id was lost; it was not submitted again."""
-
-
-@attrs.frozen(kw_only=True)
-class BatchOutcome:
-    """What became of one request of a batch."""
-
-    index: int
-    """0-based position of the request in the input."""
-    request: VideoRequest
-    status: OutcomeStatus
-    task_id: str | None = None
-    result: VideoResult | None = None
-    """The finished video (``None`` for failures and for jobs finished in an earlier run)."""
-    file: DownloadedFile | None = None
-    """The downloaded file, when the batch has an ``output_dir``."""
-    error: FastRouterError | None = None
-    cost_usd: float | None = None
-    resumed: bool = False
-    """The job was submitted by an earlier run and re-attached by its task id."""
-    from_journal: bool = False
-    """The job had finished in an earlier run: nothing was requested for it this time."""
-
-    @property
-    def ok(self) -> bool:
-        return self.status is OutcomeStatus.SUCCEEDED
-
-
-@attrs.frozen(kw_only=True)
-class BatchProgress:
-    """A snapshot of a running batch, for progress displays."""
-
-    total: int
-    waiting: int
-    """Not started yet (waiting for a slot under ``max_concurrent_jobs``)."""
-    submitting: int
-    running: int
-    """Submitted (or re-attached) and not yet seen to end."""
-    downloading: int
-    succeeded: int
-    failed: int
-    uncertain: int
-    skipped: int
-    """Finished in an earlier run (counted in ``succeeded``/``failed`` too)."""
-    resumed: int
-    """Re-attached to tasks submitted by an earlier run."""
-
-    @property
-    def finished(self) -> int:
-        return self.succeeded + self.failed + self.uncertain
+ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
+# 401, 402, 403: the key, the credits or the permission is wrong for every job alike, so the first
+# one stops all further submits (the next 499 would be refused the same way).
 
 
 class _Action(enum.Enum):
@@ -215,10 +165,12 @@ class BatchRun:
                 "uncertain",
                 "skipped",
                 "resumed",
+                "not_sent",
             ),
             0,
         )
         self._counts["waiting"] = len(requests)
+        self._stopped_by: FastRouterError | None = None
 
     # --- the consumer's side ------------------------------------------------------------------
 
@@ -229,6 +181,15 @@ class BatchRun:
     @property
     def progress(self) -> BatchProgress:
         return BatchProgress(total=len(self._requests), **self._counts)
+
+    @property
+    def stopped_by(self) -> FastRouterError | None:
+        """The account error (401, 402 or 403 on a submit) that stopped all further submits, if one did.
+
+        Jobs already submitted were still followed to their end; the jobs not sent because of it are
+        ``NOT_SENT`` outcomes.
+        """
+        return self._stopped_by
 
     @property
     def journal_path(self) -> Path | None:
@@ -366,6 +327,21 @@ class BatchRun:
             else:  # SUBMITTED
                 item.action = _Action.ATTACH
 
+    def _stop(self, error: FastRouterError) -> None:
+        if self._stopped_by is None:
+            self._stopped_by = error
+            logger.error(
+                "the batch stopped submitting: %s (%s). Jobs already submitted are followed to their end; the "
+                "others were not sent. Fix the account problem and run the batch again to submit them.",
+                type(error).__name__,
+                error,
+            )
+
+    def _never_sent(self, item: _Item) -> BatchOutcome:
+        return BatchOutcome(
+            index=item.index, request=item.request, status=OutcomeStatus.NOT_SENT, error=self._stopped_by
+        )
+
     def _finished_earlier(self, item: _Item, entry: JournalEntry, file: DownloadedFile | None) -> BatchOutcome:
         return BatchOutcome(
             index=item.index,
@@ -424,7 +400,9 @@ class BatchRun:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._verify_files, [item for item in items if item.action is _Action.VERIFY], tg)
             for item in items:
-                if item.action in (_Action.SUBMIT, _Action.ATTACH):
+                if item.action is _Action.SUBMIT and self._stopped_by is not None:
+                    self._report(self._never_sent(item))
+                elif item.action in (_Action.SUBMIT, _Action.ATTACH):
                     await self._start_work(item, tg)
 
     async def _verify_files(self, items: list[_Item], tg: anyio.abc.TaskGroup) -> None:
@@ -470,6 +448,11 @@ class BatchRun:
             self._moved("waiting", "running")
             self._counts["resumed"] += 1
         else:
+            if self._stopped_by is not None:  # stopped while this job waited for its slot
+                if slot is not None:
+                    slot.release()
+                self._moved("waiting", "not_sent")
+                return self._never_sent(item)
             self._moved("waiting", "submitting")
             try:
                 hooks = None if self._journal is None else _JournalHooks(self._journal, item)
@@ -480,6 +463,9 @@ class BatchRun:
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=exc)
             except JournalError:
                 raise
+            except ACCOUNT_ERRORS as exc:
+                self._stop(exc)
+                return self._ended(item, "submitting", OutcomeStatus.NOT_SENT, error=exc)
             except FastRouterError as exc:
                 return self._ended(item, "submitting", OutcomeStatus.FAILED, error=exc)
             self._moved("submitting", "running")
@@ -607,6 +593,7 @@ def _bucket(outcome: BatchOutcome) -> str:
         OutcomeStatus.SUCCEEDED: "succeeded",
         OutcomeStatus.FAILED: "failed",
         OutcomeStatus.UNCERTAIN: "uncertain",
+        OutcomeStatus.NOT_SENT: "not_sent",
     }[outcome.status]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fastrouter_async import (
+    APIStatusError,
     BatchOutcome,
     FastRouterSession,
     InvalidRequestError,
@@ -464,3 +465,40 @@ async def test_a_task_the_server_no_longer_knows_is_failed_not_stuck(
     fourth = await run(make_session(), requests(1), journal=journal, retry_failed=True)
     assert fourth[0].ok
     assert sim.records.jobs_created == 2
+
+
+@pytest.mark.parametrize("code", [401, 402, 403])
+async def test_an_account_error_stops_all_further_submits(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path, code: int
+) -> None:
+    """The first 401/402/403 on a submit stops the batch's submits; running jobs still end; the rest are NOT_SENT."""
+    sim.default_plan = JobPlan(polls=4)
+    sim.inject(Fault.status(code, route="submit", times=None, skip=3))
+    session = make_session(max_concurrent_jobs=4)
+    journal = tmp_path / "journal.sqlite"
+    async with session.generate_many(requests(20), output_dir=tmp_path, journal=journal) as batch:
+        outcomes = [outcome async for outcome in batch]
+    assert len(outcomes) == 20
+    by_status = Counter(o.status for o in outcomes)
+    assert by_status == {OutcomeStatus.SUCCEEDED: 3, OutcomeStatus.NOT_SENT: 17}
+    assert sim.records.submit_count == 4  # three accepted, one refused: nothing after the refusal
+    assert isinstance(batch.stopped_by, APIStatusError)
+    assert batch.stopped_by.status_code == code
+    assert all(o.error is batch.stopped_by for o in outcomes if o.status is OutcomeStatus.NOT_SENT and o.index > 3)
+    assert batch.progress.not_sent == 17
+    assert batch.progress.finished == 20
+
+    sim.clear_faults()  # the key is fixed: a plain re-run submits exactly the 17 never sent
+    again = await run(make_session(max_concurrent_jobs=4), requests(20), output_dir=tmp_path, journal=journal)
+    assert all(o.ok for o in again)
+    assert sim.records.submit_count == 4 + 17
+    assert sim.records.jobs_created == 20
+
+
+async def test_a_batch_without_account_errors_has_no_stop(session: FastRouterSession, sim: FastRouterSimulator) -> None:
+    """A 400 refusal fails its own job only: the batch goes on and stopped_by stays None."""
+    sim.inject(Fault.status(400, route="submit", times=1))
+    async with session.generate_many(requests(3)) as batch:
+        outcomes = [outcome async for outcome in batch]
+    assert Counter(o.status for o in outcomes) == {OutcomeStatus.SUCCEEDED: 2, OutcomeStatus.FAILED: 1}
+    assert batch.stopped_by is None
