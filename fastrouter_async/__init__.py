@@ -44,6 +44,7 @@ from ._errors import (
 from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
 from ._journal import JournalError
+from ._journal_read import BatchJournal, JournalRecord, read_journal
 from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
 
@@ -64,6 +65,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchJournal",
     "BatchOutcome",
     "BatchProgress",
     "BatchRun",
@@ -78,6 +80,7 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "JournalError",
+    "JournalRecord",
     "ModelSpec",
     "NotFoundError",
     "OutcomeStatus",
@@ -97,6 +100,7 @@ __all__ = [
     "VideoResult",
     "__version__",
     "find_model",
+    "read_journal",
     "safe_filename",
     "unique_path",
     "validate_request",

@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._filenames import plan_names, safe_filename, unique_path
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
+from ._journal_read import BatchJournal, match_records, read_journal
 from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
 from ._protocol import build_submit_body
 
@@ -195,6 +196,18 @@ class BatchRun:
     def journal_path(self) -> Path | None:
         return self._journal_path
 
+    async def read_journal(self) -> BatchJournal:
+        """The journal as recorded now: each request's record (task id, state...) and the jobs not in this batch.
+
+        Reads a copy read-only in a worker thread (during or after the run); raises ``JournalError``
+        without a journal.
+        """
+        if self._journal_path is None:
+            raise JournalError("this batch has no journal")
+        keys = [(key.fingerprint, key.occurrence) for key in self._keys()]
+        records = await anyio.to_thread.run_sync(read_journal, self._journal_path)
+        return match_records(records, keys)
+
     async def __aenter__(self) -> Self:
         await self._start()
         return self
@@ -274,6 +287,9 @@ class BatchRun:
             self._started = True
             self._session._batches.add(self)
             self._driver = asyncio.create_task(self._drive(items), name="fastrouter_async batch")
+
+    def _keys(self) -> list[JobKey]:
+        return keys_for([fingerprint(build_submit_body(request)) for request in self._requests])
 
     def _items(self) -> list[_Item]:
         bodies = [build_submit_body(request) for request in self._requests]

@@ -93,7 +93,9 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="SECONDS",
         type=_seconds,
         default=default(None),
-        help="advanced: poll every SECONDS instead of the default backoff (1 s, then 2 s growing to 15 s)",
+        help="advanced: poll every SECONDS instead of the default learned schedule (first poll after 1 s; "
+        "sparse until the earliest 3%% of the model's jobs usually finish, every 4.5 s around the expected "
+        "end, spaced out again past the 99th percentile; never more than 30 s apart)",
     )
     group.add_argument(
         "--simulate-time-scale",
@@ -188,6 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--retry-failed", action="store_true", help="submit again the jobs that failed in an earlier run"
+    )
+
+    jobs = command(
+        "jobs",
+        "list the jobs of a batch journal and their states",
+        "List every job the journal of a batch knows (also jobs not in the current batch file): index,\n"
+        "task id, model, state, file and cost. Reads the journal read-only and takes no lock, so it works\n"
+        "while the batch runs. Never prints the key.",
+    )
+    jobs.add_argument("dir", metavar="DIR", help="the batch's --out folder (or a journal file)")
+    jobs.add_argument("--journal", metavar="PATH", help="the journal file, if not DIR/journal.sqlite")
+    jobs.add_argument(
+        "--download-commands",
+        action="store_true",
+        help="print one 'download' command per submitted job whose video is not on disk, instead of the table",
     )
 
     status = command("status", "ask once how a task is doing", "Ask once how a task is doing (one request).")

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._options import PROG
 from ._runtime import CommandError
 
-__all__ = ["check_output", "download_command"]
+__all__ = ["check_output", "download_command", "without_secrets"]
 
 
 def check_output(path_text: str, *, overwrite: bool) -> Path:
@@ -39,7 +39,7 @@ def check_output(path_text: str, *, overwrite: bool) -> Path:
     return path
 
 
-def _without_secrets(url: str) -> str:
+def without_secrets(url: str) -> str:
     """The URL without user-info and query string (where a key could hide), as every message shows URLs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -57,7 +57,7 @@ def download_command(options: argparse.Namespace, task_id: str, model: str) -> s
     """``fastrouter-video download TASK --model M -o PATH [--base-url URL] [--overwrite]``, shell-quoted."""
     words = [PROG, "download", task_id, "--model", model, "-o", options.output]
     if options.base_url:
-        words += ["--base-url", _without_secrets(options.base_url)]
+        words += ["--base-url", without_secrets(options.base_url)]
     if getattr(options, "overwrite", False):
         words.append("--overwrite")
     return shlex.join(words)
