@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 import math
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -29,19 +27,18 @@ import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._batch_inputs import default_filename, file_matches, output_dir_path, prepare_requests
 from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
-from ._catalog import validate
 from ._errors import (
     AuthenticationError,
     FastRouterError,
     InsufficientCreditsError,
-    InvalidRequestError,
     JobFailedError,
     NotFoundError,
     PermissionDeniedError,
     SubmitUncertainError,
 )
-from ._filenames import plan_names, safe_filename, unique_path
+from ._filenames import plan_names, unique_path
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
 from ._journal_read import BatchJournal, match_records, read_journal
 from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
@@ -51,7 +48,7 @@ if TYPE_CHECKING:
     from ._job import VideoJob
     from ._session import FastRouterSession, _Slot
 
-__all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "prepare_requests"]
+__all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "output_dir_path", "prepare_requests"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -78,30 +75,6 @@ class _Item:
     entry: JournalEntry | None = None
     action: _Action = _Action.SUBMIT
     outcome: BatchOutcome | None = None  # for REPORT items
-
-
-def prepare_requests(requests: Iterable[VideoRequest | Mapping[str, Any]], *, check: bool) -> list[VideoRequest]:
-    """Turn the input into requests and validate every one before anything is sent."""
-    if isinstance(requests, str | bytes | Mapping):
-        raise InvalidRequestError(
-            "requests", requests, "an iterable of VideoRequest objects or mappings of submit fields"
-        )
-    prepared: list[VideoRequest] = []
-    for index, item in enumerate(requests):
-        try:
-            request = item if isinstance(item, VideoRequest) else VideoRequest.from_fields(item)
-            if check:
-                validate(request)
-        except InvalidRequestError as exc:
-            exc.add_note(f"fastrouter_async: in request #{index} of the batch (0-based); nothing was submitted")
-            raise
-        prepared.append(request)
-    return prepared
-
-
-def default_filename(index: int, request: VideoRequest) -> str:
-    """``0001-a-cat-surfing-at-sunset.mp4``: the 1-based position, then the prompt."""
-    return f"{index + 1:04d}-{safe_filename(request.prompt, max_length=72)}"
 
 
 class BatchRun:
@@ -383,7 +356,7 @@ class BatchRun:
         if entry.file_path is None or entry.file_size is None or entry.file_sha256 is None:
             return None  # reserved but never recorded as written: fetched again
         path = Path(entry.file_path)
-        ok = await anyio.to_thread.run_sync(_file_matches, path, entry.file_size, entry.file_sha256)
+        ok = await anyio.to_thread.run_sync(file_matches, path, entry.file_size, entry.file_sha256)
         if not ok:
             logger.warning("the video of task %s is no longer intact at %s; fetching it again", entry.task_id, path)
             return None
@@ -639,27 +612,3 @@ class _JournalHooks:
 
     async def not_created(self, reason: str) -> None:
         await self._journal.not_sent(self._item.key, reason)
-
-
-def _file_matches(path: Path, size: int, sha256: str) -> bool:
-    try:
-        if path.stat().st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1024 * 1024):
-                digest.update(block)
-    except OSError:
-        return False
-    return digest.hexdigest() == sha256
-
-
-def output_dir_path(value: str | os.PathLike[str] | None) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str | os.PathLike):
-        raise InvalidRequestError("output_dir", value, "a folder path, or None not to download")
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise InvalidRequestError("output_dir", value, "a folder (this path is a file)")
-    return path

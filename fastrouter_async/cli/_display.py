@@ -57,6 +57,7 @@ def _counts(progress: BatchProgress) -> str:
         f"{progress.succeeded} done, {progress.failed} failed, {progress.uncertain} uncertain, "
         f"{progress.running} running, {progress.downloading} downloading, "
         f"{progress.submitting} submitting, {progress.waiting} waiting"
+        + (f", {progress.not_sent} not sent" if progress.not_sent else "")
     )
 
 
@@ -219,6 +220,8 @@ class LiveBatchDisplay:
             extras.append(f"{progress.skipped} finished in an earlier run")
         if progress.resumed:
             extras.append(f"{progress.resumed} re-attached")
+        if progress.not_sent:
+            extras.append(f"{progress.not_sent} not sent")
         if self._rate_limited:
             extras.append(f"rate-limited {self._rate_limited}x (the whole batch slowed down)")
         line = Table.grid(padding=(0, 1))
