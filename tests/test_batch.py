@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from fastrouter_async import (
@@ -20,6 +21,7 @@ from fastrouter_async import (
     OutcomeStatus,
     SubmitUncertainError,
     VideoRequest,
+    read_journal,
 )
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, sample_video
 
@@ -502,3 +504,23 @@ async def test_a_batch_without_account_errors_has_no_stop(session: FastRouterSes
         outcomes = [outcome async for outcome in batch]
     assert Counter(o.status for o in outcomes) == {OutcomeStatus.SUCCEEDED: 2, OutcomeStatus.FAILED: 1}
     assert batch.stopped_by is None
+
+
+async def test_read_journal_while_running_and_jobs_of_other_batches(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """batch.read_journal() reads a journal in use: task ids by index, and the jobs of another batch apart."""
+    journal = tmp_path / "journal.sqlite"
+    await run(make_session(), requests(2), journal=journal)  # an earlier batch of other requests
+    sim.default_plan = JobPlan(polls=10**6)  # never ends while the test looks
+    session = make_session()
+    reqs = [{"model": "google/veo3", "prompt": "another one", "length": 8}]
+    async with session.generate_many(reqs, journal=journal) as batch:
+        while batch.progress.running < 1:
+            await anyio.sleep(0.001)
+        view = await batch.read_journal()
+    assert view.jobs[0].task_id in sim.jobs
+    assert (view.jobs[0].state, view.jobs[0].running, view.jobs[0].prompt) == ("submitted", True, "another one")
+    assert sorted(record.prompt or "" for record in view.others) == ["scene number 0", "scene number 1"]
+    assert all(record.state == "succeeded" and record.submitted for record in view.others)
+    assert [record.position for record in read_journal(journal)] == [0, 0, 1]
