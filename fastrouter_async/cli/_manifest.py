@@ -59,7 +59,9 @@ def record_status(record: JournalRecord | None) -> str:
         return "uncertain"
     if record.state == "submitted" or (record.state == "succeeded" and record.file_sha256 is None):
         return RUNNING  # still running, or finished with its video not downloaded yet: a re-run does both
-    return record.state  # succeeded, failed
+    if record.state in ("succeeded", "failed"):
+        return record.state
+    return "uncertain"  # a state this version does not know: never presented as safe to resubmit
 
 
 def _from_record(record: JournalRecord | None, folder: Path) -> dict[str, Any]:
