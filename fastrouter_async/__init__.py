@@ -45,7 +45,7 @@ from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
-from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).
@@ -63,6 +63,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AcceptedJob",
     "AuthenticationError",
     "BadRequestError",
     "BatchJournal",
