@@ -543,12 +543,19 @@ async def test_two_runs_cannot_share_a_journal(
     sim.default_plan = JobPlan(duration=30.0)
     source = prompts_file(tmp_path, ["a cat", "a dog"])
     first = await cli(*batch_args(server, source.name))
-    await first.until(lambda: sim.records.jobs_created == 2, "two jobs created")
+    manifest = tmp_path / "out" / "manifest.jsonl"
+
+    def both_running() -> bool:
+        rows = read_manifest(tmp_path / "out") if manifest.exists() else []
+        return len(rows) == 2 and all(row["status"] == "running" for row in rows)
+
+    await first.until(both_running, "the first run's manifest naming its two jobs")
     code, second = await run(cli, *batch_args(server, source.name))
     assert code == 1
     assert "in use by another run" in second.stderr
     assert sim.records.submit_count == 2
-    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+    rows = read_manifest(tmp_path / "out")  # still the first run's: the second wrote nothing
+    assert {(row["status"], row["task_id"] in sim.jobs) for row in rows} == {("running", True)}
     first.process.send_signal(signal.SIGINT)
     assert await first.finish() == 130
 

@@ -140,3 +140,25 @@ async def test_jobs_reads_a_journal_in_use(
     code, missing = await run(cli, "jobs", "nowhere")
     assert code == 2
     assert "no journal at" in missing.stderr
+
+
+async def test_manifest_after_kill_9_lists_every_submitted_job(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Killed with SIGKILL before any job ended, the batch still leaves a manifest naming each job's task id."""
+    sim.default_plan = JobPlan(duration=30.0)
+    source = prompts_file(tmp_path, ["a cat", "a dog", "a fox"])
+    child = await cli(*batch_args(server, source.name))
+    manifest = tmp_path / "out" / "manifest.jsonl"
+
+    def all_named() -> bool:
+        if sim.records.jobs_created < 3 or not manifest.exists():
+            return False
+        return all(row["task_id"] for row in read_manifest(tmp_path / "out"))
+
+    await child.until(all_named, "a manifest naming three running jobs")
+    child.process.send_signal(signal.SIGKILL)
+    await child.finish()
+    rows = read_manifest(tmp_path / "out")
+    assert {row["task_id"] for row in rows} == set(sim.jobs)
+    assert {row["status"] for row in rows} == {"running"}

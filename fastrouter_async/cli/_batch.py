@@ -72,6 +72,7 @@ class _Run:
         self.journal_view: BatchJournal | None = None
         self.stop_noted = False
         self._manifest_written_at: float | None = None
+        self._manifest_lock = anyio.Lock()  # written from the outcome loop and the progress loop
 
     async def load_durations(self, session: FastRouterSession) -> None:
         """Start warm: durations learned by earlier batches into this folder (a bad file is only reported)."""
@@ -106,11 +107,11 @@ class _Run:
         self._manifest_written_at = now
         # Built from the journal's rows too, so that a job submitted but not ended (Ctrl-C, a crash)
         # shows its task id, and jobs of the journal that are not in the file are kept.
-        with anyio.CancelScope(shield=True):
-            journal = await self.read_journal(batch)
-        rows = manifest_rows(self.requests, self.lines, self.outcomes, self.folder, journal)
         with anyio.CancelScope(shield=True):  # a half-done rename is worse than a late stop
-            await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
+            async with self._manifest_lock:
+                journal = await self.read_journal(batch)
+                rows = manifest_rows(self.requests, self.lines, self.outcomes, self.folder, journal)
+                await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
 
     def kinds(self) -> Counter[Kind]:
         records = self.journal_view.jobs if self.journal_view is not None else {}
@@ -141,9 +142,11 @@ def _display_for(run: _Run) -> BatchDisplay:
     return PlainBatchDisplay(len(run.requests))
 
 
-async def _show_progress(display: BatchDisplay, batch: BatchRun, session: FastRouterSession) -> None:
+async def _show_progress(run: _Run, display: BatchDisplay, batch: BatchRun, session: FastRouterSession) -> None:
     while True:
         display.progress(batch.progress, session.rate_limited)
+        # Also while no job ends: after a crash (kill -9) the manifest still names every submitted job.
+        await run.save_manifest(batch)
         await anyio.sleep(DISPLAY_EVERY)
 
 
@@ -182,7 +185,7 @@ async def run_batch(options: argparse.Namespace) -> int:
             try:
                 with display, anyio.CancelScope() as scope, stop.cancels(scope):
                     async with batch, anyio.create_task_group() as tg:
-                        tg.start_soon(_show_progress, display, batch, session)
+                        tg.start_soon(_show_progress, run, display, batch, session)
                         try:
                             async for outcome in batch:
                                 run.outcomes[outcome.index] = outcome
