@@ -90,3 +90,21 @@ async def test_failure_after_the_submit_prints_the_download_command(
     assert code == 0, child.stderr
     assert (tmp_path / output).read_bytes() == sample_video()
     assert sim.records.submit_count == 1
+
+
+async def test_download_failure_prints_the_command_to_run_again(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """download: a failure prints the same download command (shell-quoted) to run again, and no traceback."""
+    sim.inject(Fault.status(401, route="poll", times=None))
+    code, child = await run(
+        cli, "download", "fr_TASK", "--model", "google/veo3", "--base-url", server.base_url, *POLL, "-o", "a b.mp4"
+    )
+    assert code == 1, child.stderr
+    expected = shlex.join(
+        ["fastrouter-video", "download", "fr_TASK", "--model", "google/veo3", "-o", "a b.mp4", "--base-url",
+         server.base_url]
+    )  # fmt: skip
+    assert expected in child.stderr
+    assert "nothing is submitted again" in child.stderr
+    assert "Traceback" not in child.stderr

@@ -187,9 +187,10 @@ def _after_the_job_exists(options: argparse.Namespace, task_id: str, model: str,
     """A failure once a paid job exists: what went wrong, and the command that gets the video without paying again."""
     if options.simulate:
         return CommandError(f"task {task_id}: {exc}", EXIT_FAILED)
+    advice = "do not run generate again" if options.command == "generate" else "nothing is submitted again"
     return CommandError(
         f"task {task_id}: {type(exc).__name__}: {exc}\n"
-        "The job exists on FastRouter (and may be billed): do not run generate again. Get its video with:\n"
+        f"The job exists on FastRouter (and may be billed): {advice}. Get its video with:\n"
         f"  {download_command(options, task_id, model)}",
         EXIT_FAILED,
     )
