@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._catalog import validate
 from ._errors import InvalidRequestError
 from ._filenames import safe_filename
 from ._models import VideoRequest
+from ._validate import validate
 
 __all__ = ["default_filename", "file_matches", "output_dir_path", "prepare_requests"]
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 
-from . import _catalog
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
@@ -72,6 +71,7 @@ from ._submits import (
     submitted_wall_time,
 )
 from ._transport import Transport
+from ._validate import validate as validate_request
 
 if TYPE_CHECKING:
     import aiohttp
@@ -418,7 +418,7 @@ class FastRouterSession:
         else:
             request = _request_from_fields(fields, extra)
         if self._validate:
-            _catalog.validate(request)
+            validate_request(request)
         self._ensure_open()
         return await self._start_job(request, await self._acquire_slot(), None)
 
