@@ -289,7 +289,7 @@ async def test_download_reports_size_and_sha256(session: FastRouterSession, tmp_
 
 # --- resume --------------------------------------------------------------------------------------
 
-BIG = os.urandom(3 * 1024 * 1024 + 17)
+BIG = b"\x00\x00\x00\x20ftypisom" + os.urandom(3 * 1024 * 1024 + 5)  # an MP4 ftyp box, then noise
 
 
 def sha(data: bytes) -> str:
