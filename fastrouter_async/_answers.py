@@ -31,7 +31,7 @@ from ._protocol import (
 from ._untrusted import salvage_task_id
 from ._urls import loggable
 
-__all__ = ["poll_outcome", "submit_outcome", "unexpected_error"]
+__all__ = ["detached", "poll_outcome", "submit_outcome", "unexpected_error"]
 
 _SEE_OTHER = 303
 
@@ -93,6 +93,25 @@ def poll_outcome(
         failure = unexpected_error(exc, f"the status answer for task {task_id}", response.status)
     failure.__context__ = None
     raise failure
+
+
+def detached(error: FastRouterError) -> FastRouterError:
+    """``error`` (and the errors chained to it) without traceback frames, to be raised again at once.
+
+    The frames below the session's request boundary hold the raw answer in their local variables
+    (bodies, headers, the aiohttp response): a server that echoes the key would put it there, and
+    error trackers record every frame's locals. The message and fields say what happened.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        pending += [linked for linked in (exc.__cause__, exc.__context__) if linked is not None]
+    return error
 
 
 def unexpected_error(exc: BaseException, what: str, status: int | None = None) -> UnexpectedResponseError:

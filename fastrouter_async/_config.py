@@ -283,7 +283,9 @@ def normalize_base_url(url: str) -> str:
         parts = urlsplit(url.strip())
         hostname = parts.hostname
         _ = parts.port  # a port that is not a number in range raises here
-    except ValueError:
+    except ValueError:  # its message quotes the URL: not kept as the context of our error
+        parts = None
+    if parts is None:
         _invalid("base_url", shown, f"{allowed}, with a valid host and port")
     if parts.scheme not in ("http", "https") or not hostname:
         _invalid("base_url", shown, allowed)

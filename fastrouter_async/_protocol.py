@@ -152,12 +152,13 @@ class Response:
     """An answer as the transport hands it over.
 
     ``headers`` have lower-case names. ``body`` is ``None`` when the body is media
-    and was deliberately not read (``media`` is then true).
+    and was deliberately not read (``media`` is then true). The repr shows neither
+    header values nor the body: a server may have echoed the key into them.
     """
 
     status: int
-    headers: Mapping[str, str]
-    body: bytes | None
+    headers: Mapping[str, str] = attrs.field(repr=lambda h: f"<{len(h)} headers>")
+    body: bytes | None = attrs.field(repr=lambda b: "None" if b is None else f"<{len(b)} bytes>")
     media: bool = False
 
     @property

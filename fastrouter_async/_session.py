@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import anyio
 
 from . import _catalog
-from ._answers import poll_outcome, submit_outcome
+from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._config import (
@@ -570,7 +570,15 @@ class FastRouterSession:
         return accepted
 
     async def _submit_once(self, call: HttpCall, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
-        """One submit: the accepted job, or a documented error (``_answers.submit_outcome``)."""
+        """One submit: the accepted job, or a documented error raised without the frames below."""
+        try:
+            return await self._submit_answer(call, request, ticket)
+        except FastRouterError as exc:
+            failure = detached(exc)
+        raise failure
+
+    async def _submit_answer(self, call: HttpCall, request: VideoRequest, ticket: int | None) -> SubmitAccepted:
+        """The accepted job of one submit, or a documented error (``_answers.submit_outcome``)."""
         try:
             response = await self._budgeted_request(call, ticket)
         except APIConnectionError as exc:
@@ -601,6 +609,14 @@ class FastRouterSession:
     # --- polling --------------------------------------------------------------------------
 
     async def _poll_once(self, job: VideoJob) -> JobStatus:
+        """One poll: the job's status, or a documented error raised without the frames below."""
+        try:
+            return await self._poll_answer(job)
+        except FastRouterError as exc:
+            failure = detached(exc)
+        raise failure
+
+    async def _poll_answer(self, job: VideoJob) -> JobStatus:
         self._ensure_open()
         call = job._call
         if call is None:
