@@ -121,9 +121,9 @@ class HostileServer:
     def base_url(self) -> str:
         return f"{self.origin}{_PREFIX}"
 
-    def bodies_sent(self, body: bytes) -> int:
-        """How many requests, on any route, carried exactly ``body`` (a paid submit's)."""
-        return sum(1 for r in self.received if r.body == body)
+    def times_sent(self, value: Any) -> int:
+        """How many requests, on any route, carried ``value`` as their JSON body (a paid submit's)."""
+        return sum(1 for r in self.received if _json_or_none(r.body) == value)
 
     def of(self, kind: Kind) -> list[Received]:
         return [r for r in self.received if r.kind == kind]
@@ -164,6 +164,13 @@ async def serve(server: HostileServer | None = None) -> AsyncIterator[HostileSer
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def _kind(method: str, path: str) -> Kind:
