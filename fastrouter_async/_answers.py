@@ -27,6 +27,7 @@ from ._protocol import (
     error_for_status,
     parse_poll_response,
     parse_submit_response,
+    usable_task_id,
 )
 from ._untrusted import salvage_task_id
 from ._urls import loggable
@@ -51,7 +52,7 @@ def submit_outcome(
         raise SubmitUncertainError(
             request,
             f"the server answered HTTP {status}: {error.message}",
-            task_id=salvage_task_id(response.body),
+            task_id=usable_task_id(salvage_task_id(response.body), secret),
             status_code=status,
         ) from error  # our own error, scrubbed: the server's status, message and headers
     failure: FastRouterError | None = None
@@ -66,7 +67,7 @@ def submit_outcome(
     raise SubmitUncertainError(
         request,
         str(failure),
-        task_id=salvage_task_id(response.body),
+        task_id=usable_task_id(salvage_task_id(response.body), secret),
         status_code=status,
     )
 
@@ -124,9 +125,9 @@ def _redirected_submit(response: Response, request: VideoRequest, where: str, se
     status = response.status
     location = response.headers.get("location")
     target = loggable(location) if location else "no Location"
-    salvaged = salvage_task_id(response.body)
+    salvaged = usable_task_id(salvage_task_id(response.body), secret)
     if salvaged is None and location:
-        salvaged = salvage_task_id(location.encode("utf-8", "replace"))
+        salvaged = usable_task_id(salvage_task_id(location.encode("utf-8", "replace")), secret)
     if status == _SEE_OTHER or salvaged is not None:
         # "See Other" answers a POST that was processed; a body showing a task id is evidence too.
         return SubmitUncertainError(

@@ -70,6 +70,7 @@ __all__ = [
     "HttpCall",
     "Response",
     "SubmitAccepted",
+    "body_preview",
     "build_submit_body",
     "classify_status_word",
     "decode_json",
@@ -86,6 +87,7 @@ __all__ = [
     "scrub",
     "scrub_json",
     "submit_call",
+    "usable_task_id",
 ]
 
 SUCCESS_WORDS = frozenset({"succeed", "succeeded", "success", "completed", "complete"})
@@ -251,19 +253,32 @@ def body_preview(raw: bytes | None, secret: Secret | str | None, limit: int = 20
     return repr(scrub(shown, secret) + ("..." if len(raw) > limit else ""))
 
 
-def extract_task_id(payload: Mapping[str, Any]) -> str | None:
-    """The task id from a create (or poll) answer, trying every documented location."""
+def extract_task_id(payload: Mapping[str, Any], secret: Secret | str | None = None) -> str | None:
+    """The task id from a create (or poll) answer, trying every documented location.
+
+    Only a usable id counts (see :func:`usable_task_id`): never one that carries the key.
+    """
     data = payload.get("data")
     candidates: list[Any] = []
     if isinstance(data, Mapping):
         candidates += [data.get("taskId"), data.get("task_id"), data.get("id")]
     candidates += [payload.get("taskId"), payload.get("task_id"), payload.get("id")]
     for value in candidates:
-        if isinstance(value, str) and is_usable_task_id(value.strip()):
+        if isinstance(value, str) and usable_task_id(value.strip(), secret):
             return value.strip()
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return str(value)  # at most 40 digits: longer numbers are decoded as floats
     return None
+
+
+def usable_task_id(value: str | None, secret: Secret | str | None) -> str | None:
+    """``value`` if it can be a task id: printable, at most 256 characters, and nothing key-shaped.
+
+    A server that echoes the key as the "task id" must not get it logged, journaled and shown.
+    """
+    if value is None or not is_usable_task_id(value) or scrub(value, secret) != value:
+        return None
+    return value
 
 
 def classify_status_word(word: object) -> JobState | None:
@@ -324,7 +339,7 @@ def parse_submit_response(response: Response, *, scrub_secret: Secret | str | No
     (the server refused the job).
     """
     payload = _json_object(response, "the create answer", scrub_secret)
-    task_id = extract_task_id(payload)
+    task_id = extract_task_id(payload, scrub_secret)
     if task_id is None:
         message = _error_message(payload, scrub_secret, plain_message=False)
         if message is not None or _word(payload.get("code")) in FAILURE_WORDS:

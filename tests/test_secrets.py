@@ -128,9 +128,14 @@ def assert_keyless(error: BaseException, *, frames: bool = True) -> None:
     assert leaks == []
 
 
-def echoing(body: bytes, **answer: Any) -> Callable[[Received], Answer]:
-    """A handler answering ``body`` with the request's Authorization header spliced in at ``KEY``."""
-    return lambda request: Answer(body=body.replace(b"KEY", request.headers["authorization"].encode()), **answer)
+def echoing(body: bytes, *, bare: bool = False, **answer: Any) -> Callable[[Received], Answer]:
+    """A handler answering ``body`` with the request's Authorization (``bare``: only the key) at ``KEY``."""
+
+    def handler(request: Received) -> Answer:
+        sent = request.headers["authorization"].removeprefix("Bearer " if bare else "")
+        return Answer(body=body.replace(b"KEY", sent.encode()), **answer)
+
+    return handler
 
 
 HOSTILE_ANSWERS = {
@@ -142,6 +147,8 @@ HOSTILE_ANSWERS = {
     "bad-content-length": echoing(b"KEY", headers=(("Content-Length", "abc"),)),
     "unparsable-location": echoing(b"KEY", status=307, headers=(("Location", "http://[bad"),)),
     "redirect-with-key": echoing(b"KEY", status=308, headers=(("Location", "/elsewhere?KEY"),)),
+    "key-as-task-id": echoing(b'{"data": {"taskId": "KEY", "status": "succeed"}}', bare=True),
+    "key-as-salvaged-task-id": echoing(b'"taskId":"KEY"', bare=True),
 }
 
 
