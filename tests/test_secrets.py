@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
 import traceback
@@ -13,6 +14,7 @@ import pytest
 
 from fastrouter_async import (
     APIConnectionError,
+    APITimeoutError,
     FastRouterError,
     FastRouterSession,
     InvalidRequestError,
@@ -207,3 +209,29 @@ def test_request_headers_hide_the_key_in_their_repr() -> None:
     assert headers["Authorization"] == f"Bearer {API_KEY}"
     assert API_KEY not in repr(headers)
     assert API_KEY not in str(headers)
+
+
+async def test_timeout_error_carries_no_key() -> None:
+    """A request that times out raises APITimeoutError with no aiohttp exception chained and no key anywhere."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # takes the request, never answers
+        await reader.read()
+        writer.close()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with FastRouterSession(
+            API_KEY,
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            retry_policy=RetryPolicy(max_attempts=1),
+            timeouts=Timeouts(connect=1.0, request=0.05),
+        ) as session:
+            error = await failure_of(session.job("fr_1", model="google/veo3").status())
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert isinstance(error, APITimeoutError)
+    assert (error.__cause__, error.__context__) == (None, None)
+    assert_keyless(error)
