@@ -44,7 +44,7 @@ from ._errors import (
 from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
 from ._journal import JournalError
-from ._models import DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).
@@ -62,6 +62,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AcceptedJob",
     "AuthenticationError",
     "BadRequestError",
     "BatchOutcome",

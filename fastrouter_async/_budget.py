@@ -5,9 +5,12 @@ is the live state a session owns. The throttle is a token bucket whose rate
 reacts to the server:
 
 - a 429 pauses *every* request of the session until the server's
-  ``Retry-After`` (or a doubling fallback pause) has passed, and halves the
+  ``Retry-After`` (or a fallback pause) has passed, and halves the
   rate, once per rate-limit episode rather than once per 429 (requests that
   were already on their way when the rate was cut do not cut it again);
+- the fallback pause doubles while 429s follow each other, and halves again
+  with each request sent after the last 429 that goes through, down to the
+  first pause: one 429 among successes always costs the first pause only;
 - after the pause the rate climbs back linearly to the configured rate over
   ``recovery`` seconds, as long as no new 429 arrives.
 
@@ -20,6 +23,7 @@ climbed back above that measured rate.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 
@@ -34,6 +38,7 @@ logger = logging.getLogger("fastrouter_async")
 
 _MEASURE_WINDOW = 2.0  # seconds of history behind the measured request rate
 _FLOOR = 0.01  # however long a storm lasts, the rate is not cut below 1% of the budget
+_PAUSES_KEPT = 32  # recent pauses kept for inspection (a handful of storms)
 
 
 def _positive(name: str, value: object) -> None:
@@ -53,8 +58,9 @@ class RequestBudget:
     ``burst`` is how many requests may go out back to back after a quiet spell
     (default: one second's worth, at least 1). On a 429 the whole session
     pauses and the rate is multiplied by ``slowdown``; it then climbs back to
-    ``rate`` over ``recovery`` seconds. Downloads from provider CDNs are not
-    counted: they do not reach FastRouter's API.
+    ``rate`` over ``recovery`` seconds. (A submit's 429 saying "too many jobs at
+    once" is not about requests: it lowers the session's job cap instead.)
+    Downloads from provider CDNs are not counted: they do not reach FastRouter's API.
     """
 
     rate: float
@@ -134,11 +140,22 @@ class Throttle:
         self._uncapped_ceiling = 0.0  # without a budget: the measured rate the climb returns to
         self.rate_limited = 0
         """How many 429s the session has seen."""
+        self._pauses: collections.deque[float] = collections.deque(maxlen=_PAUSES_KEPT)
 
     @property
     def paused_until(self) -> float:
         """The event-loop time before which no request goes out."""
         return self._paused_until
+
+    @property
+    def recent_pauses(self) -> tuple[float, ...]:
+        """The pauses (seconds) of the last rate-limit episodes, oldest first."""
+        return tuple(self._pauses)
+
+    @property
+    def next_fallback_pause(self) -> float:
+        """The pause the next 429 without ``Retry-After`` would bring."""
+        return self._fallback_pause
 
     @property
     def episode(self) -> int:
@@ -225,6 +242,7 @@ class Throttle:
         self._paused_until = max(self._paused_until, now + pause)
         self._cut_at = self._paused_until
         self._tokens = min(self._tokens, 1.0)
+        self._pauses.append(pause)
         logger.warning(
             "rate limited (429): pausing all requests for %.2fs, then %.3g requests/s rising back over %.0fs",
             pause,
@@ -232,7 +250,14 @@ class Throttle:
             self._recovery,
         )
 
-    def succeeded(self) -> None:
-        """A request went through: the fallback pause for the next storm starts small again."""
+    def succeeded(self, ticket: int | None = None) -> None:
+        """A request sent in episode ``ticket`` went through.
+
+        One sent after the last 429 (``ticket`` is the current episode, or not given)
+        shows the limit has eased: the fallback pause for the next 429 halves, back
+        down to the first pause. One sent before it says nothing about the limit now.
+        """
         if self._cut_rate is None:
-            self._fallback_pause = self._first_pause
+            self._fallback_pause = self._first_pause  # fully recovered: the next storm starts small
+        elif ticket is None or ticket == self._episode:
+            self._fallback_pause = max(self._first_pause, self._fallback_pause / 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import weakref
 from collections.abc import Callable, Generator
@@ -35,8 +36,9 @@ class VideoJob:
     generation failed. ``await job.status()`` makes exactly one poll request.
 
     Waiting is cancel-safe: cancel it (a timeout, Ctrl-C) and the same job can
-    be awaited again; its ``task_id`` is all another process needs to pick it up
-    with ``session.job(task_id, model=...)``.
+    be awaited again; its ``task_id``, ``model`` and ``submitted_at`` are all
+    another process needs to pick it up with
+    ``session.job(task_id, model=..., submitted_at=...)``.
     """
 
     task_id: str
@@ -47,6 +49,9 @@ class VideoJob:
     """The request, for jobs submitted by this session; ``None`` for re-attached ones."""
     _session: FastRouterSession = attrs.field(alias="session", kw_only=True)
     _submitted_at: float | None = attrs.field(default=None, alias="submitted_at", kw_only=True)
+    """When the task was submitted, on the event loop's clock (``None``: unknown)."""
+    _submitted_wall: float | None = attrs.field(default=None, alias="submitted_wall", kw_only=True)
+    """The same moment as a unix timestamp, for other processes (see ``submitted_at``)."""
     _slot: _Slot | None = attrs.field(default=None, alias="slot", kw_only=True)
     _last_status: JobStatus | None = attrs.field(default=None, init=False)
     _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
@@ -71,6 +76,17 @@ class VideoJob:
     def __repr__(self) -> str:
         state = self._last_status.describe() if self._last_status else "not polled yet"
         return f"<VideoJob task_id={self.task_id!r} model={self.model!r} {state}>"
+
+    @property
+    def submitted_at(self) -> datetime.datetime | None:
+        """When FastRouter accepted the submit (aware, UTC); ``None`` for a job re-attached without it.
+
+        Store it with the task id: ``session.job(task_id, model=..., submitted_at=...)``
+        in another process then gets the same not-visible-yet grace window.
+        """
+        if self._submitted_wall is None:
+            return None
+        return datetime.datetime.fromtimestamp(self._submitted_wall, datetime.UTC)
 
     @property
     def last_status(self) -> JobStatus | None:

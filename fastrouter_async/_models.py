@@ -6,6 +6,7 @@ lives in :mod:`fastrouter_async._protocol`.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import os
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from ._errors import InvalidRequestError
 if TYPE_CHECKING:
     from ._download import DownloadProgress
 
-__all__ = ["DownloadedFile", "JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
+__all__ = ["AcceptedJob", "DownloadedFile", "JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -177,11 +178,55 @@ class JobStatus:
 
 
 @attrs.frozen(kw_only=True)
+class AcceptedJob:
+    """A submit FastRouter accepted: a paid job exists. Handed to the session's ``on_accepted`` callback.
+
+    It is built for every accepted submit, also when the caller of ``submit()`` was
+    cancelled meanwhile (``cancelled=True``: no :class:`VideoJob` reaches the caller).
+    Store ``task_id``, ``model`` and ``submitted_at``; any process can then pick the
+    job up with ``session.job(task_id, model=model, submitted_at=submitted_at)``.
+    """
+
+    task_id: str
+    """FastRouter's id for the task."""
+    model: str
+    """The model the task was submitted with (status requests send it along)."""
+    request: VideoRequest
+    """The request that was submitted."""
+    submitted_at: datetime.datetime
+    """When FastRouter's answer arrived (wall clock, timezone-aware UTC)."""
+    cancelled: bool = False
+    """True when the caller of ``submit()`` had been cancelled by the time the answer arrived:
+    it gets a ``CancelledError`` (carrying this value) instead of a job."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> AcceptedJob | None:
+        """The accepted submit an exception stands for, if any: the ``CancelledError`` of a submit
+        cancelled after FastRouter accepted it, or an error raised from it (the ``TimeoutError`` of
+        ``asyncio.timeout``), searched through ``__cause__``, ``__context__`` and exception groups."""
+        seen: set[int] = set()
+        pending: list[BaseException] = [exc]
+        while pending:
+            current = pending.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            found = getattr(current, "fastrouter_accepted", None)
+            if isinstance(found, AcceptedJob):
+                return found
+            if isinstance(current, BaseExceptionGroup):
+                pending.extend(current.exceptions)
+            pending.extend(e for e in (current.__context__, current.__cause__) if e is not None)
+        return None
+
+
+@attrs.frozen(kw_only=True)
 class DownloadedFile(os.PathLike[str]):
     """A video written to disk, complete and verified: where, how big, and its sha256.
 
-    It is path-like (``open(f)``, ``Path(f)``, ``os.fspath(f)`` all work), so code
-    that treated ``download()``'s answer as a path keeps working.
+    It is path-like (``open(f)``, ``Path(f)``, ``os.fspath(f)`` all work) and
+    ``str(f)`` is the path, so code that treated ``download()``'s answer as a
+    path (or printed it) keeps working; ``repr(f)`` shows every field.
     """
 
     path: Path
@@ -192,6 +237,9 @@ class DownloadedFile(os.PathLike[str]):
     task_id: str | None = None
 
     def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
         return os.fspath(self.path)
 
     def exists(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import logging
 import math
@@ -21,6 +22,7 @@ from . import _catalog
 from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
+from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
 from ._config import (
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_CONCURRENT_JOBS,
@@ -48,9 +50,9 @@ from ._errors import (
 )
 from ._estimates import DurationEstimates
 from ._job import VideoJob
-from ._models import DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
+from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._poller import Poller
-from ._polling import is_transient, retrying
+from ._polling import RetryCounter, is_transient, retrying
 from ._protocol import (
     HttpCall,
     Response,
@@ -58,6 +60,14 @@ from ._protocol import (
     poll_call,
     retry_after_seconds,
     submit_call,
+)
+from ._submits import (
+    DEFAULT_ON_ACCEPTED_TIMEOUT,
+    AcceptedCallback,
+    Announcer,
+    check_on_accepted,
+    complete_despite_cancellation,
+    submitted_wall_time,
 )
 from ._transport import Transport
 
@@ -156,7 +166,15 @@ class FastRouterSession:
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
-    or without one, a 429 slows the whole session, not just one job.
+    or without one, a 429 slows the whole session, not just one job, except a
+    submit's "too many jobs at once", which lowers the cap on jobs in flight
+    (``effective_max_concurrent_jobs``) instead.
+
+    ``on_accepted`` (a function, sync or async, taking an :class:`AcceptedJob`)
+    hears of every submit FastRouter accepted, before ``submit()`` returns, and
+    also when its caller was cancelled meanwhile: write the task id to durable
+    storage there and no paid job is ever lost. An async callback is awaited for
+    at most ``on_accepted_timeout`` seconds; its errors are logged, never raised.
     """
 
     def __init__(
@@ -174,8 +192,12 @@ class FastRouterSession:
         http_session: aiohttp.ClientSession | None = None,
         max_concurrent_downloads: int | None = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         max_download_bytes: int | None = None,
+        on_accepted: AcceptedCallback | None = None,
+        on_accepted_timeout: float = DEFAULT_ON_ACCEPTED_TIMEOUT,
     ) -> None:
         self._secret = resolve_api_key(api_key)
+        on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
+        self._announcer = Announcer(on_accepted, timeout=on_accepted_timeout, secret=self._secret.reveal)
         self._base_url = resolve_base_url(base_url)
         if max_concurrent_jobs is not None and (
             not isinstance(max_concurrent_jobs, int) or isinstance(max_concurrent_jobs, bool) or max_concurrent_jobs < 1
@@ -197,6 +219,7 @@ class FastRouterSession:
             if not isinstance(value, cls):
                 raise InvalidRequestError(name, value, f"a {cls.__name__} instance")
         self._max_concurrent_jobs = max_concurrent_jobs
+        self._job_cap = JobCap(max_concurrent_jobs)
         self._budget = coerce_budget(request_budget)
         self._throttle = Throttle(self._budget, first_pause=retry_policy.base_delay, max_pause=retry_policy.max_delay)
         self._poll_policy = poll_policy
@@ -206,6 +229,7 @@ class FastRouterSession:
         self._transport = Transport(
             base_url=self._base_url, secret=self._secret, timeouts=timeouts, http_session=http_session
         )
+        self._submit_url = f"{self._base_url}/videos"  # submit_call's URL: its 429s may be about jobs, not requests
         self._limiter: anyio.CapacityLimiter | None = None
         self._slot_holders: weakref.WeakSet[VideoJob] = weakref.WeakSet()
         self._poller = Poller(self)
@@ -267,8 +291,19 @@ class FastRouterSession:
 
     @property
     def rate_limited(self) -> int:
-        """How many 429 answers this session has received (each slowed the whole session)."""
+        """How many "too many requests" 429 answers this session has received (each slowed the whole session)."""
         return self._throttle.rate_limited
+
+    @property
+    def concurrency_limited(self) -> int:
+        """How many submits were refused with "too many jobs at once" (each lowered the job cap instead)."""
+        return self._job_cap.times_limited
+
+    @property
+    def effective_max_concurrent_jobs(self) -> int | None:
+        """The cap on jobs in flight right now: ``max_concurrent_jobs``, lowered while FastRouter
+        refuses submits with "too many jobs at once" and restored as submits are accepted again."""
+        return self._job_cap.current
 
     @property
     def jobs_in_flight(self) -> int:
@@ -386,13 +421,42 @@ class FastRouterSession:
         return await self._start_job(request, await self._acquire_slot(), None)
 
     async def _start_job(self, request: VideoRequest, slot: _Slot | None, hooks: SubmitHooks | None) -> VideoJob:
-        """Submit an already validated request on an already acquired slot (released on failure)."""
-        try:
-            accepted = await self._submit_with_retries(request, hooks)
-        except BaseException:
-            if slot is not None:
-                slot.release()
-            raise
+        """Submit an already validated request on an already acquired slot (released on failure).
+
+        A submit refused with "too many jobs at once" lowers the job cap, gives its slot
+        back, waits for a slot under the lower cap (and a backoff), and tries again.
+        """
+        refusals = RetryCounter(self._retry_policy)
+        while True:
+            try:
+                accepted = await self._submit_with_retries(request, hooks)
+                break
+            except RateLimitError as exc:
+                if not is_concurrency_limit_error(exc):
+                    if slot is not None:
+                        slot.release()
+                    raise
+                self._set_job_cap(self._job_cap.limited(self.jobs_in_flight))  # this submit's slot counts
+                if slot is not None:
+                    slot.release()
+                    slot = None
+                delay = refusals.delay_after(exc, self._rng, transient=True)
+                if delay is None:
+                    raise
+                logger.warning(
+                    "submit of %s: too many jobs at once (%s); at most %s in flight from now on, retrying in %.2fs",
+                    request.describe(),
+                    exc.message,
+                    self._job_cap.current if self._job_cap.current is not None else "any number",
+                    delay,
+                )
+                await anyio.sleep(delay)
+                slot = await self._acquire_slot()
+            except BaseException:
+                if slot is not None:
+                    slot.release()
+                raise
+        self._set_job_cap(self._job_cap.accepted())
         logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
         job = VideoJob(
             accepted.task_id,
@@ -400,6 +464,7 @@ class FastRouterSession:
             request,
             session=self,
             submitted_at=anyio.current_time(),
+            submitted_wall=accepted.submitted_at.timestamp(),
             slot=slot,
         )
         if slot is not None:
@@ -423,24 +488,39 @@ class FastRouterSession:
         submitted_at = None
         if submitted_wall_time is not None:
             submitted_at = anyio.current_time() - max(0.0, time.time() - submitted_wall_time)
-        job = VideoJob(task_id, model, request, session=self, slot=slot, submitted_at=submitted_at)
+        job = VideoJob(
+            task_id,
+            model,
+            request,
+            session=self,
+            slot=slot,
+            submitted_at=submitted_at,
+            submitted_wall=submitted_wall_time,
+        )
         if slot is not None:
             self._slot_holders.add(job)
         return job
 
-    def job(self, task_id: str, *, model: str | None = None) -> VideoJob:
-        """A handle on an existing task, e.g. one submitted before a restart.
+    def job(
+        self, task_id: str, *, model: str | None = None, submitted_at: float | datetime.datetime | None = None
+    ) -> VideoJob:
+        """A handle on an existing task, e.g. one submitted before a restart or by another worker.
 
         Pass the ``model`` it was submitted with: FastRouter's status routes
-        want it for non-``fr_`` task ids. Re-attached jobs do not count against
-        ``max_concurrent_jobs``.
+        want it for non-``fr_`` task ids. Pass ``submitted_at`` (a unix timestamp
+        or an aware ``datetime``: ``VideoJob.submitted_at`` or
+        ``AcceptedJob.submitted_at`` of the submit) and a 404 within the
+        not-visible-yet grace window after it counts as "pending", as it does
+        for the submitting session; without it a 404 raises ``NotFoundError`` at
+        once. Re-attached jobs do not count against ``max_concurrent_jobs``.
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise InvalidRequestError("task_id", task_id, "the non-empty task id returned by submit")
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise InvalidRequestError("model", model, "the model id the task was submitted with, or None")
+        wall = submitted_wall_time(submitted_at)
         self._ensure_open()
-        return VideoJob(task_id.strip(), model, None, session=self)
+        return self._attach(task_id.strip(), model, None, None, submitted_wall_time=wall)
 
     async def generate(self, request: VideoRequest | None = None, /, **kwargs: Any) -> VideoResult:
         """Submit and wait: ``await session.generate(model=..., prompt=...)``."""
@@ -496,11 +576,16 @@ class FastRouterSession:
             timeout=timeout,
         )
 
+    def _set_job_cap(self, cap: int | None) -> None:
+        """Apply a new effective job cap (``None``: unchanged); jobs in flight above it are not touched."""
+        if cap is not None and self._limiter is not None and not self._closed:
+            self._limiter.total_tokens = cap  # a higher cap wakes submits waiting for a slot
+
     async def _acquire_slot(self) -> _Slot | None:
         if self._max_concurrent_jobs is None:
             return None
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrent_jobs)
+            self._limiter = anyio.CapacityLimiter(self._job_cap.current or self._max_concurrent_jobs)
         slot = _Slot(self._limiter)
         try:
             slot.acquire_nowait()
@@ -526,18 +611,23 @@ class FastRouterSession:
             if job._holds_slot and not self._poller.is_scheduled(job):
                 self._poller.schedule(job, max(now, job._due_at()))
 
-    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> SubmitAccepted:
+    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> AcceptedJob:
         call = submit_call(self._base_url, request)
 
-        async def attempt() -> SubmitAccepted:
+        async def attempt() -> AcceptedJob:
             self._ensure_open()
+            # The budget is waited for first, where a cancellation still sends nothing (and before
+            # a journal records the intent, so that the window in which a crash leaves the outcome
+            # unknown spans the HTTP exchange alone).
+            ticket = await self._throttle.acquire()
             if hooks is None:
+
+                async def send() -> str:
+                    return (await self._submit_once(call, request, ticket)).task_id
+
                 # Once sent, the request runs to completion even if the caller is cancelled:
                 # abandoning it half-way would lose the task id of a job that is being paid for.
-                return await _complete_despite_cancellation(self._submit_once(call, request), request)
-            # The budget is waited for before the intent is recorded, so that the window in which
-            # a crash leaves the outcome unknown spans the HTTP exchange alone.
-            ticket = await self._throttle.acquire()
+                return await complete_despite_cancellation(send, request, self._announcer)
             try:
                 await hooks.before_send()
             except BaseException:
@@ -545,8 +635,8 @@ class FastRouterSession:
                     await hooks.not_created("stopped before the submit was sent")
                 raise
             try:
-                return await _complete_despite_cancellation(
-                    self._submit_and_record(call, request, hooks, ticket), request
+                return await complete_despite_cancellation(
+                    functools.partial(self._submit_and_record, call, request, hooks, ticket), request, self._announcer
                 )
             except SubmitUncertainError:
                 raise
@@ -562,12 +652,10 @@ class FastRouterSession:
             what=f"submit of {request.describe()}",
         )
 
-    async def _submit_and_record(
-        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int
-    ) -> SubmitAccepted:
+    async def _submit_and_record(self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int) -> str:
         accepted = await self._submit_once(call, request, ticket)
         await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
-        return accepted
+        return accepted.task_id
 
     async def _submit_once(self, call: HttpCall, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
         """One submit: the accepted job, or a documented error raised without the frames below."""
@@ -597,14 +685,24 @@ class FastRouterSession:
         if ticket is None:
             ticket = await self._throttle.acquire()
         response = await self._transport.request(call)
-        if response.status == 429:
-            wait = retry_after_seconds(response.headers, now=time.time())
-            if wait is not None:
-                wait = min(max(wait, 0.0), self._retry_policy.max_retry_after)
-            self._throttle.rate_limited_by(ticket, wait)
-        else:
-            self._throttle.succeeded()
+        self._tell_throttle(call, response, ticket)
         return response
+
+    def _tell_throttle(self, call: HttpCall, response: Response, ticket: int) -> None:
+        """A request sent in episode ``ticket`` got ``response``: slow the session down, or let it recover.
+
+        A submit's 429 that says "too many jobs at once" is not about the request rate:
+        the submit waits for fewer jobs in flight (see ``_start_job``) and polls go on.
+        """
+        if response.status != 429:
+            self._throttle.succeeded(ticket)
+            return
+        if call.method == "POST" and call.url == self._submit_url and is_concurrency_limit(response.body):
+            return
+        wait = retry_after_seconds(response.headers, now=time.time())
+        if wait is not None:
+            wait = min(max(wait, 0.0), self._retry_policy.max_retry_after)
+        self._throttle.rate_limited_by(ticket, wait)
 
     # --- polling --------------------------------------------------------------------------
 
@@ -733,7 +831,7 @@ def _merge_extra(keywords: Mapping[str, Any]) -> dict[str, Any]:
 def _submit_may_retry(exc: FastRouterError) -> bool:
     """Submits are retried only when no job can have been created."""
     if isinstance(exc, RateLimitError):
-        return True
+        return not is_concurrency_limit_error(exc)  # "too many jobs at once": _start_job waits for a slot first
     return isinstance(exc, APIConnectionError) and not exc.request_sent
 
 
@@ -745,41 +843,3 @@ def _poll_route(value: PollRoute | str) -> PollRoute:
             return route
     allowed = ", ".join(repr(r.value) for r in PollRoute)
     raise InvalidRequestError("poll_route", value, f"a PollRoute or one of {allowed}")
-
-
-async def _complete_despite_cancellation(coro: Any, request: VideoRequest) -> SubmitAccepted:
-    """Await ``coro`` to its end even if the caller is cancelled meanwhile, then re-raise.
-
-    The inner task is owned here and always awaited: nothing runs on after return.
-    A native cancellation (``task.cancel()``, ``asyncio.timeout``) is delivered once;
-    anyio re-delivers its own at every checkpoint, which the shielded scope holds off
-    until the request (bounded by its own timeout) has finished.
-    """
-    task: asyncio.Task[SubmitAccepted] = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError as exc:
-        if task.cancelled():
-            raise
-        cancelled = exc
-    with anyio.CancelScope(shield=True):
-        while not task.done():
-            try:
-                await asyncio.wait([task])
-            except asyncio.CancelledError as exc:  # a second native cancel: keep the newest
-                cancelled = exc
-    if not task.cancelled() and task.exception() is None:
-        accepted = task.result()
-        logger.warning(
-            "submit of %s was cancelled after FastRouter accepted it: task %s is running and billed; "
-            "re-attach it with session.job(%r, model=%r)",
-            request.describe(),
-            accepted.task_id,
-            accepted.task_id,
-            request.model,
-        )
-        cancelled.add_note(
-            f"fastrouter_async: the submit had already been accepted as task {accepted.task_id} "
-            f"(model {request.model}); re-attach it with session.job({accepted.task_id!r}, model={request.model!r})"
-        )
-    raise cancelled

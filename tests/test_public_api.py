@@ -12,6 +12,7 @@ PUBLIC = {
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AcceptedJob",
     "AuthenticationError",
     "BatchOutcome",
     "BatchProgress",

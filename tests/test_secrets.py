@@ -214,10 +214,11 @@ def test_request_headers_hide_the_key_in_their_repr() -> None:
 async def test_timeout_error_carries_no_key() -> None:
     """A request that times out raises APITimeoutError with no aiohttp exception chained and no key anywhere."""
 
+    writers: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1)  # takes the request, never answers
+        writers.append(writer)  # takes the request, never answers; closed below
         await reader.read()
-        writer.close()
 
     listener = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
@@ -231,6 +232,9 @@ async def test_timeout_error_carries_no_key() -> None:
             error = await failure_of(session.job("fr_1", model="google/veo3").status())
     finally:
         listener.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
         await listener.wait_closed()
     assert isinstance(error, APITimeoutError)
     assert (error.__cause__, error.__context__) == (None, None)

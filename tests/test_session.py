@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gc
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -631,6 +633,66 @@ async def test_reattach_from_another_session(
     video = await second.job(task_id, model="google/veo3")
     assert video.task_id == task_id
     assert sim.records.submit_count == 1
+
+
+async def test_reattach_with_submit_time_gets_the_grace_window(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """Another worker passing submitted_at rides out the not-visible-yet 404s; without it, NotFoundError at once."""
+    sim.default_plan = JobPlan(hidden_polls=3)
+    submitter = make_session()
+    first = await submitter.submit(**VEO)
+    second = await submitter.submit(**VEO)
+    assert first.submitted_at is not None
+    worker = make_session()
+    with pytest.raises(NotFoundError):
+        await worker.job(first.task_id, model="google/veo3")  # no submit time: the 404 is final
+    job = worker.job(second.task_id, model="google/veo3", submitted_at=second.submitted_at)
+    assert (await job.status()).state is JobState.PENDING
+    assert (await job).task_id == second.task_id
+    again = worker.job(first.task_id, model="google/veo3", submitted_at=first.submitted_at.timestamp())
+    assert (await again).task_id == first.task_id
+    assert sim.records.submit_count == 2
+
+
+async def test_reattach_long_after_the_submit_has_no_grace(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A submit time older than the grace window gives no grace: the 404 is NotFoundError."""
+    sim.default_plan = JobPlan(hidden_polls=3)
+    task_id = (await make_session().submit(**VEO)).task_id
+    worker = make_session()
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=FAST_POLL.not_found_grace + 1)
+    with pytest.raises(NotFoundError):
+        await worker.job(task_id, model="google/veo3", submitted_at=long_ago)
+
+
+async def test_submitted_at_is_kept(session: FastRouterSession) -> None:
+    """job.submitted_at is the aware UTC time given; a job re-attached without one has None."""
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    assert session.job("fr_A", model="google/veo3", submitted_at=when).submitted_at == when
+    assert session.job("fr_A", model="google/veo3", submitted_at=1_700_000_000.5).submitted_at == (
+        datetime.datetime.fromtimestamp(1_700_000_000.5, datetime.UTC)
+    )
+    assert session.job("fr_A", model="google/veo3").submitted_at is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(2026, 1, 2, 3, 4, 5),  # naive: which clock?
+        time.time() + 3600,  # an hour in the future
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1),
+        "2026-01-02T03:04:05Z",
+        True,
+        float("nan"),
+    ],
+)
+def test_bad_submitted_at_is_refused(session: FastRouterSession, value: object) -> None:
+    """A naive, future, non-numeric or non-finite submit time is an InvalidRequestError naming submitted_at."""
+    with pytest.raises(InvalidRequestError) as caught:
+        session.job("fr_A", model="google/veo3", submitted_at=value)  # type: ignore[arg-type]
+    assert caught.value.field == "submitted_at"
 
 
 # --- lifecycle and configuration ---------------------------------------------------------

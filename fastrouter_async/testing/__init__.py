@@ -64,6 +64,15 @@ puts the other server's origin into ``fastrouter_assets.urls``, and
 ``redirect_assets_to=...`` makes downloads answer 302 to it, and
 ``FastRouterSimulator(videos_from=sim)`` makes the other one serve ``sim``'s videos.
 
+Submits with a ``cache_key`` header go through FastRouter's response cache,
+as documented: the same request with the same key answers the same task id
+and is not billed (see ``docs/testing.md``)::
+
+    sim.records.billed_jobs               # task ids of every billed job
+    sim.records.cache_hits                # [(cache_key, task_id), ...]: free answers
+    sim.billed_count(prompt="a cat")      # billed jobs for a request
+    sim.cache_stats()                     # also GET /_simulator/cache
+
 ``sim.app()`` returns a plain ``aiohttp.web.Application`` to mount or run
 yourself, and ``python -m fastrouter_async.testing --port 8000`` serves one
 from the command line.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import _payloads
+from . import _cache, _payloads
 from ._assets import video_answer
 from ._plans import Fault
 from ._records import RecordedRequest, RecordRoute, SimulatedJob
@@ -52,6 +52,7 @@ def build_app(simulator: FastRouterSimulator) -> web.Application:
     # The simulator's own introspection, for clients in another process: never recorded, never faulted.
     router.add_get("/_simulator/jobs", routes.timeline)
     router.add_get("/_simulator/stats", routes.stats)
+    router.add_get("/_simulator/cache", routes.cache)
     router.add_route("*", "/{tail:.*}", routes.wrap("other", routes.not_found))  # last: what nothing else matched
     return app
 
@@ -145,8 +146,21 @@ class _Routes:
         problem = _submit_problem(body)
         if problem is not None:
             return _error(400, problem, code="invalid_parameter")
-        job = self.sim._create_job(body)
+        try:
+            cache = _cache.read_request(
+                request.headers, body, account=self.sim._account(request.headers.get("Authorization"))
+            )
+        except _cache.InvalidCacheRequest as refused:
+            return _error(400, refused.message, code=refused.code)
+        hit = None if cache is None else self.sim._cache_lookup(cache)
+        if hit is not None:
+            record.task_id, record.cache_hit = hit.task_id, True
+            return web.json_response(
+                _cache.hit_body(task_id=hit.task_id, model=body["model"], style=self.sim.cache_hit_style)
+            )
+        job = self.sim._create_job(body, cache)
         record.task_id = job.task_id
+        record.cache_hit = None if cache is None else False
         return web.json_response(
             _payloads.create_body(task_id=job.task_id, model=job.model, cost_usd=job.plan.cost_usd)
         )
@@ -228,6 +242,9 @@ class _Routes:
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.sim.stats())
+
+    async def cache(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.sim.cache_stats())
 
     async def not_found(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         return _error(404, f"Not Found - no route for {request.method} {request.path}", code="route_not_found")

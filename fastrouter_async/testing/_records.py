@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ._cache import CacheHit
 from ._plans import Fault, JobPlan
 
 __all__ = ["RecordRoute", "RecordedRequest", "SimulatedJob", "SimulatorRecords"]
@@ -43,6 +44,8 @@ class RecordedRequest:
     """Polls only: whether the sent ``model`` equals the job's (``None`` if not sent or the job is unknown)."""
     query: str = ""
     """The query string, without ``?`` (download links carry their ``sig`` there)."""
+    cache_hit: bool | None = None
+    """Submits only: True if answered from the response cache, False if a ``cache_key`` submit created a job."""
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -68,6 +71,12 @@ class SimulatedJob:
     """When a poll first found it done (simulator clock); ``None`` while it runs."""
     cached_at: int | None = None
     """Wall-clock seconds of completion, used for ``fastrouter_assets.cached_at``."""
+    billed: bool = True
+    """Whether its submit was charged: every created job is (a cache hit creates no job and costs nothing)."""
+    cache_key: str | None = None
+    """The ``cache_key`` header of the submit that created it, if any."""
+    cache_hit_count: int = 0
+    """How many later submits the response cache answered with this job."""
 
     @property
     def done(self) -> bool:
@@ -116,6 +125,15 @@ class SimulatorRecords:
     max_in_flight: int = 0
     downloads_active: int = 0
     max_downloads_active: int = 0
+    billed_jobs: list[str] = attrs.field(factory=list)
+    """The task id of every billed job, in submit order: every job created (cache misses included)."""
+    cache_hits: list[CacheHit] = attrs.field(factory=list)
+    """Every submit the response cache answered, in order, as ``(cache_key, task_id)`` (not billed)."""
+
+    @property
+    def billed_count(self) -> int:
+        """How many jobs were billed (``len(billed_jobs)``)."""
+        return len(self.billed_jobs)
 
     @property
     def submits(self) -> list[RecordedRequest]:
@@ -138,6 +156,8 @@ class SimulatorRecords:
         self.requests.clear()
         self.submit_count = self.poll_count = self.download_count = 0
         self.jobs_created = 0
+        self.billed_jobs.clear()
+        self.cache_hits.clear()
         self.max_in_flight = self.in_flight
         self.max_downloads_active = self.downloads_active
 
@@ -158,6 +178,12 @@ class SimulatorRecords:
         self.jobs_created += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _job_billed(self, task_id: str) -> None:
+        self.billed_jobs.append(task_id)
+
+    def _cache_hit(self, hit: CacheHit) -> None:
+        self.cache_hits.append(hit)
 
     def _job_finished(self) -> None:
         self.in_flight -= 1

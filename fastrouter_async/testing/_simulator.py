@@ -21,6 +21,15 @@ import attrs
 from . import _payloads
 from ._app import build_app
 from ._assets import CHECKSUM_HEADERS, EtagMode, sample_video
+from ._cache import (
+    DEFAULT_PENDING_TIMEOUT,
+    CacheHit,
+    CacheHitStyle,
+    CacheRequest,
+    ResponseCache,
+    by_cache_key,
+    job_matches,
+)
 from ._plans import Fault, JobPlan
 from ._records import JobStage, RecordRoute, SimulatedJob, SimulatorRecords
 from ._server import SimulatorServer
@@ -93,6 +102,15 @@ class FastRouterSimulator:
     count: a simulator can then serve millions of requests without growing
     by more than its jobs.
 
+    Submits with a ``cache_key`` header go through FastRouter's response
+    cache, as documented (see :mod:`._cache` for the exact rules): a repeat
+    answers the same task id and is not billed. ``cache_pending_timeout``
+    is how long an unfinished task is matched (FastRouter's 30 minutes);
+    ``cache_hit_style`` is ``"cached"`` (a hit says ``cached: true``, the
+    newer docs) or ``"legacy"`` (``credits_used: 0`` and ``provider: ""``,
+    the older docs). :meth:`billed_count` and :meth:`cache_stats` say what
+    was billed.
+
     All of these are plain attributes and may be changed at any time.
 
     What the simulator saw is in :attr:`records` (a :class:`SimulatorRecords`)
@@ -115,6 +133,8 @@ class FastRouterSimulator:
         videos_from: FastRouterSimulator | None = None,
         clock: Clock | None = None,
         record_requests: bool = True,
+        cache_pending_timeout: float = DEFAULT_PENDING_TIMEOUT,
+        cache_hit_style: CacheHitStyle = "cached",
     ) -> None:
         unknown = set(download_checksums) - set(CHECKSUM_HEADERS)
         if unknown:
@@ -130,7 +150,10 @@ class FastRouterSimulator:
         self.download_content_length = download_content_length
         self.videos_from = videos_from
         self.record_requests = record_requests
+        self.cache_pending_timeout = cache_pending_timeout
+        self.cache_hit_style: CacheHitStyle = cache_hit_style
         self.records = SimulatorRecords()
+        self._cache = ResponseCache()
         self._clock: Clock = clock or anyio.current_time
         self._jobs: dict[str, SimulatedJob] = {}
         self._next_plans: collections.deque[JobPlan] = collections.deque()
@@ -262,6 +285,37 @@ class FastRouterSimulator:
             "downloads": records.download_count,
         }
 
+    def cache_stats(self) -> dict[str, Any]:
+        """What the response cache did, as ``GET /_simulator/cache`` answers it.
+
+        ``{"entries": ..., "hits": ..., "billed": ..., "keys": {cache_key: {"billed": ..., "hits": ...}}}``:
+        the entries that would answer a request now, the submits answered from the cache, every billed
+        job (with or without a key), and per ``cache_key`` the jobs it created and the hits it got.
+        """
+        billed = [self._jobs[task_id] for task_id in self.records.billed_jobs]
+        return {
+            "entries": self._cache.live(self._jobs, now=self.now(), pending_timeout=self.cache_pending_timeout),
+            "hits": len(self.records.cache_hits),
+            "billed": len(billed),
+            "keys": by_cache_key(billed, self.records.cache_hits),
+        }
+
+    def billed_count(
+        self,
+        *,
+        prompt: str | None = None,
+        model: str | None = None,
+        cache_key: str | None = None,
+        where: BodyPredicate | None = None,
+    ) -> int:
+        """How many billed jobs match every filter given: the exact ``prompt``, ``model``, ``cache_key``, a body test.
+
+        ``assert sim.billed_count(prompt="a cat") == 1`` checks that a request was paid for once,
+        however many times it was sent with its ``cache_key``.
+        """
+        billed = (self._jobs[task_id] for task_id in self.records.billed_jobs)
+        return sum(job_matches(job, prompt=prompt, model=model, cache_key=cache_key, where=where) for job in billed)
+
     def reset_records(self) -> None:
         """Forget recorded requests and counts (see :meth:`SimulatorRecords.reset`); jobs are kept."""
         self.records.reset()
@@ -283,11 +337,15 @@ class FastRouterSimulator:
     # -- used by the HTTP layer ----------------------------------------------
 
     def _authorized(self, header: str | None) -> bool:
-        scheme, _, token = (header or "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = self._account(header)
+        if not token:
             return False
         return self.api_key is None or token == self.api_key
+
+    def _account(self, header: str | None) -> str:
+        """The token of ``Authorization: Bearer <token>`` (the account a cache entry belongs to), or ``""``."""
+        scheme, _, token = (header or "").strip().partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
 
     def _take_fault(self, route: RecordRoute) -> Fault | None:
         if route == "other":
@@ -305,7 +363,15 @@ class FastRouterSimulator:
                 return plan
         return self.default_plan
 
-    def _create_job(self, body: Mapping[str, Any]) -> SimulatedJob:
+    def _cache_lookup(self, request: CacheRequest) -> SimulatedJob | None:
+        """The job the response cache answers ``request`` with (recorded as a hit), or ``None``."""
+        job = self._cache.find(request, self._jobs, now=self.now(), pending_timeout=self.cache_pending_timeout)
+        if job is not None:
+            job.cache_hit_count += 1
+            self.records._cache_hit(CacheHit(request.cache_key, job.task_id))
+        return job
+
+    def _create_job(self, body: Mapping[str, Any], cache: CacheRequest | None = None) -> SimulatedJob:
         task_id = _payloads.new_task_id()
         while task_id in self._jobs:  # pragma: no cover  (80 random bits)
             task_id = _payloads.new_task_id()
@@ -318,9 +384,13 @@ class FastRouterSimulator:
             created=self.now(),
             created_date=_payloads.iso_timestamp(),
             generation_id=_payloads.new_generation_id(),
+            cache_key=None if cache is None else cache.cache_key,
         )
         self._jobs[task_id] = job
         self.records._job_started()
+        self.records._job_billed(task_id)
+        if cache is not None:
+            self._cache.store(cache, job, now=job.created)
         return job
 
     def _advance(self, job: SimulatedJob) -> JobStage:
