@@ -10,7 +10,8 @@ video bytes, and answers that echo the key. The properties:
 * a create answer that showed a task id and arrived whole ends with that id, on the job or on
   the :class:`SubmitUncertainError`;
 * a poll is SUCCEEDED from the body itself only for a media type carrying video bytes;
-* no error carries the key, in its chain, attributes or formatted locals.
+* no error carries the key, in its chain, attributes or formatted locals;
+* in a batch, one job's hostile submit or poll answers end that job only: the others succeed.
 
 The default profile runs 50 examples per test; ``HYPOTHESIS_PROFILE=thorough`` runs 2,000.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,10 +28,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastrouter_async import (
+    BatchOutcome,
     FastRouterError,
     FastRouterSession,
     JobState,
     JobStatus,
+    OutcomeStatus,
     PollRoute,
     ResultSource,
     RetryPolicy,
@@ -41,7 +45,7 @@ from fastrouter_async._models import VideoRequest
 from fastrouter_async._protocol import build_submit_body
 from fastrouter_async._sniff import is_video_content_type, sniff_video
 
-from ._hostile import Answer, HostileServer, Received, serve
+from ._hostile import Answer, HostileServer, Received, json_answer, serve
 from .conftest import API_KEY, FAST_POLL
 from .test_secrets import assert_keyless
 
@@ -179,7 +183,7 @@ def answers(draw: st.DrawFn) -> Answer:
     )
 
 
-def echoing(answer: Answer) -> Any:
+def echoing(answer: Answer) -> Callable[[Received], Answer]:
     """A handler serving ``answer`` with every TOKEN replaced by the key the request carried."""
 
     def handler(request: Received) -> Answer:
@@ -266,3 +270,38 @@ def test_any_status_answer_ends_in_a_documented_outcome(route: PollRoute, answer
     if isinstance(outcome, JobStatus) and outcome.state is JobState.SUCCEEDED and outcome.source is ResultSource.URL:
         assert outcome.urls
         assert all(url.startswith(("http://", "https://")) for url in outcome.urls)
+
+
+@pytest.mark.parametrize("where", ["submit", "poll"])
+@given(answer=answers())
+def test_one_hostile_job_never_ends_a_batch(where: str, answer: Answer) -> None:
+    """A batch in which one job's submit or polls get a hostile answer: every job has its own outcome."""
+    hostile = echoing(answer)
+    normal = HostileServer()
+
+    def submit(request: Received) -> Answer:
+        if where == "submit" and b"hostile" in request.body:
+            return hostile(request)
+        if b"hostile" in request.body:
+            return json_answer({"data": {"taskId": PLANTED, "status": "processing"}})
+        return normal.submit(request)
+
+    def poll(request: Received) -> Answer:
+        return hostile(request) if where == "poll" and request.task_id == PLANTED else normal.poll(request)
+
+    async def run() -> list[BatchOutcome]:
+        async with (
+            serve(HostileServer(submit=submit, poll=poll)) as server,
+            FastRouterSession(
+                API_KEY, base_url=server.base_url, poll_policy=FAST_POLL, retry_policy=RETRY, timeouts=TIMEOUTS
+            ) as session,
+        ):
+            requests = [VideoRequest(model="google/veo3", prompt=p) for p in ("one", "hostile", "two")]
+            async with session.generate_many(requests, timeout=0.05) as batch:
+                return [outcome async for outcome in batch]
+
+    outcomes = {o.request.prompt: o for o in asyncio.run(run())}
+    assert sorted(outcomes) == ["hostile", "one", "two"]
+    assert [outcomes[p].status for p in ("one", "two")] == [OutcomeStatus.SUCCEEDED] * 2
+    if outcomes["hostile"].error is not None:
+        assert_keyless(outcomes["hostile"].error)
