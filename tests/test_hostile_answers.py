@@ -286,8 +286,14 @@ def test_one_hostile_job_never_ends_a_batch(where: str, answer: Answer) -> None:
             return json_answer({"data": {"taskId": PLANTED, "status": "processing"}})
         return normal.submit(request)
 
+    hostile_polls = 0
+
     def poll(request: Received) -> Answer:
-        return hostile(request) if where == "poll" and request.task_id == PLANTED else normal.poll(request)
+        nonlocal hostile_polls
+        if where != "poll" or request.task_id != PLANTED:
+            return normal.poll(request)
+        hostile_polls += 1  # three hostile answers, then the job fails: no wait depends on the clock
+        return hostile(request) if hostile_polls <= 3 else json_answer({"data": {"status": "failed"}})
 
     async def run() -> list[BatchOutcome]:
         async with (
@@ -297,7 +303,7 @@ def test_one_hostile_job_never_ends_a_batch(where: str, answer: Answer) -> None:
             ) as session,
         ):
             requests = [VideoRequest(model="google/veo3", prompt=p) for p in ("one", "hostile", "two")]
-            async with session.generate_many(requests, timeout=0.05) as batch:
+            async with session.generate_many(requests, timeout=30.0) as batch:  # a guard, never reached
                 return [outcome async for outcome in batch]
 
     outcomes = {o.request.prompt: o for o in asyncio.run(run())}
