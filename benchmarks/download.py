@@ -60,7 +60,11 @@ def write_random_file(path: Path, size: int) -> str:
     """Write ``size`` random bytes to ``path``; return their sha256."""
     digest = hashlib.sha256()
     with open(path, "wb") as out:
-        left = size
+        # It must start like a video (an MP4 ftyp box): downloads refuse anything else.
+        head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"[:size]
+        out.write(head)
+        digest.update(head)
+        left = size - len(head)
         while left:
             chunk = os.urandom(min(left, _CHUNK))
             out.write(chunk)

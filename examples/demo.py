@@ -25,7 +25,7 @@ from fastrouter_async.testing import FastRouterSimulator, JobPlan
 REQUESTS = [
     VideoRequest(model="google/veo3", prompt="a cat surfing a wave at sunset", length=8, aspect_ratio="16:9"),
     VideoRequest(model="kling-ai/kling-v1-6", prompt="a paper boat drifting down a rainy street", length=5),
-    VideoRequest(model="openai/sora-2", prompt="a lighthouse in a storm, cinematic", seconds=4, size="1280x720"),
+    VideoRequest(model="google/veo3.1-fast", prompt="a lighthouse in a storm, cinematic", length=4, resolution="1080p"),
     VideoRequest(model="bytedance/seedance-pro", prompt="a hummingbird in slow motion", resolution="720p"),
     VideoRequest(model="minimax/minimax-hailuo-02", prompt="a city of glass at dawn (simulated moderation block)"),
 ]

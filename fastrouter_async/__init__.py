@@ -18,8 +18,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
-from ._catalog import MODELS, ModelSpec, find_model
-from ._catalog import validate as validate_request
+from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
+from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
 from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
@@ -46,6 +46,7 @@ from ._job import VideoJob
 from ._journal import JournalError
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
+from ._validate import validate as validate_request
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).
 _logging.getLogger("fastrouter_async").addHandler(_logging.NullHandler())
@@ -79,12 +80,15 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "JournalError",
+    "ListedCatalog",
+    "ListedModel",
     "ModelSpec",
     "NotFoundError",
     "OutcomeStatus",
     "PermissionDeniedError",
     "PollPolicy",
     "PollRoute",
+    "Price",
     "RateLimitError",
     "RequestBudget",
     "ResultSource",
@@ -97,7 +101,10 @@ __all__ = [
     "VideoRequest",
     "VideoResult",
     "__version__",
+    "cached_catalog",
     "find_model",
+    "price_for",
+    "refresh_catalog",
     "safe_filename",
     "unique_path",
     "validate_request",

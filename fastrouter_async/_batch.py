@@ -30,7 +30,6 @@ import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._catalog import validate
 from ._errors import (
     FastRouterError,
     InvalidRequestError,
@@ -42,6 +41,7 @@ from ._filenames import safe_filename, unique_path
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
 from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
 from ._protocol import build_submit_body
+from ._validate import validate
 
 if TYPE_CHECKING:
     from ._job import VideoJob

@@ -27,24 +27,26 @@ Policy:
   docs write ``768p``, Pollo ``768P``) but sent exactly as given.
 
 Each spec's ``notes`` records its sources and conflicts, for users and tools to show.
+
+* **Retired models stay listed.** A model whose upstream shut down (OpenAI's Sora API, on
+  2026-09-24) keeps its rules and gains a ``retired`` date: validation refuses it, so nobody
+  waits for a job that is expected to fail, unless the request says ``allow_retired=True``
+  (for the day FastRouter routes it again).
+
+The price table (:data:`PRICES`, :func:`price_for`) holds only published, dated figures; a model
+without one has an unknown price, never a guessed one.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping
+import datetime
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Literal, TypeGuard
-from urllib.parse import urlsplit
+from typing import Literal
 
 import attrs
 
-from ._errors import InvalidRequestError
-from ._models import VideoRequest
-from ._protocol import WIRE_NAMES
-
-__all__ = ["MODELS", "WIRE_NAMES", "ModelSpec", "find_model", "validate"]
+__all__ = ["MODELS", "PRICES", "ModelSpec", "Price", "find_model", "price_for"]
 
 ImageSupport = Literal["required", "optional", "unknown"]
 
@@ -60,6 +62,9 @@ class ModelSpec:
     give ``resolution``; with an image the server's default applies.
     ``sizes``: Sora's ``size`` values; ``size`` is rejected for models without them.
     ``supports_audio``: ``False`` means ``generate_audio=True`` is rejected.
+    ``max_duration``: the longest ``length`` accepted, where only an upper bound is documented.
+    ``retired``: the day the model stopped working upstream; validation then refuses it unless the
+    request sets ``allow_retired=True``. ``retired_notice`` says why, for messages.
     """
 
     id: str
@@ -77,6 +82,9 @@ class ModelSpec:
     max_prompt_length: int | None
     supports_audio: bool | None
     notes: str = ""
+    max_duration: int | None = None
+    retired: datetime.date | None = None
+    retired_notice: str = ""
 
 
 # -- the table ---------------------------------------------------------------------------------------
@@ -96,10 +104,15 @@ _SORA_NOTES = (
     "prompt cap is not enforced: FastRouter appears to call OpenAI directly for Sora ('openai submit' errors, "
     "OpenAI video_ task ids). Sora always produces audio; generate_audio is not checked."
 )
+SORA_RETIRED = datetime.date(2026, 9, 24)
+_SORA_RETIRED_NOTICE = (
+    "OpenAI shut its Sora video API down on 2026-09-24, so FastRouter's Sora jobs are expected to fail"
+)
 _UNDOCUMENTED = "No parameter rules are documented; only the universal rules apply (seconds and size are Sora-only)."
 
 
 def _veo(model_id: str, name: str, *, resolutions: Iterable[str], notes: str) -> ModelSpec:
+    # Pollo documents a 2000-character prompt for Veo 3 and Veo 3.1 (the Fast variants share their pages).
     return ModelSpec(
         id=model_id,
         name=name,
@@ -113,7 +126,7 @@ def _veo(model_id: str, name: str, *, resolutions: Iterable[str], notes: str) ->
         aspect_ratios=_VEO_RATIOS,
         sizes=None,
         modes=None,
-        max_prompt_length=None,
+        max_prompt_length=2000,
         supports_audio=True,
         notes=notes,
     )
@@ -136,6 +149,8 @@ def _sora(model_id: str, name: str, *, resolutions: Iterable[str] | None, notes:
         max_prompt_length=None,
         supports_audio=None,
         notes=notes,
+        retired=SORA_RETIRED,
+        retired_notice=_SORA_RETIRED_NOTICE,
     )
 
 
@@ -218,7 +233,15 @@ def _runway(model_id: str, name: str, *, aspect_ratios: Iterable[str], notes: st
     )
 
 
-def _undocumented(model_id: str, name: str, provider: str, *, notes: str = _UNDOCUMENTED) -> ModelSpec:
+def _undocumented(
+    model_id: str,
+    name: str,
+    provider: str,
+    *,
+    notes: str = _UNDOCUMENTED,
+    supports_audio: bool | None = None,
+    max_duration: int | None = None,
+) -> ModelSpec:
     return ModelSpec(
         id=model_id,
         name=name,
@@ -233,12 +256,54 @@ def _undocumented(model_id: str, name: str, provider: str, *, notes: str = _UNDO
         sizes=None,
         modes=None,
         max_prompt_length=None,
-        supports_audio=None,
+        supports_audio=supports_audio,
+        notes=notes,
+        max_duration=max_duration,
+    )
+
+
+def _pollo_rules(
+    model_id: str,
+    name: str,
+    provider: str,
+    *,
+    image: ImageSupport = "unknown",
+    durations: Iterable[int] | None = None,
+    resolutions: Iterable[str] | None = None,
+    resolution_required: bool = False,
+    aspect_ratios: Iterable[str] | None = None,
+    modes: Iterable[str] | None = None,
+    max_prompt_length: int | None = None,
+    supports_audio: bool | None = None,
+    notes: str,
+) -> ModelSpec:
+    """A model whose only known rules are Pollo's per-model docs; ``None`` where they say nothing."""
+    return ModelSpec(
+        id=model_id,
+        name=name,
+        provider=provider,
+        image=image,
+        durations=None if durations is None else frozenset(durations),
+        duration_field="length",
+        duration_required=False,
+        resolutions=None if resolutions is None else frozenset(resolutions),
+        resolution_required=resolution_required,
+        aspect_ratios=None if aspect_ratios is None else frozenset(aspect_ratios),
+        sizes=None,
+        modes=None if modes is None else frozenset(modes),
+        max_prompt_length=max_prompt_length,
+        supports_audio=supports_audio,
         notes=notes,
     )
 
 
+_LISTED_2026_12 = "Listed by FastRouter (December 2026); no parameter rules are published for it yet, so only"
+_LISTED_NOTES = f"{_LISTED_2026_12} the universal rules apply."
+
+
 _SPECS: tuple[ModelSpec, ...] = (
+    # Source: FastRouter's model listing (December 2026), id only.
+    _undocumented("alibaba/happyhorse-1.1", "HappyHorse 1.1", "Alibaba", notes=_LISTED_NOTES),
     _seedance(
         "bytedance/seedance",
         "Seedance 1.0 Lite",
@@ -281,6 +346,18 @@ _SPECS: tuple[ModelSpec, ...] = (
     ),
     _undocumented("bytedance/seedance-2", "Seedance 2", "ByteDance"),
     _undocumented("bytedance/seedance-2-fast", "Seedance 2 Fast", "ByteDance"),
+    # Source: FastRouter's model listing (December 2026): "up to 30 s with audio". No minimum length,
+    # resolutions or ratios are published, so only the 30 s cap and audio support are known.
+    _undocumented(
+        "bytedance/dreamina-seedance-2-5",
+        "Dreamina Seedance 2.5",
+        "ByteDance",
+        supports_audio=True,
+        max_duration=30,
+        notes=f"{_LISTED_2026_12} length at most 30 s and audio support (FastRouter's listing) are checked.",
+    ),
+    # Source: FastRouter's model listing (December 2026), id only.
+    _undocumented("bytedance/seedance-2-mini", "Seedance 2 Mini", "ByteDance", notes=_LISTED_NOTES),
     ModelSpec(
         id="google/veo2",
         name="Veo 2",
@@ -305,19 +382,28 @@ _SPECS: tuple[ModelSpec, ...] = (
         "google/veo3",
         "Veo 3",
         resolutions=("720p", "1080p"),
-        notes="From Pollo: length 4/6/8 (default 8), resolution 720p/1080p, aspectRatio 16:9/9:16, generateAudio.",
+        notes=(
+            "From Pollo: length 4/6/8 (default 8), resolution 720p/1080p, aspectRatio 16:9/9:16, generateAudio, "
+            "prompt at most 2000 characters."
+        ),
     ),
     _veo(
         "google/veo3-fast",
         "Veo 3 Fast",
         resolutions=("720p", "1080p"),
-        notes="From Pollo: length 4/6/8 (default 8), resolution 720p/1080p, aspectRatio 16:9/9:16, generateAudio.",
+        notes=(
+            "From Pollo: length 4/6/8 (default 8), resolution 720p/1080p, aspectRatio 16:9/9:16, generateAudio, "
+            "prompt at most 2000 characters."
+        ),
     ),
     _veo(
         "google/veo3.1",
         "Veo 3.1",
         resolutions=("720p", "1080p", "4k"),
-        notes="From Pollo (slug veo3-1): length 4/6/8, resolution 720p/1080p/4k, aspectRatio 16:9/9:16, generateAudio.",
+        notes=(
+            "From Pollo (slug veo3-1): length 4/6/8, resolution 720p/1080p/4k, aspectRatio 16:9/9:16, "
+            "generateAudio, prompt at most 2000 characters."
+        ),
     ),
     _veo(
         "google/veo3.1-fast",
@@ -325,9 +411,11 @@ _SPECS: tuple[ModelSpec, ...] = (
         resolutions=("720p", "1080p", "4k"),
         notes=(
             "From Pollo (slug veo3-1-fast): length 4/6/8, resolution 720p/1080p/4k, aspectRatio 16:9/9:16, "
-            "generateAudio."
+            "generateAudio, prompt at most 2000 characters (documented for Veo 3.1)."
         ),
     ),
+    # Source: FastRouter's model listing (December 2026), id only.
+    _undocumented("google/gemini-omni-1.1-flash", "Gemini Omni 1.1 Flash", "Google", notes=_LISTED_NOTES),
     _undocumented(
         "google/veo3.1-lite",
         "Veo 3.1 Lite",
@@ -398,6 +486,8 @@ _SPECS: tuple[ModelSpec, ...] = (
             "characters from Pollo. Not in the models.dev catalog sync, but in FastRouter's docs."
         ),
     ),
+    # Source: FastRouter's model listing (December 2026), id only.
+    _undocumented("minimax/minimax-h3", "MiniMax H3", "MiniMax", notes=_LISTED_NOTES),
     _sora("openai/sora-2", "Sora 2", resolutions=None, notes=_SORA_NOTES),
     _sora(
         "openai/sora-2-pro",
@@ -405,8 +495,29 @@ _SPECS: tuple[ModelSpec, ...] = (
         resolutions=("720p", "1080p"),
         notes=f"{_SORA_NOTES} resolution 720p/1080p (default 1080p) from Pollo.",
     ),
-    _undocumented("pika/pika-v2-2", "Pika 2.2", "Pika"),
-    _undocumented("pollo/pollo-v1-6", "Pollo 1.6", "Pollo"),
+    # Source: Pollo's per-model docs (research notes 7.2): length 5/10, 720p/1080p.
+    _pollo_rules(
+        "pika/pika-v2-2",
+        "Pika 2.2",
+        "Pika",
+        durations=(5, 10),
+        resolutions=("720p", "1080p"),
+        notes="From Pollo: length 5/10, resolution 720p/1080p. Other parameters are not documented.",
+    ),
+    # Source: Pollo's per-model docs (research notes 7.2).
+    _pollo_rules(
+        "pollo/pollo-v1-6",
+        "Pollo 1.6",
+        "Pollo",
+        durations=(5, 10),
+        resolution_required=True,
+        modes=("basic", "pro"),
+        max_prompt_length=1000,
+        notes=(
+            "From Pollo: length 5/10, mode basic/pro, resolution required without an image (its values are not "
+            "documented, so any is accepted), prompt at most 1000 characters."
+        ),
+    ),
     _runway(
         "runway/runway-gen-3-turbo",
         "Runway Gen-3 Turbo",
@@ -426,15 +537,50 @@ _SPECS: tuple[ModelSpec, ...] = (
             "agree); prompt at most 1000 characters from Pollo. No audio."
         ),
     ),
-    _undocumented("vidu/vidu-q1", "Vidu Q1", "Vidu"),
-    _undocumented("vidu/vidu-v2-0", "Vidu 2.0", "Vidu"),
-    _undocumented("wanx/wan-v2-6", "Wan 2.6", "Alibaba"),
+    # Source: Pollo's per-model docs (research notes 7.2): length 5 only, 1080p.
+    _pollo_rules(
+        "vidu/vidu-q1",
+        "Vidu Q1",
+        "Vidu",
+        durations=(5,),
+        resolutions=("1080p",),
+        notes="From Pollo: length 5 only, resolution 1080p. Other parameters are not documented.",
+    ),
+    # Source: Pollo's per-model docs (research notes 7.2): image required, length 4 or 8.
+    _pollo_rules(
+        "vidu/vidu-v2-0",
+        "Vidu 2.0",
+        "Vidu",
+        image="required",
+        durations=(4, 8),
+        notes="From Pollo: image-to-video only (image required), length 4 or 8. Other parameters are not documented.",
+    ),
+    # Source: Pollo's per-model docs (research notes 7.2).
+    _pollo_rules(
+        "wanx/wan-v2-6",
+        "Wan 2.6",
+        "Alibaba",
+        durations=range(2, 16),
+        resolutions=("720P", "1080P"),
+        aspect_ratios=("1:1", "4:3", "3:4", "16:9", "9:16"),
+        max_prompt_length=2000,
+        supports_audio=True,
+        notes=(
+            "From Pollo: length 2-15, resolution 720P/1080P (matched case-insensitively), aspectRatio "
+            "1:1/4:3/3:4/16:9/9:16, prompt at most 2000 characters, audio generated by default."
+        ),
+    ),
+    # Source: FastRouter's model listing (December 2026), ids only; Wan 2.6's limits are not assumed.
+    _undocumented("wanx/wan-v2-7", "Wan 2.7", "Alibaba", notes=_LISTED_NOTES),
+    _undocumented("wanx/wan-v3-0", "Wan 3.0", "Alibaba", notes=_LISTED_NOTES),
     _undocumented(
         "x-ai/grok-imagine-video",
         "Grok Imagine Video",
         "xAI",
         notes=f"Added in FastRouter's changelog (2026-06-18); not in the models.dev catalog sync. {_UNDOCUMENTED}",
     ),
+    # Source: FastRouter's model listing (December 2026), id only.
+    _undocumented("x-ai/grok-imagine-video-1.5", "Grok Imagine Video 1.5", "xAI", notes=_LISTED_NOTES),
 )
 
 MODELS: Mapping[str, ModelSpec] = MappingProxyType({spec.id: spec for spec in _SPECS})
@@ -460,316 +606,71 @@ def find_model(model_id: str) -> ModelSpec | None:
     return spec if spec is not None else _BY_SLUG_KEY.get(_slug_key(model_id))
 
 
-# -- formatting ----------------------------------------------------------------------------------------
+# -- prices ------------------------------------------------------------------------------------------------
 
-_RESOLUTION_RE = re.compile(r"(\d+)([pk])", re.IGNORECASE)
-_CHUNK_RE = re.compile(r"\d+|\D+")
 
+@attrs.frozen(kw_only=True)
+class Price:
+    """What one video of a model costs, as a source published it.
 
-def _natural_key(value: int | str) -> tuple[tuple[int, int, str], ...]:
-    """Sort numbers numerically, "480p" < "720p" < "1080p" < "4k", "9:16" < "16:9"."""
-    if isinstance(value, int):
-        return ((0, value, ""),)
-    match = _RESOLUTION_RE.fullmatch(value)
-    if match is not None:
-        number, unit = int(match[1]), match[2].lower()
-        lines = number * 540 if unit == "k" else number  # "4k" is 2160 lines, "8k" 4320
-        return ((0, lines, ""), (1, 0, unit))
-    return tuple(
-        (0, int(chunk), "") if chunk.isdecimal() else (1, 0, chunk.lower()) for chunk in _CHUNK_RE.findall(value)
-    )
-
-
-def _listing(values: Iterable[int | str]) -> str:
-    return ", ".join(str(value) for value in sorted(values, key=_natural_key))
-
-
-# -- universal rules (every model, known or not) ---------------------------------------------------------
-
-_MODEL_ID_RE = re.compile(r"[^\s/]+/[^\s/]+")
-_ASPECT_RATIO_RE = re.compile(r"[1-9]\d*:[1-9]\d*")
-_SIZE_RE = re.compile(r"[1-9]\d*x[1-9]\d*")
-_BASE64_RE = re.compile(r"[A-Za-z0-9+/=_\-\s]{32,}")
-# Seeds are unsigned 32-bit integers upstream (Veo and Seedance document 0..4294967295); a larger seed
-# cannot reach the model unchanged, and a negative one means "random" at best.
-_SEED_LIMIT = 2**32
-_IMAGE_ALLOWED = (
-    "FastRouter only accepts image URLs (no base64, no data: URIs): an absolute http(s) URL of a JPG or PNG image"
-)
-# No universal prompt maximum: FastRouter documents none, and the per-model caps (1000-2500 characters)
-# come from the spec. An invented number would only reject prompts the server might accept.
-
-
-def _check_model_id(value: object) -> None:
-    if not isinstance(value, str) or _MODEL_ID_RE.fullmatch(value) is None:
-        raise InvalidRequestError(
-            "model", value, 'a model id in "provider/name" form, like "google/veo3": one slash, no spaces'
-        )
-
-
-def _check_prompt(value: object) -> None:
-    # FastRouter requires a prompt; an empty one is accepted at submit and then fails upstream with a 400.
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequestError("prompt", value, "a non-empty text prompt (FastRouter requires one)")
-
-
-def _check_image(value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise InvalidRequestError("image", value, _IMAGE_ALLOWED)
-    if value[:5].lower() == "data:":
-        raise InvalidRequestError("image", value, f"a data: URI was given; {_IMAGE_ALLOWED}")
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        host = None
-    else:
-        if parts.scheme.lower() not in ("http", "https"):
-            host = None
-    if not host or any(char.isspace() for char in value):
-        hint = "this looks like base64 data; " if _BASE64_RE.fullmatch(value) else ""
-        raise InvalidRequestError("image", value, f"{hint}{_IMAGE_ALLOWED}")
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_duration(field: str, value: object) -> None:
-    if value is not None and not (_is_int(value) and value > 0):
-        raise InvalidRequestError(field, value, "a whole number of seconds greater than 0")
-
-
-def _check_seed(value: object) -> None:
-    if value is not None and not (_is_int(value) and 0 <= value < _SEED_LIMIT):
-        raise InvalidRequestError("seed", value, f"a whole number from 0 to {_SEED_LIMIT - 1}")
-
-
-def _check_text(field: str, value: object) -> None:
-    if value is not None and not (isinstance(value, str) and value.strip()):
-        raise InvalidRequestError(field, value, "a non-empty string")
-
-
-def _check_shape(field: str, value: object, pattern: re.Pattern[str], example: str) -> None:
-    if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
-        raise InvalidRequestError(field, value, f'a string like "{example}" (two positive whole numbers)')
-
-
-def _check_generate_audio(value: object) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise InvalidRequestError("generate_audio", value, "True or False")
-
-
-def _fold(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
-
-
-# Any spelling of a known field: "aspectRatio", "aspect_ratio", "Aspect-Ratio", ... -> "aspect_ratio".
-_RESERVED_EXTRA: Mapping[str, str] = MappingProxyType(
-    {_fold(spelling): field for field, wire in WIRE_NAMES.items() for spelling in (field, wire)}
-)
-
-
-def _json_problem(value: object, containing: frozenset[int] = frozenset()) -> str | None:
-    """Why ``value`` cannot be sent as JSON unchanged, or ``None`` if it can."""
-    if value is None or isinstance(value, str | int):  # bool is an int
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{value!r} is not valid in JSON"
-    if isinstance(value, list | tuple | dict):
-        if id(value) in containing:
-            return "it contains itself"
-        containing |= {id(value)}
-        if isinstance(value, dict):
-            for key in value:
-                if not isinstance(key, str):
-                    return f"the dict key {key!r} is not a string"
-            children: Iterable[object] = value.values()
-        else:
-            children = value
-        for child in children:
-            problem = _json_problem(child, containing)
-            if problem is not None:
-                return problem
-        return None
-    return f"a {type(value).__name__} is not JSON"
-
-
-def _check_extra(extra: Mapping[str, object]) -> None:
-    for key, value in extra.items():
-        if not isinstance(key, str) or not key.strip():
-            raise InvalidRequestError("extra", key, "keys must be non-empty strings (the API parameter names)")
-        field = _RESERVED_EXTRA.get(_fold(key))
-        if field is not None:
-            raise InvalidRequestError(
-                "extra",
-                key,
-                f"{key!r} is the {field} parameter; pass it as {field}=... (a keyword of submit() and "
-                "a field of VideoRequest) so that it is validated and sent once",
-            )
-        problem = _json_problem(value)
-        if problem is not None:
-            raise InvalidRequestError(
-                f"extra[{key!r}]",
-                value,
-                f"a JSON value (str, int, float, bool, None, or lists and dicts of those, with string keys); {problem}",
-            )
-
-
-def _check_universal(request: VideoRequest) -> None:
-    _check_model_id(request.model)
-    _check_prompt(request.prompt)
-    _check_image(request.image)
-    _check_duration("length", request.length)
-    _check_duration("seconds", request.seconds)
-    _check_seed(request.seed)
-    _check_text("resolution", request.resolution)
-    _check_text("mode", request.mode)
-    _check_shape("aspect_ratio", request.aspect_ratio, _ASPECT_RATIO_RE, "16:9")
-    _check_shape("size", request.size, _SIZE_RE, "1280x720")
-    _check_generate_audio(request.generate_audio)
-    _check_extra(request.extra)
-
-
-# -- per-model rules (known models) --------------------------------------------------------------------
-
-
-def _check_choice(
-    field: str,
-    value: int | str | None,
-    allowed: frozenset[int] | frozenset[str] | None,
-    *,
-    model: str,
-    casefold: bool = False,
-) -> None:
-    if value is None or allowed is None:
-        return
-    if casefold and isinstance(value, str):
-        ok = value.casefold() in {str(choice).casefold() for choice in allowed}
-    else:
-        ok = value in allowed
-    if not ok:
-        how = " (matched case-insensitively)" if casefold else ""
-        raise InvalidRequestError(field, value, f"allowed values are {_listing(allowed)}{how}", model=model)
-
-
-def _sora_ids() -> str:
-    return ", ".join(spec.id for spec in _SPECS if spec.duration_field == "seconds")
-
-
-def _rule_image(request: VideoRequest, spec: ModelSpec) -> None:
-    if spec.image == "required" and request.image is None:
-        raise InvalidRequestError(
-            "image",
-            None,
-            "this model is image-to-video only; pass image= as an http(s) URL of a JPG or PNG image",
-            model=request.model,
-        )
-
-
-def _rule_duration(request: VideoRequest, spec: ModelSpec) -> None:
-    if spec.duration_field == "seconds":
-        if request.seconds is not None and request.length is not None:
-            raise InvalidRequestError(
-                "seconds",
-                request.seconds,
-                f"give seconds or length, not both (length={request.length!r} was given too)",
-                model=request.model,
-            )
-        given = {"seconds": request.seconds, "length": request.length}
-    else:
-        if request.seconds is not None:
-            raise InvalidRequestError(
-                "seconds",
-                request.seconds,
-                f"seconds is only for Sora models ({_sora_ids()}); use length for this model",
-                model=request.model,
-            )
-        given = {"length": request.length}
-    for field, value in given.items():
-        _check_choice(field, value, spec.durations, model=request.model)
-    if spec.duration_required and all(value is None for value in given.values()):
-        values = f"; allowed values are {_listing(spec.durations)}" if spec.durations is not None else ""
-        raise InvalidRequestError(spec.duration_field, None, f"required for this model{values}", model=request.model)
-
-
-def _rule_resolution(request: VideoRequest, spec: ModelSpec) -> None:
-    _check_choice("resolution", request.resolution, spec.resolutions, model=request.model, casefold=True)
-    if spec.resolution_required and request.resolution is None and request.image is None:
-        values = f": one of {_listing(spec.resolutions)}" if spec.resolutions is not None else ""
-        raise InvalidRequestError(
-            "resolution", None, f"required for text-to-video (no image) with this model{values}", model=request.model
-        )
-
-
-def _rule_aspect_ratio(request: VideoRequest, spec: ModelSpec) -> None:
-    _check_choice("aspect_ratio", request.aspect_ratio, spec.aspect_ratios, model=request.model)
-
-
-def _rule_size(request: VideoRequest, spec: ModelSpec) -> None:
-    if spec.sizes is None and request.size is not None:
-        raise InvalidRequestError(
-            "size",
-            request.size,
-            f"size is only for Sora models ({_sora_ids()}); use aspect_ratio (and resolution) for this model",
-            model=request.model,
-        )
-    _check_choice("size", request.size, spec.sizes, model=request.model)
-
-
-def _rule_mode(request: VideoRequest, spec: ModelSpec) -> None:
-    _check_choice("mode", request.mode, spec.modes, model=request.model)
-
-
-def _rule_prompt_length(request: VideoRequest, spec: ModelSpec) -> None:
-    limit = spec.max_prompt_length
-    if limit is not None and len(request.prompt) > limit:
-        raise InvalidRequestError(
-            "prompt",
-            request.prompt,
-            f"at most {limit} characters for this model (got {len(request.prompt)})",
-            model=request.model,
-        )
-
-
-def _rule_audio(request: VideoRequest, spec: ModelSpec) -> None:
-    if spec.supports_audio is False and request.generate_audio is True:
-        with_audio = ", ".join(s.id for s in _SPECS if s.supports_audio)
-        raise InvalidRequestError(
-            "generate_audio",
-            True,
-            f"this model generates no audio; omit generate_audio, or use a model that does ({with_audio})",
-            model=request.model,
-        )
-
-
-_MODEL_RULES: tuple[Callable[[VideoRequest, ModelSpec], None], ...] = (
-    _rule_image,
-    _rule_duration,
-    _rule_resolution,
-    _rule_aspect_ratio,
-    _rule_size,
-    _rule_mode,
-    _rule_prompt_length,
-    _rule_audio,
-)
-
-
-def _check_against_spec(request: VideoRequest, spec: ModelSpec) -> None:
-    for rule in _MODEL_RULES:
-        rule(request, spec)
-
-
-def validate(request: VideoRequest) -> None:
-    """Check ``request`` before it is sent; raise :class:`InvalidRequestError` if it cannot be right.
-
-    The universal rules apply to every model; a known model's spec adds its own. The error names the
-    field (its Python name), the value and what is allowed. Nothing is changed: a request that passes
-    is sent exactly as given.
+    ``per`` is ``"video"`` (``usd`` for one video of ``length`` seconds; ``length=None``: any length)
+    or ``"second"`` (``usd`` per second of video). ``source`` says where the number comes from and
+    ``as_of`` when it was seen, so an estimate can say how much to trust it.
     """
-    _check_universal(request)
-    spec = find_model(request.model)
-    if spec is not None:
-        _check_against_spec(request, spec)
+
+    model: str
+    usd: float
+    per: Literal["video", "second"]
+    length: int | None
+    source: str
+    as_of: datetime.date
+
+    def cost(self, length: int | None) -> float | None:
+        """The price of one video of ``length`` seconds, or ``None`` if this price does not say."""
+        if self.per == "second":
+            return None if length is None else self.usd * length
+        if self.length is None or length is None or length == self.length:
+            return self.usd
+        return None
+
+
+# FastRouter publishes no per-model video price list in its docs (searched December 2026); its
+# GET /models answer carries ``pricing`` (see _catalog_cache). The only published figures are the
+# worked examples in FastRouter's own docs, shipped here with their source. Every other model's
+# price is unknown (no entry): never guess a number that a spend cap would then trust.
+# Also seen but not shipped: bytedance/seedance-1-5-pro, estimate_usage.credits_used 0.192 in the
+# response-caching docs; the example does not say the length or resolution it was for.
+_PRICE_TABLE: tuple[Price, ...] = (
+    Price(
+        model="kling-ai/kling-v1-6",
+        usd=0.21,
+        per="video",
+        length=5,
+        source=(
+            "FastRouter docs, response caching for video: the submit estimate (estimate_usage.credits_used) "
+            "and the final cost (data.costUsd) of a 5 s Kling V1.6 video"
+        ),
+        as_of=datetime.date(2026, 9, 7),
+    ),
+)
+
+PRICES: Mapping[str, Price] = MappingProxyType({price.model: price for price in _PRICE_TABLE})
+"""The shipped, dated price of each model that has a published one, by model id."""
+
+
+def price_for(model: str, length: int | None = None, *, listed: Mapping[str, Price] | None = None) -> Price | None:
+    """The price that applies to one video of ``model`` of ``length`` seconds, or ``None`` if unknown.
+
+    ``listed`` (prices from FastRouter's refreshed model list, by id) wins over the shipped table,
+    being newer. A price that does not cover ``length`` (a per-video price for another length)
+    is not returned: it would be a guess. With ``length=None`` the model's price is returned as
+    published; ``Price.cost(length)`` then says what one video costs.
+    """
+    for table in (listed or {}, PRICES):
+        price = table.get(model)
+        if price is None:
+            spec = find_model(model)
+            price = table.get(spec.id) if spec is not None else None
+        if price is not None and (length is None or price.cost(length) is not None):
+            return price
+    return None

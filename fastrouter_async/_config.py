@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CONCURRENT_DOWNLOADS",
     "DEFAULT_MAX_CONCURRENT_JOBS",
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MAX_LINK_REFRESHES",
     "DEFAULT_POLL_POLICY",
     "DEFAULT_RETRY_POLICY",
@@ -49,6 +50,12 @@ DEFAULT_MAX_CONCURRENT_DOWNLOADS = 4
 # link, and more only split it while each holds a connection, a 1 MiB write buffer and a partial
 # file. Separate from the jobs limit, so that a batch of jobs finishing together does not open a
 # stream per job, and a slow download never keeps a new job from being submitted.
+
+DEFAULT_MAX_DOWNLOAD_BYTES = 8 * 1024**3
+# 8 GiB. The longest generated videos (a minute of 4K) are a few hundred MB, so this never refuses a
+# real one; it stops a body that never ends (or a small gzip bomb a server sends despite
+# "Accept-Encoding: identity": bytes are counted as written, after decoding) before it fills the disk.
+# Pass max_download_bytes=None to lift it.
 
 DEFAULT_MAX_LINK_REFRESHES = 2
 # When every link of a result answers 403/404/410, the task is polled again for fresh links.

@@ -28,8 +28,6 @@ body, or inline base64.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import logging
 import os
@@ -41,13 +39,15 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
+from ._accept import content_type_problem, not_a_video, peek
 from ._config import DEFAULT_MAX_LINK_REFRESHES, RetryPolicy
 from ._errors import APIConnectionError, DownloadError, FastRouterError
+from ._hosts import download_url_check
+from ._inline import write_inline
 from ._integrity import (
     accepts_ranges,
     content_length,
     continuation_problem,
-    decoded_base64_size,
     expected_digests,
     parse_content_range,
     strong_etag,
@@ -55,7 +55,7 @@ from ._integrity import (
 from ._models import DownloadedFile, ResultSource, VideoResult
 from ._partfile import Abort, Corrupt, DownloadProgress, PartFile, TooLarge
 from ._polling import retrying
-from ._protocol import HttpCall, inline_video_base64, is_media_response, is_retryable_status
+from ._protocol import HttpCall, is_retryable_status
 from ._transport import StreamedResponse, loggable
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ Refresh = Callable[[], Awaitable[VideoResult]]
 """Polls the task once and returns its result with fresh links (never submits anything)."""
 
 _CHUNK = 256 * 1024
-_B64_BLOCK = 4 * 256 * 1024  # a multiple of 4: decodes into 768 KiB pieces
 _GONE = frozenset({403, 404, 410})
 
 
@@ -79,6 +78,10 @@ class _Retryable(FastRouterError):
 
 class _Gone(FastRouterError):
     """A link answered 403/404/410: it has expired, or was never ours to fetch."""
+
+
+class _NotVideo(FastRouterError):
+    """A link answered with something that is not a video (an error page, JSON, nothing): like an expired link."""
 
 
 @attrs.frozen
@@ -106,6 +109,7 @@ class Downloader:
         max_concurrent: int | None,
         max_bytes: int | None,
         max_refreshes: int = DEFAULT_MAX_LINK_REFRESHES,
+        allow_link_local: bool = False,
     ) -> None:
         self._transport = transport
         self._retry_policy = retry_policy
@@ -113,6 +117,7 @@ class Downloader:
         self._max_concurrent = max_concurrent
         self._max_bytes = max_bytes
         self._max_refreshes = max_refreshes
+        self._check_url = download_url_check(allow_link_local=allow_link_local)
         self._limiter: anyio.CapacityLimiter | None = None
         self._destinations: dict[str, anyio.Lock] = {}
 
@@ -193,8 +198,8 @@ class Downloader:
         refreshes = 0
         while True:
             if result.source is ResultSource.INLINE_BASE64:
-                return await self._write_inline(
-                    result, path, part, overwrite=overwrite, progress=progress, max_bytes=max_bytes
+                return await write_inline(
+                    result, path, part, overwrite=overwrite, progress=progress, max_bytes=max_bytes, slot=self._slot
                 )
             if result.source is ResultSource.POLL_BODY:
                 sources = [_Source(poll_body, is_poll=True)]
@@ -218,7 +223,12 @@ class Downloader:
                 except _Gone as exc:
                     gone = gone or not source.is_poll
                     failures.append(str(exc))
-                except DownloadError as exc:
+                except _NotVideo as exc:
+                    gone = True  # an error page served as 200 is how many hosts say "expired"
+                    failures.append(str(exc))
+                except Abort:
+                    raise
+                except FastRouterError as exc:  # DownloadError, or an answer that could not be used at all
                     failures.append(str(exc))
                 logger.warning(
                     "download of task %s from %s failed: %s", result.task_id, loggable(source.call.url), failures[-1]
@@ -231,7 +241,7 @@ class Downloader:
                 )
             refreshes += 1
             logger.info(
-                "the links of task %s answered 403/404/410; asking the task for fresh links (%d of %d)",
+                "the links of task %s answered 403/404/410 or no video; asking the task for fresh links (%d of %d)",
                 result.task_id,
                 refreshes,
                 self._max_refreshes,
@@ -273,7 +283,9 @@ class Downloader:
                         headers["Range"] = f"bytes={offset}-"
                         if part.etag is not None:
                             headers["If-Range"] = part.etag
-                    async with self._transport.stream(source.call, auth=use_auth, headers=headers) as resp:
+                    async with self._transport.stream(
+                        source.call, auth=use_auth, headers=headers, check_url=self._check_url
+                    ) as resp:
                         if resp.status in (401, 403) and not use_auth and self._transport.is_api_origin(resp.url):
                             use_auth = True
                             continue
@@ -326,14 +338,17 @@ class Downloader:
             raise _Retryable(f"{where} answered HTTP {status}")
         if not 200 <= status < 300:
             raise DownloadError(f"{where} answered HTTP {status}", task_id=task_id, url=where)
-        if source.is_poll and not is_media_response(headers.get("content-type", "")):
-            snippet = (await resp.read_limited(300)).decode("utf-8", "replace")
-            raise DownloadError(
-                f"{source.call.method} {where} answered {headers.get('content-type', 'no content type')} instead "
-                f"of the video: {snippet!r}",
-                task_id=task_id,
-                url=where,
-            )
+        content_type = headers.get("content-type")
+        if content_type_problem(content_type) is not None:
+            problem = not_a_video(content_type, await resp.read_limited(512))
+            raise _NotVideo(f"{source.call.method} {where} answered HTTP {status}: {problem}")
+        chunks = resp.iter_chunks(_CHUNK)
+        if not (status == 206 and offset):
+            # The body starts the file: it must start like a video before a byte of it is kept.
+            head, chunks = await peek(chunks)
+            problem = not_a_video(content_type, head)
+            if problem is not None:
+                raise _NotVideo(f"{source.call.method} {where} answered HTTP {status}: {problem}")
         length, etag = content_length(headers), strong_etag(headers)
         if not (status == 206 and offset) and not part.blank:
             # A whole file (no range support, a changed file, or another link's bytes kept): start over,
@@ -358,47 +373,17 @@ class Downloader:
             total = length
         if max_bytes is not None and total is not None and total > max_bytes:
             raise TooLarge(f"the video is {total} bytes, more than max_bytes={max_bytes}; nothing was kept")
-        # A server that refuses ranges gets no Range header next time (the kept bytes are not tied to it).
-        identity = source.identity if accepts_ranges(headers) is not False else None
+        # A server that refuses ranges gets no Range header next time (the kept bytes are not tied to it);
+        # nor does one that sent a content coding anyway (its ranges would count encoded bytes).
+        coding = headers.get("content-encoding", "identity").strip().lower()
+        resumable = accepts_ranges(headers) is not False and coding in ("", "identity")
+        identity = source.identity if resumable else None
         await part.describe(
             source=identity, etag=etag, total=total, digests=expected_digests(headers, partial=status == 206)
         )
-        await part.write(resp.iter_chunks(_CHUNK), progress=progress, max_bytes=max_bytes)
+        await part.write(chunks, progress=progress, max_bytes=max_bytes)
         if total is not None and part.size != total:
             raise _Retryable(f"the download from {where} ended after {part.size} of {total} bytes")
-
-    async def _write_inline(
-        self,
-        result: VideoResult,
-        path: Path,
-        part: PartFile,
-        *,
-        overwrite: bool,
-        progress: DownloadProgress | None,
-        max_bytes: int | None,
-    ) -> DownloadedFile:
-        text = inline_video_base64(result.payload)
-        if text is None:
-            raise DownloadError("the result has no inline video to write", task_id=result.task_id)
-        cleaned = "".join(text.split())
-        size = decoded_base64_size(cleaned)
-        if size is None:
-            raise DownloadError(
-                f"the inline video of task {result.task_id} is not valid base64", task_id=result.task_id
-            )
-        if max_bytes is not None and size > max_bytes:
-            raise TooLarge(f"the inline video is {size} bytes, more than max_bytes={max_bytes}; nothing was written")
-        async with self._slot():
-            if not part.blank:
-                await part.restart()
-            await part.describe(source=None, etag=None, total=size, digests=())
-            await part.write(_decode_base64(cleaned, result.task_id), progress=progress, max_bytes=max_bytes)
-            try:
-                return await part.finish(path, overwrite=overwrite)
-            except Corrupt as exc:
-                raise DownloadError(
-                    f"the inline video of task {result.task_id}: {exc}", task_id=result.task_id
-                ) from exc
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -438,11 +423,3 @@ def _check_destination(path: Path, overwrite: bool, task_id: str) -> str:
 
 def _best_url(result: VideoResult) -> str | None:
     return loggable(result.url) if result.url else None
-
-
-async def _decode_base64(text: str, task_id: str) -> AsyncIterator[bytes]:
-    for start in range(0, len(text), _B64_BLOCK):
-        try:
-            yield base64.b64decode(text[start : start + _B64_BLOCK], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise DownloadError(f"the inline video of task {task_id} is not valid base64", task_id=task_id) from exc

@@ -35,7 +35,8 @@ class VideoRequest:
     The wire names differ (``aspect_ratio`` is sent as ``aspectRatio``,
     ``generate_audio`` as ``generateAudio``). ``extra`` holds further API
     parameters, sent unchanged under the names given (for example
-    ``{"negativePrompt": "blurry"}``).
+    ``{"negativePrompt": "blurry"}``). ``allow_retired`` is for this client
+    only: it lets validation pass a model the catalog marks retired.
     """
 
     model: str
@@ -50,6 +51,8 @@ class VideoRequest:
     seed: int | None = None
     generate_audio: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
+    allow_retired: bool = False
+    """Submit even to a model the catalog marks retired (never sent to the server)."""
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
@@ -92,7 +95,7 @@ class VideoRequest:
 
 _FIELD_NAMES = frozenset(
     {"model", "prompt", "image", "length", "seconds", "resolution"}
-    | {"aspect_ratio", "size", "mode", "seed", "generate_audio"}
+    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired"}
 )
 _PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
 

@@ -8,9 +8,22 @@ strong ETag, because only then can a later call prove, with ``If-Range``, that
 the server still has the same file. A ``.part`` without a matching sidecar is
 a leftover of unknown content and is started over.
 
-Every disk operation and every whole-file hash runs in a worker thread; the event
-loop only hands over buffers of ``WRITE_BUFFER`` bytes. The destination is only
-ever touched by the final rename, so it never holds a partial or unverified file.
+Every write and every whole-file hash runs in a worker thread; the event loop only
+hands over buffers of ``WRITE_BUFFER`` bytes. Only opening the file happens on the
+event loop (a few quick system calls): so that no cancellation can come between
+the file being opened and this object owning it (a handle opened by a worker
+thread whose caller was cancelled would be left open, and its file behind).
+
+**Two processes.** The ``.part`` file is locked (``flock``, where the platform has
+it) for as long as it is open. A download that finds it locked by another process
+(or another download) writes to a private ``.NAME.<random>.part`` instead, which is
+never resumed and always removed, so two downloads of one destination never
+write into one file. Before the rename the file is read back from the disk and its
+size, sha256 and first bytes checked: what is moved into place is what was
+verified, not only what was streamed.
+
+The destination is only ever touched by the final rename, so it never holds a
+partial or unverified file.
 """
 
 from __future__ import annotations
@@ -18,9 +31,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import json
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +44,8 @@ import attrs
 from ._errors import DownloadError, FastRouterError
 from ._integrity import ExpectedDigest
 from ._models import DownloadedFile
+from ._partfs import lock_part, read_sidecar, write_sidecar
+from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
 
 __all__ = [
     "WRITE_BUFFER",
@@ -52,6 +67,7 @@ WRITE_BUFFER = 1024 * 1024
 # Writes go to a worker thread (no blocking disk I/O on the event loop); batching them into
 # 1 MiB keeps the number of thread hops low while memory stays at a megabyte per download.
 _READ_BLOCK = 1024 * 1024
+_HASH_HOP = 16  # read blocks hashed per worker-thread call when adopting a leftover (cancellable between calls)
 _SIDECAR_FORMAT = 1
 _MAX_NAME_BYTES = 255
 _CLEANUP_SECONDS = 10.0  # cleanup after a cancellation is shielded, but never for longer than this
@@ -79,7 +95,7 @@ def part_paths(destination: Path) -> tuple[Path, Path]:
     A name too long for that (file systems allow 255 bytes) uses a hash of it instead.
     """
     base = f".{destination.name}"
-    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see _write_sidecar)
+    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see write_sidecar)
         base = "." + hashlib.sha256(destination.name.encode()).hexdigest()[:32]
     return destination.with_name(f"{base}.part"), destination.with_name(f"{base}.part.json")
 
@@ -102,35 +118,82 @@ class PartFile:
     """The file's full size, once a server said it."""
     digests: list[ExpectedDigest] = attrs.field(factory=list)
     """What the servers said the whole file's digests are."""
+    private: bool = False
+    """A file of this download alone (the shared ``.part`` was locked by another): never resumed, always removed."""
     _sha256: Any = attrs.field(factory=hashlib.sha256, alias="sha256", repr=False)
     _done: bool = attrs.field(default=False, init=False, repr=False)
+    _leftover: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False)
 
     # --- opening and closing --------------------------------------------------------------
 
     @classmethod
     async def open(cls, destination: Path, task_id: str) -> PartFile:
-        """Open (or create) the ``.part`` of ``destination``, keeping a leftover only if its sidecar vouches for it."""
-        return await anyio.to_thread.run_sync(cls._open_sync, destination, task_id)
+        """Open (or create) the ``.part`` of ``destination``, keeping a leftover only if its sidecar vouches for it.
+
+        The file is opened without awaiting anything (see the module docstring); only the hash of
+        kept bytes is computed in a worker thread, and a cancellation then closes the file and
+        leaves the kept bytes for a later call.
+        """
+        part = cls._open_sync(destination, task_id)  # no await: nothing can cancel between open and ownership
+        if part._leftover is None:
+            return part
+        try:
+            while await anyio.to_thread.run_sync(part._hash_kept_sync):
+                pass
+        except BaseException:
+            part._handle.close()
+            part._done = True
+            raise
+        meta, part._leftover = part._leftover, None
+        part.size, part.source, part.etag, part.total = meta["size"], meta["source"], meta["etag"], meta["total"]
+        logger.info(
+            "found %d of %d bytes of task %s in %s; will try to resume", part.size, part.total, task_id, part.path
+        )
+        return part
 
     @classmethod
     def _open_sync(cls, destination: Path, task_id: str) -> PartFile:
         destination.parent.mkdir(parents=True, exist_ok=True)
         path, sidecar = part_paths(destination)
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise DownloadError(f"{path} exists and is not a regular file; remove it", task_id=task_id)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-        handle = os.fdopen(os.open(path, flags, 0o666), "r+b")
+        for _ in range(3):
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise DownloadError(f"{path} exists and is not a regular file; remove it", task_id=task_id)
+            fd = os.open(path, flags, 0o666)
+            try:
+                state = lock_part(fd, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            if state == "locked":
+                break
+            os.close(fd)
+            if state == "busy":
+                return cls._open_private(path, task_id)
+        else:  # the file kept being replaced under us: do not share it
+            return cls._open_private(path, task_id)
+        handle = os.fdopen(fd, "r+b")
         part = cls(path=path, sidecar=sidecar, task_id=task_id, handle=handle)
         try:
-            part._adopt_leftover()
+            part._check_leftover_sync()
         except BaseException:
             handle.close()
             raise
         return part
 
-    def _adopt_leftover(self) -> None:
+    @classmethod
+    def _open_private(cls, shared: Path, task_id: str) -> PartFile:
+        """A new part file of this download alone, beside the shared one that another download holds."""
+        path = shared.with_name(f"{shared.name[: -len('.part')]}.{secrets.token_hex(4)}.part")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        handle = os.fdopen(os.open(path, flags, 0o666), "r+b")
+        logger.info("%s is in use by another download; writing to %s instead", shared, path)
+        return cls(path=path, sidecar=path.with_name(path.name + ".json"), task_id=task_id, handle=handle, private=True)
+
+    def _check_leftover_sync(self) -> None:
+        """Keep the bytes found only if the sidecar vouches for them (their hash is computed by ``open``)."""
         size = os.fstat(self._handle.fileno()).st_size
-        meta = _read_sidecar(self.sidecar)
+        meta = read_sidecar(self.sidecar)
         usable = (
             size > 0
             and meta is not None
@@ -144,12 +207,16 @@ class PartFile:
         if not usable or meta is None:
             self._truncate_sync()
             return
-        while block := self._handle.read(_READ_BLOCK):  # the kept prefix's hash, so the sha256 covers it
+        self._leftover = {**meta, "size": size}
+
+    def _hash_kept_sync(self) -> bool:
+        """Hash the next blocks of the kept bytes; ``False`` once all are hashed."""
+        for _ in range(_HASH_HOP):
+            block = self._handle.read(_READ_BLOCK)
+            if not block:
+                return False
             self._sha256.update(block)
-        self.size, self.source, self.etag, self.total = size, meta["source"], meta["etag"], meta["total"]
-        logger.info(
-            "found %d of %d bytes of task %s in %s; will try to resume", size, self.total, self.task_id, self.path
-        )
+        return True
 
     async def close(self, *, keep: bool) -> None:
         """Close the file; keep it (with its sidecar) for a later resume only if ``keep`` and it can be resumed.
@@ -185,7 +252,7 @@ class PartFile:
     @property
     def resumable(self) -> bool:
         """Whether a later call could resume these bytes (a link identity, a strong ETag and a size are known)."""
-        return self.size > 0 and None not in (self.source, self.etag, self.total)
+        return self.size > 0 and None not in (self.source, self.etag, self.total) and not self.private
 
     # --- state ----------------------------------------------------------------------------
 
@@ -215,7 +282,7 @@ class PartFile:
         changed = (source, etag, total) != (self.source, self.etag, self.total)
         self.source, self.etag, self.total = source, etag, total
         self.digests.extend(d for d in digests if d not in self.digests)
-        if changed and self.resumable_identity:
+        if changed and self.resumable_identity and not self.private:
             meta = {
                 "format": _SIDECAR_FORMAT,
                 "task_id": self.task_id,
@@ -223,7 +290,7 @@ class PartFile:
                 "etag": etag,
                 "total": total,
             }
-            await anyio.to_thread.run_sync(_write_sidecar, self.sidecar, meta)
+            await anyio.to_thread.run_sync(write_sidecar, self.sidecar, meta)
 
     @property
     def resumable_identity(self) -> bool:
@@ -275,18 +342,21 @@ class PartFile:
         return DownloadedFile(path=destination, size=self.size, sha256=self._sha256.hexdigest(), task_id=self.task_id)
 
     def _verify_sync(self) -> str | None:
+        """Read the file back from the disk: its size, sha256 and first bytes must be what was received and checked."""
         self._handle.flush()
         os.fsync(self._handle.fileno())
+        on_disk = os.fstat(self._handle.fileno()).st_size
+        if on_disk != self.size:
+            return f"the file on disk has {on_disk} bytes, but {self.size} were received"
         if self.total is not None and self.size != self.total:
             return f"the file has {self.size} bytes, the server said {self.total}"
-        sha256 = self._sha256.digest()
-        md5: bytes | None = None
+        sha256, md5, head = self._hash_file_sync(md5=any(d.algorithm == "md5" for d in self.digests))
+        if sha256.digest() != self._sha256.digest():
+            return "the file on disk does not match the bytes received (was it written to by something else?)"
+        if sniff_video(head) is None:
+            return f"the file does not start like a video: its first bytes look like {describe_bytes(head)}"
         for expected in self.digests:
-            if expected.algorithm == "sha256":
-                actual = sha256
-            else:
-                md5 = md5 if md5 is not None else self._md5_sync()
-                actual = md5
+            actual = sha256.digest() if expected.algorithm == "sha256" else md5.digest()
             if actual != expected.value:
                 return (
                     f"the {expected.algorithm} of the {self.size} bytes received is {actual.hex()}, "
@@ -294,23 +364,36 @@ class PartFile:
                 )
         return None
 
-    def _md5_sync(self) -> bytes:
-        digest = hashlib.md5(usedforsecurity=False)
+    def _hash_file_sync(self, *, md5: bool) -> tuple[Any, Any, bytes]:
+        """The sha256 (and md5, if asked) of the whole file as stored, and its first bytes."""
+        sha256, md5_digest = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         self._handle.seek(0)
-        while block := self._handle.read(_READ_BLOCK):
-            digest.update(block)
+        head = self._handle.read(SNIFF_BYTES)
+        block = head
+        while block:
+            sha256.update(block)
+            if md5:
+                md5_digest.update(block)
+            block = self._handle.read(_READ_BLOCK)
         self._handle.seek(0, os.SEEK_END)
-        return digest.digest()
+        return sha256, md5_digest, head
 
     def _move_sync(self, destination: Path, overwrite: bool) -> None:
-        self._handle.close()  # Windows cannot rename an open file
-        if overwrite:
-            os.replace(self.path, destination)
-        else:
-            _link_into_place(self.path, destination)
-        self._done = True
-        with contextlib.suppress(FileNotFoundError):
-            self.sidecar.unlink()
+        if os.name == "nt":
+            self._handle.close()  # Windows cannot rename an open file
+        try:
+            # Elsewhere the file stays open, and locked, until it is in place: another download
+            # waiting for the lock must never get it while it is being renamed.
+            if overwrite:
+                os.replace(self.path, destination)
+            else:
+                _link_into_place(self.path, destination)
+            self._done = True
+            with contextlib.suppress(FileNotFoundError):
+                self.sidecar.unlink()
+        finally:
+            if self._done:
+                self._handle.close()
 
 
 def _link_into_place(temp: Path, destination: Path) -> None:
@@ -326,22 +409,6 @@ def _link_into_place(temp: Path, destination: Path) -> None:
         os.replace(temp, destination)
         return
     temp.unlink()
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _write_sidecar(path: Path, meta: dict[str, Any]) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-    os.replace(temp, path)
 
 
 async def report(progress: DownloadProgress | None, received: int, total: int | None) -> None:

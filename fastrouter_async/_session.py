@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 
-from . import _catalog
 from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
@@ -26,6 +25,7 @@ from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_err
 from ._config import (
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
     DEFAULT_MAX_CONCURRENT_JOBS,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_POLL_POLICY,
     DEFAULT_RETRY_POLICY,
     DEFAULT_TIMEOUTS,
@@ -70,6 +70,7 @@ from ._submits import (
     submitted_wall_time,
 )
 from ._transport import Transport
+from ._validate import validate as validate_request
 
 if TYPE_CHECKING:
     import aiohttp
@@ -161,8 +162,10 @@ class FastRouterSession:
     bounds the jobs in flight (from submit until the job is seen to end); a
     ``submit`` beyond it waits for a slot (``None``: no bound).
     ``max_concurrent_downloads`` separately bounds the downloads streaming at
-    once, and ``max_download_bytes`` (``None``: no bound) refuses any video
-    larger than that many bytes. Pass
+    once, and ``max_download_bytes`` (default 8 GiB; ``None``: no bound)
+    refuses any video larger than that many bytes. Download links (and
+    their redirects) to link-local and cloud-metadata addresses are refused
+    unless ``allow_link_local_downloads=True``. Pass
     ``http_session`` to use your own ``aiohttp.ClientSession``: it is then
     never closed by this session. ``request_budget`` (a :class:`RequestBudget`
     or requests per second) paces every submit and poll of the session; with
@@ -191,7 +194,8 @@ class FastRouterSession:
         request_budget: RequestBudget | float | None = None,
         http_session: aiohttp.ClientSession | None = None,
         max_concurrent_downloads: int | None = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
-        max_download_bytes: int | None = None,
+        max_download_bytes: int | None = DEFAULT_MAX_DOWNLOAD_BYTES,
+        allow_link_local_downloads: bool = False,
         on_accepted: AcceptedCallback | None = None,
         on_accepted_timeout: float = DEFAULT_ON_ACCEPTED_TIMEOUT,
     ) -> None:
@@ -211,6 +215,8 @@ class FastRouterSession:
         ):
             if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                 raise InvalidRequestError(limit_name, limit, allowed)
+        if not isinstance(allow_link_local_downloads, bool):
+            raise InvalidRequestError("allow_link_local_downloads", allow_link_local_downloads, "True or False")
         for name, value, cls in (
             ("poll_policy", poll_policy, PollPolicy),
             ("retry_policy", retry_policy, RetryPolicy),
@@ -243,6 +249,7 @@ class FastRouterSession:
             rng=self._rng,
             max_concurrent=max_concurrent_downloads,
             max_bytes=max_download_bytes,
+            allow_link_local=allow_link_local_downloads,
         )
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -416,7 +423,7 @@ class FastRouterSession:
         else:
             request = _request_from_fields(fields, extra)
         if self._validate:
-            _catalog.validate(request)
+            validate_request(request)
         self._ensure_open()
         return await self._start_job(request, await self._acquire_slot(), None)
 

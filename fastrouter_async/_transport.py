@@ -21,7 +21,7 @@ import asyncio
 import logging
 import platform
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -241,9 +241,18 @@ class Transport:
 
     @asynccontextmanager
     async def stream(
-        self, call: HttpCall, *, auth: bool, headers: Mapping[str, str] | None = None
+        self,
+        call: HttpCall,
+        *,
+        auth: bool,
+        headers: Mapping[str, str] | None = None,
+        check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> AsyncIterator[StreamedResponse]:
-        """Open ``call`` for streaming. ``auth`` allows the key, and only for the API origin."""
+        """Open ``call`` for streaming. ``auth`` allows the key, and only for the API origin.
+
+        ``check_url`` is awaited with every URL about to be requested, redirect targets included,
+        and may raise to refuse it (nothing is then sent there).
+        """
         async with self._open(
             call.method,
             call.url,
@@ -252,6 +261,7 @@ class Transport:
             client_timeout=self._stream_timeout,
             headers=headers,
             follow_redirects=call.follow_redirects,
+            check_url=check_url,
         ) as resp:
             yield StreamedResponse(
                 status=resp.status, headers=_lower_headers(resp.headers), url=str(resp.url), response=resp
@@ -268,6 +278,7 @@ class Transport:
         client_timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
         follow_redirects: bool = True,
+        check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send, following redirects by hand; the key goes only to the API origin."""
         resp, method, current = await self._send(
@@ -278,6 +289,7 @@ class Transport:
             client_timeout=client_timeout,
             headers=headers,
             follow_redirects=follow_redirects,
+            check_url=check_url,
         )
         try:
             yield resp
@@ -302,6 +314,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         encoded: bytes | None = None,
         follow_redirects: bool = True,
+        check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> tuple[aiohttp.ClientResponse, str, URL]:
         """Send, following redirects by hand; the answer, with the method and URL that got it.
 
@@ -324,6 +337,8 @@ class Transport:
         body = json
         for _ in range(MAX_REDIRECTS + 1):
             authorized = auth and api
+            if check_url is not None:
+                await check_url(current)  # may refuse the URL (a download to a metadata address)
             if encoded is not None and body is not None and not headers:
                 request_headers = self._json_api_headers if authorized else self._json_headers
             else:

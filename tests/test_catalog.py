@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import attrs
 import pytest
 
-from fastrouter_async import validate_request
-from fastrouter_async._catalog import MODELS, WIRE_NAMES, ModelSpec, _check_against_spec, find_model, validate
+from fastrouter_async import FastRouterSession, validate_request
+from fastrouter_async._catalog import MODELS, PRICES, ModelSpec, Price, find_model, price_for
 from fastrouter_async._errors import InvalidRequestError
 from fastrouter_async._models import VideoRequest
+from fastrouter_async._protocol import WIRE_NAMES
+from fastrouter_async._validate import _check_against_spec, validate
+from fastrouter_async.testing import FastRouterSimulator
 
 UNKNOWN = "acme/brand-new-video"
 PNG = "https://example.com/frame.png"
@@ -48,18 +52,24 @@ RESEARCH_IDS = {
     "minimax/minimax-hailuo-02",
     "x-ai/grok-imagine-video",
 }
+# Listed by FastRouter in December 2026 (research notes §7.2).
+NEW_IDS = {
+    "bytedance/dreamina-seedance-2-5",
+    "bytedance/seedance-2-mini",
+    "x-ai/grok-imagine-video-1.5",
+    "alibaba/happyhorse-1.1",
+    "google/gemini-omni-1.1-flash",
+    "minimax/minimax-h3",
+    "wanx/wan-v2-7",
+    "wanx/wan-v3-0",
+}
 UNDOCUMENTED_IDS = {
     "bytedance/seedance-2",
     "bytedance/seedance-2-fast",
     "google/veo3.1-lite",
     "kling-ai/kling-v3",
-    "pika/pika-v2-2",
-    "pollo/pollo-v1-6",
-    "vidu/vidu-q1",
-    "vidu/vidu-v2-0",
-    "wanx/wan-v2-6",
     "x-ai/grok-imagine-video",
-}
+} | (NEW_IDS - {"bytedance/dreamina-seedance-2-5"})
 
 
 def request(model: str = UNKNOWN, prompt: str = "a red fox running through snow", **fields: Any) -> VideoRequest:
@@ -92,9 +102,9 @@ def assert_names(error: InvalidRequestError, field: str, value: object) -> None:
         ("google/veo3", {"image": PNG, "seed": 42, "extra": {"negativePrompt": "blurry"}}),
         ("google/veo3.1-fast", {"resolution": "4k", "length": 4}),
         ("google/veo2", {"length": 5, "resolution": "720p", "generate_audio": False}),
-        ("openai/sora-2", {"seconds": 8, "size": "1280x720"}),
-        ("openai/sora-2", {"length": 12, "aspect_ratio": "9:16"}),
-        ("openai/sora-2-pro", {"seconds": 4, "size": "1792x1024", "resolution": "1080p"}),
+        ("openai/sora-2", {"seconds": 8, "size": "1280x720", "allow_retired": True}),
+        ("openai/sora-2", {"length": 12, "aspect_ratio": "9:16", "allow_retired": True}),
+        ("openai/sora-2-pro", {"seconds": 4, "size": "1792x1024", "resolution": "1080p", "allow_retired": True}),
         ("bytedance/seedance", {"image": PNG, "length": 10}),
         ("bytedance/seedance-pro", {"resolution": "720p", "length": 5, "aspect_ratio": "21:9"}),
         ("bytedance/seedance-1.5-pro", {"resolution": "480p", "length": 7, "generate_audio": True}),
@@ -105,7 +115,7 @@ def assert_names(error: InvalidRequestError, field: str, value: object) -> None:
         ("kling-ai/kling-video-o1", {"image": PNG, "length": 3, "mode": "pro"}),
         ("runway/runway-gen-3-turbo", {"image": PNG, "aspect_ratio": "5:3", "length": 5}),
         ("runway/runway-gen-4-turbo", {"image": "http://cdn.example.org/x.jpg?sig=abc", "aspect_ratio": "9:16"}),
-        ("pika/pika-v2-2", {"length": 7, "resolution": "2k", "mode": "turbo", "generate_audio": True}),
+        ("wanx/wan-v3-0", {"length": 7, "resolution": "2k", "mode": "turbo", "generate_audio": True}),
         ("x-ai/grok-imagine-video", {"image": PNG, "aspect_ratio": "2:1"}),
     ],
 )
@@ -120,7 +130,8 @@ def test_valid_requests_pass(model: str, fields: dict[str, Any]) -> None:
         {"length": 7, "seconds": 99, "size": "3x2", "mode": "turbo", "resolution": "360p"},
         {"aspect_ratio": "7:3", "generate_audio": True, "seed": 0},
         {"length": 5, "seconds": 5},
-        {"seed": 2**32 - 1, "image": "HTTPS://Example.COM/a.png"},
+        {"seed": 2**31 - 1, "image": "HTTPS://Example.COM/a.png"},
+        {"seed": -(2**31 - 1)},
         {"extra": {"cfg_scale": 0.5, "camera": {"pan": [1, -2.5, None], "fixed": True}, "tags": ("a", "b")}},
     ],
 )
@@ -172,8 +183,9 @@ _SELF_LIST.append(_SELF_LIST)
         ({"length": "8"}, "length", "8", "whole number"),
         ({"seconds": 0}, "seconds", 0, "greater than 0"),
         ({"seconds": False}, "seconds", False, "whole number"),
-        ({"seed": -1}, "seed", -1, "0 to 4294967295"),
-        ({"seed": 2**32}, "seed", 2**32, "0 to 4294967295"),
+        ({"seed": -(2**31)}, "seed", -(2**31), "-2147483647 to 2147483647 (a signed 32-bit integer)"),
+        ({"seed": 2**31}, "seed", 2**31, "-2147483647 to 2147483647 (a signed 32-bit integer)"),
+        ({"seed": 2**32 - 1}, "seed", 2**32 - 1, "-2147483647 to 2147483647"),
         ({"seed": True}, "seed", True, "whole number"),
         ({"seed": 1.5}, "seed", 1.5, "whole number"),
         ({"resolution": ""}, "resolution", "", "non-empty string"),
@@ -356,7 +368,7 @@ def test_error_message_reads_well() -> None:
         ("bytedance/seedance-pro", {"image": PNG}),
         ("minimax/minimax-hailuo-02", {}),
         ("kling-ai/kling-v2", {"generate_audio": False}),
-        ("openai/sora-2", {"generate_audio": True}),
+        ("openai/sora-2", {"generate_audio": True, "allow_retired": True}),
     ],
 )
 def test_model_rules_boundaries_pass(model: str, fields: dict[str, Any]) -> None:
@@ -369,7 +381,7 @@ def test_model_rules_boundaries_pass(model: str, fields: dict[str, Any]) -> None
 @pytest.mark.parametrize("duration", [4, 8, 12])
 def test_sora_accepts_seconds_or_length(model: str, duration_field: str, duration: int) -> None:
     """Sora takes 4, 8 or 12 as seconds (FastRouter docs) or as length (Pollo upstream)."""
-    fields: dict[str, Any] = {duration_field: duration}
+    fields: dict[str, Any] = {duration_field: duration, "allow_retired": True}
     validate(request(model, **fields))
 
 
@@ -377,17 +389,17 @@ def test_sora_accepts_seconds_or_length(model: str, duration_field: str, duratio
 @pytest.mark.parametrize("model", ["openai/sora-2", "openai/sora-2-pro"])
 def test_sora_accepts_documented_sizes(model: str, size: str) -> None:
     """Every size FastRouter documents for Sora is accepted for both Sora models."""
-    validate(request(model, size=size))
+    validate(request(model, size=size, allow_retired=True))
 
 
 def test_duration_required_rule() -> None:
     """A spec with duration_required rejects a request without its duration field (no table entry uses it yet)."""
     spec = attrs.evolve(MODELS["openai/sora-2"], duration_required=True)
     with pytest.raises(InvalidRequestError) as info:
-        _check_against_spec(request("openai/sora-2"), spec)
+        _check_against_spec(request("openai/sora-2", allow_retired=True), spec)
     assert_names(info.value, "seconds", None)
     assert "required for this model; allowed values are 4, 8, 12" in info.value.allowed
-    _check_against_spec(request("openai/sora-2", length=4), spec)
+    _check_against_spec(request("openai/sora-2", length=4, allow_retired=True), spec)
 
 
 # -- resolution case and aliases ---------------------------------------------------------------------------
@@ -443,13 +455,13 @@ def test_alias_gets_the_model_rules() -> None:
 # -- the table ---------------------------------------------------------------------------------------------
 
 
-def test_models_holds_the_28_researched_ids() -> None:
-    """MODELS is exactly the 28 video model ids found in FastRouter's docs and catalog."""
-    assert set(MODELS) == RESEARCH_IDS
-    assert len(MODELS) == 28
+def test_models_holds_the_researched_and_newly_listed_ids() -> None:
+    """MODELS is exactly the 28 researched video model ids plus the 8 FastRouter listed in December 2026."""
+    assert set(MODELS) == RESEARCH_IDS | NEW_IDS
+    assert len(MODELS) == 36
 
 
-@pytest.mark.parametrize("model_id", sorted(RESEARCH_IDS))
+@pytest.mark.parametrize("model_id", sorted(RESEARCH_IDS | NEW_IDS))
 def test_spec_is_consistent(model_id: str) -> None:
     """Every spec is keyed by its id, explains itself, and only Sora uses seconds and size."""
     spec = MODELS[model_id]
@@ -495,7 +507,7 @@ def test_normalised_ids_are_unique() -> None:
 
 def test_wire_names_cover_every_request_field() -> None:
     """WIRE_NAMES maps each VideoRequest field except extra, camelCasing aspectRatio and generateAudio."""
-    assert set(WIRE_NAMES) == {f.name for f in attrs.fields(VideoRequest)} - {"extra"}
+    assert set(WIRE_NAMES) == {f.name for f in attrs.fields(VideoRequest)} - {"extra", "allow_retired"}
     assert WIRE_NAMES["aspect_ratio"] == "aspectRatio"
     assert WIRE_NAMES["generate_audio"] == "generateAudio"
     assert all(WIRE_NAMES[name] == name for name in WIRE_NAMES if name not in {"aspect_ratio", "generate_audio"})
@@ -539,3 +551,185 @@ def test_validate_request_is_public() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         validate_request(VideoRequest(model="google/veo3", prompt="p", length=99))
     assert caught.value.field == "length"
+
+
+# -- rules from the upstream per-model docs (December 2026) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "field", "value", "allowed"),
+    [
+        ("wanx/wan-v2-6", {"length": 1}, "length", 1, "allowed values are 2, 3, 4"),
+        ("wanx/wan-v2-6", {"length": 16}, "length", 16, "13, 14, 15"),
+        ("wanx/wan-v2-6", {"resolution": "480p"}, "resolution", "480p", "720P, 1080P"),
+        ("wanx/wan-v2-6", {"aspect_ratio": "21:9"}, "aspect_ratio", "21:9", "1:1, 3:4, 4:3, 9:16, 16:9"),
+        ("wanx/wan-v2-6", {"prompt": "x" * 2001}, "prompt", "x" * 2001, "at most 2000 characters"),
+        ("vidu/vidu-q1", {"length": 4}, "length", 4, "allowed values are 5"),
+        ("vidu/vidu-q1", {"resolution": "720p"}, "resolution", "720p", "allowed values are 1080p"),
+        ("vidu/vidu-v2-0", {}, "image", None, "image-to-video only"),
+        ("vidu/vidu-v2-0", {"image": PNG, "length": 5}, "length", 5, "allowed values are 4, 8"),
+        ("pika/pika-v2-2", {"length": 7}, "length", 7, "allowed values are 5, 10"),
+        ("pika/pika-v2-2", {"resolution": "480p"}, "resolution", "480p", "720p, 1080p"),
+        ("pollo/pollo-v1-6", {"length": 8, "resolution": "720p"}, "length", 8, "allowed values are 5, 10"),
+        ("pollo/pollo-v1-6", {"mode": "std", "resolution": "720p"}, "mode", "std", "allowed values are basic, pro"),
+        ("pollo/pollo-v1-6", {}, "resolution", None, "required for text-to-video"),
+        ("pollo/pollo-v1-6", {"prompt": "x" * 1001, "image": PNG}, "prompt", "x" * 1001, "at most 1000"),
+        ("google/veo3", {"prompt": "x" * 2001}, "prompt", "x" * 2001, "at most 2000 characters"),
+        ("google/veo3-fast", {"prompt": "x" * 2001}, "prompt", "x" * 2001, "at most 2000 characters"),
+        ("google/veo3.1", {"prompt": "x" * 2001}, "prompt", "x" * 2001, "at most 2000 characters"),
+        ("google/veo3.1-fast", {"prompt": "x" * 2001}, "prompt", "x" * 2001, "at most 2000 characters"),
+        ("bytedance/dreamina-seedance-2-5", {"length": 31}, "length", 31, "at most 30 seconds"),
+    ],
+)
+def test_upstream_rules_reject(model: str, fields: dict[str, Any], field: str, value: object, allowed: str) -> None:
+    """The per-model rules now known from the upstream docs reject what they exclude, naming field and value."""
+    error = rejected(request(model, **fields))
+    assert_names(error, field, value)
+    assert allowed in error.allowed
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        ("wanx/wan-v2-6", {"length": 2, "resolution": "720p", "aspect_ratio": "3:4", "generate_audio": True}),
+        ("wanx/wan-v2-6", {"length": 15, "resolution": "1080P", "prompt": "x" * 2000}),
+        ("vidu/vidu-q1", {"length": 5, "resolution": "1080p"}),
+        ("vidu/vidu-v2-0", {"image": PNG, "length": 8}),
+        ("pika/pika-v2-2", {"length": 10, "resolution": "720p"}),
+        ("pollo/pollo-v1-6", {"image": PNG, "length": 5, "mode": "basic", "prompt": "x" * 1000}),
+        ("pollo/pollo-v1-6", {"resolution": "720p", "mode": "pro"}),
+        ("google/veo3.1", {"prompt": "x" * 2000}),
+        ("bytedance/dreamina-seedance-2-5", {"length": 30, "generate_audio": True, "resolution": "2k"}),
+        ("bytedance/seedance-2-mini", {"length": 99, "mode": "anything", "aspect_ratio": "7:3"}),
+    ],
+)
+def test_upstream_rules_boundaries_pass(model: str, fields: dict[str, Any]) -> None:
+    """Requests at the edges of the upstream limits pass; undocumented values stay unchecked."""
+    validate(request(model, **fields))
+
+
+def test_newly_listed_models_cite_their_source() -> None:
+    """Each model added from FastRouter's December 2026 listing says where it comes from in its notes."""
+    for model_id in NEW_IDS:
+        assert "FastRouter" in MODELS[model_id].notes, model_id
+    assert MODELS["bytedance/dreamina-seedance-2-5"].max_duration == 30
+    assert MODELS["bytedance/dreamina-seedance-2-5"].supports_audio is True
+
+
+# -- retired models ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["openai/sora-2", "openai/sora-2-pro", "OpenAI/Sora-2"])
+def test_retired_model_is_refused(model: str) -> None:
+    """A Sora request is refused before sending, naming the model, the retirement date and the opt-in."""
+    error = rejected(request(model, seconds=4))
+    assert_names(error, "model", model)
+    assert "retired on 2026-09-24" in error.allowed
+    assert "allow_retired=True" in error.allowed
+    assert str(error).startswith(f"invalid model={model!r}: this model was retired")
+
+
+def test_retired_model_passes_with_opt_in() -> None:
+    """allow_retired=True lets a retired model through, and the flag is never sent to the server."""
+    from fastrouter_async._protocol import build_submit_body  # noqa: PLC0415
+
+    req = request("openai/sora-2", seconds=4, allow_retired=True)
+    validate(req)
+    assert "allow_retired" not in build_submit_body(req)
+    assert "allow_retired" not in str(build_submit_body(req))
+
+
+def test_retired_check_comes_after_other_rules() -> None:
+    """A retired model's other mistakes are reported first (the retirement is then the last word)."""
+    assert rejected(request("openai/sora-2", seconds=10)).field == "seconds"
+
+
+def test_allow_retired_from_batch_fields() -> None:
+    """A batch line's allow_retired is the request field, not an extra API parameter."""
+    req = VideoRequest.from_fields({"model": "openai/sora-2", "prompt": "p", "allow_retired": True})
+    assert req.allow_retired is True
+    assert dict(req.extra) == {}
+    validate(req)
+    assert rejected(VideoRequest.from_fields({"model": "m/x", "prompt": "p", "allow_retired": "yes"})).field == (
+        "allow_retired"
+    )
+
+
+def test_only_sora_is_retired() -> None:
+    """Exactly the two Sora models carry a retirement date and a notice."""
+    retired = {spec.id for spec in MODELS.values() if spec.retired is not None}
+    assert retired == {"openai/sora-2", "openai/sora-2-pro"}
+    assert all(MODELS[model_id].retired_notice for model_id in retired)
+
+
+# -- prices ------------------------------------------------------------------------------------------------
+
+
+def test_price_table_is_sourced_and_dated() -> None:
+    """Every shipped price names its source and date; no price is shipped without one."""
+    assert PRICES
+    for model_id, price in PRICES.items():
+        assert price.model == model_id
+        assert model_id in MODELS
+        assert price.source
+        assert isinstance(price.as_of, datetime.date)
+        assert price.usd > 0
+
+
+def test_price_for_the_published_kling_example() -> None:
+    """Kling V1.6 costs 0.21 USD for a 5 s video (FastRouter's docs); other lengths are unknown, not scaled."""
+    price = price_for("kling-ai/kling-v1-6", 5)
+    assert price is not None
+    assert price.usd == pytest.approx(0.21)
+    assert price.cost(5) == pytest.approx(0.21)
+    assert price.as_of == datetime.date(2026, 9, 7)
+    assert price_for("kling-ai/kling-v1-6", 10) is None
+    assert price_for("Kling-AI/Kling-V1.6", None) is price
+
+
+@pytest.mark.parametrize("model", ["google/veo3", "wanx/wan-v3-0", UNKNOWN])
+def test_price_unknown_is_none(model: str) -> None:
+    """A model with no published price has none: the lookup answers None, never a guess."""
+    assert price_for(model, 5) is None
+
+
+def test_listed_prices_win_and_per_second_scales() -> None:
+    """A price from FastRouter's refreshed list wins over the shipped one; a per-second price covers any length."""
+    listed = {
+        "kling-ai/kling-v1-6": Price(
+            model="kling-ai/kling-v1-6",
+            usd=0.05,
+            per="second",
+            length=None,
+            source="FastRouter GET /models",
+            as_of=datetime.date(2026, 12, 4),
+        )
+    }
+    price = price_for("kling-ai/kling-v1-6", 10, listed=listed)
+    assert price is listed["kling-ai/kling-v1-6"]
+    assert price.cost(10) == pytest.approx(0.5)
+    assert price.cost(None) is None
+
+
+@pytest.mark.parametrize("key", ["allow_retired", "allowRetired", "Allow-Retired"])
+def test_allow_retired_in_extra_is_refused(key: str) -> None:
+    """allow_retired given as an extra parameter is refused (it would be sent and not opt in), naming the fix."""
+    error = rejected(request("openai/sora-2", extra={key: True}))
+    assert_names(error, "extra", key)
+    assert "VideoRequest(..., allow_retired=True)" in error.allowed
+
+
+async def test_session_refuses_retired_model_before_sending(
+    session: FastRouterSession, sim: FastRouterSimulator
+) -> None:
+    """submit() to a retired model raises before any request; with allow_retired=True the job is submitted."""
+    with pytest.raises(InvalidRequestError) as info:
+        await session.submit(model="openai/sora-2", prompt="a cat", seconds=4)
+    assert info.value.field == "model"
+    with pytest.raises(InvalidRequestError):
+        await session.submit(model="openai/sora-2", prompt="a cat", seconds=4, allow_retired=True)
+    assert sim.records.requests == []
+    job = await session.submit(VideoRequest(model="openai/sora-2", prompt="a cat", seconds=4, allow_retired=True))
+    assert job.task_id
+    (submit,) = [r for r in sim.records.requests if r.route == "submit"]
+    assert submit.json == {"model": "openai/sora-2", "prompt": "a cat", "seconds": 4}

@@ -88,6 +88,7 @@ def child_env(*, key: bool = True) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("FASTROUTER_")}
     if key:
         env["FASTROUTER_API_KEY"] = API_KEY
+    env["XDG_CACHE_HOME"] = "/nonexistent/fastrouter-cli-cache"  # never a real user's refreshed model list
     return env
 
 

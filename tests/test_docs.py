@@ -320,6 +320,7 @@ def _env(base_url: str) -> dict[str, str]:
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str], ok_codes: tuple[int, ...] = (0,)) -> Outcome:
+    env = {**env, "XDG_CACHE_HOME": str(cwd / ".cache")}  # e.g. refresh_catalog() writes no user cache
     try:
         done = subprocess.run(
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT, check=False

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
+import gc
 import hashlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,11 @@ import anyio
 import pytest
 
 from fastrouter_async import DownloadError, FastRouterSession, InvalidRequestError, ResultSource, VideoResult
-from fastrouter_async._config import DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_MAX_LINK_REFRESHES
+from fastrouter_async._config import (
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_LINK_REFRESHES,
+)
 from fastrouter_async.testing import (
     FastRouterSimulator,
     Fault,
@@ -38,6 +45,12 @@ async def cdn() -> AsyncIterator[tuple[FastRouterSimulator, SimulatorServer]]:
     other = FastRouterSimulator()
     async with other.serve() as running:
         yield other, running
+
+
+def fake_mp4(size: int) -> bytes:
+    """``size`` bytes that start like an MP4 (an ``ftyp`` box) and go on at random."""
+    head = sample_video()[:32]
+    return head + os.urandom(size - len(head))
 
 
 def has_auth(headers: dict[str, str]) -> bool:
@@ -165,7 +178,7 @@ async def test_video_as_poll_body(session: FastRouterSession, sim: FastRouterSim
 
 async def test_inline_base64_video(session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path) -> None:
     """An inline bytesBase64Encoded video is decoded in pieces to a verified file."""
-    payload = os.urandom(3 * 1024 * 1024 + 7)
+    payload = fake_mp4(3 * 1024 * 1024 + 7)
     sim.default_plan = JobPlan(outcome="inline_base64", video=payload)
     video = await finished(session)
     assert video.source is ResultSource.INLINE_BASE64
@@ -178,7 +191,7 @@ async def test_large_video_streams_with_progress(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """A multi-megabyte video arrives byte-exact, with progress reported as it streams."""
-    payload = os.urandom(5 * 1024 * 1024 + 123)
+    payload = fake_mp4(5 * 1024 * 1024 + 123)
     sim.default_plan = JobPlan(video=payload)
     seen: list[tuple[int, int | None]] = []
 
@@ -219,7 +232,7 @@ async def test_cancelled_download_keeps_a_resumable_part(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """A cancelled download leaves no destination, only .part + sidecar, and the next call resumes them with Range."""
-    payload = os.urandom(8 * 1024 * 1024)
+    payload = fake_mp4(8 * 1024 * 1024)
     sim.default_plan = JobPlan(video=payload)
     video = await finished(session)
     started = asyncio.Event()
@@ -289,7 +302,7 @@ async def test_download_reports_size_and_sha256(session: FastRouterSession, tmp_
 
 # --- resume --------------------------------------------------------------------------------------
 
-BIG = b"\x00\x00\x00\x20ftypisom" + os.urandom(3 * 1024 * 1024 + 5)  # an MP4 ftyp box, then noise
+BIG = fake_mp4(3 * 1024 * 1024 + 17)
 
 
 def sha(data: bytes) -> str:
@@ -352,7 +365,7 @@ async def test_changed_file_with_if_range_restarts(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """If the file changed (new ETag), If-Range makes the server send it whole and the download starts over."""
-    changed = os.urandom(len(BIG) + 1000)
+    changed = fake_mp4(len(BIG) + 1000)
     sim.default_plan = JobPlan(video=BIG)
     sim.inject(Fault.truncate(1_000_000))
     sim.inject(Fault.serve(changed, times=None))
@@ -368,7 +381,7 @@ async def test_content_range_total_mismatch_restarts(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """Without an ETag, a 206 whose Content-Range total differs from the first answer's length starts over."""
-    changed = os.urandom(len(BIG) - 1000)
+    changed = fake_mp4(len(BIG) - 1000)
     sim.default_plan = JobPlan(video=BIG)
     sim.download_etag = "none"
     sim.inject(Fault.truncate(1_000_000))
@@ -673,7 +686,7 @@ async def test_download_concurrency_limit_is_never_exceeded(
 ) -> None:
     """With max_concurrent_downloads=2 the server never sees more than two downloads at once."""
     session = make_session(max_concurrent_downloads=2)
-    sim.default_plan = JobPlan(video=os.urandom(1024 * 1024))
+    sim.default_plan = JobPlan(video=fake_mp4(1024 * 1024))
     videos = await asyncio.gather(*(finished(session, prompt=f"v{i}") for i in range(8)))
     client_side: list[int] = []
 
@@ -698,7 +711,7 @@ async def test_download_limits_are_validated(make_session: SessionFactory, sessi
         with pytest.raises(InvalidRequestError, match="max_download_bytes"):
             make_session(max_download_bytes=bad)
     assert session.max_concurrent_downloads == DEFAULT_MAX_CONCURRENT_DOWNLOADS
-    assert session.max_download_bytes is None
+    assert session.max_download_bytes == DEFAULT_MAX_DOWNLOAD_BYTES == 8 * 1024**3
     assert make_session(max_concurrent_downloads=None).max_concurrent_downloads is None
 
 
@@ -796,7 +809,7 @@ async def test_range_past_a_shrunk_file_restarts_after_416(
     session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
     """A Range beyond a file that shrank (no ETag to notice) gets 416; the download starts over and completes."""
-    shrunk = os.urandom(100_000)
+    shrunk = fake_mp4(100_000)
     sim.default_plan = JobPlan(video=BIG)
     sim.download_etag = "none"
     sim.inject(Fault.truncate(1_000_000))
@@ -836,3 +849,47 @@ async def test_disk_errors_are_download_errors(session: FastRouterSession, tmp_p
         await video.download(tmp_path / "file" / "v.mp4")
     assert caught.value.task_id == video.task_id
     assert isinstance(caught.value.__cause__, OSError)
+
+
+def open_files_under(folder: Path) -> list[str] | None:
+    """The files under ``folder`` this process holds open (None where /proc is missing)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    found = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(folder)):
+                found.append(target)
+    return found
+
+
+async def test_cancelling_at_every_step_leaks_no_file_and_no_handle(
+    session: FastRouterSession, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Cancelled at increasing event-loop steps, download() leaves no open handle, no stray .part, no partial file."""
+    payload = fake_mp4(2 * 1024 * 1024 + 5)
+    sim.default_plan = JobPlan(video=payload)
+    video = await finished(session)
+    target = tmp_path / "v.mp4"
+    for steps in range(0, 80, 2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            task = asyncio.ensure_future(video.download(target))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gc.collect()
+        assert [w for w in caught if issubclass(w.category, ResourceWarning)] == [], steps
+        assert open_files_under(tmp_path) in (None, []), steps
+        if target.exists():
+            assert target.read_bytes() == payload
+            target.unlink()
+        for part in tmp_path.glob(".*.part"):  # only a resumable leftover may stay, with its sidecar
+            assert part.with_name(part.name + ".json").exists(), (steps, part.name)
+    assert (await video.download(target)).sha256 == sha(payload)
+    assert leftovers(tmp_path) == []

@@ -48,7 +48,11 @@ class SourceFile:
 def write_random_file(path: Path, size: int) -> SourceFile:
     digest = hashlib.sha256()
     with open(path, "wb") as out:
-        left = size
+        # It must start like a video (an MP4 ftyp box): downloads refuse anything else.
+        head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"[:size]
+        out.write(head)
+        digest.update(head)
+        left = size - len(head)
         while left:
             chunk = os.urandom(min(left, 4 * 1024 * 1024))
             out.write(chunk)

@@ -51,7 +51,7 @@ async def _download(options: argparse.Namespace) -> int:
 async def _models(options: argparse.Namespace) -> int:
     from ._models import run_models  # noqa: PLC0415
 
-    return run_models(options)
+    return await run_models(options)
 
 
 async def _simulator(options: argparse.Namespace) -> int:

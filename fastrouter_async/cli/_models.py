@@ -1,18 +1,37 @@
-"""``models``: the known models and the parameters each accepts, as a table or as JSON."""
+"""``models``: the known models and the parameters each accepts, as a table or as JSON.
+
+``--refresh`` first fetches FastRouter's public model list into the local cache; models listed there
+but missing from the shipped catalog are shown too (their rules are unknown), and prices come from
+the list when it gives them, else from the shipped, dated price table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from fastrouter_async import MODELS, ModelSpec
+from fastrouter_async import (
+    MODELS,
+    FastRouterError,
+    InvalidRequestError,
+    ListedCatalog,
+    ListedModel,
+    ModelSpec,
+    Price,
+    cached_catalog,
+    find_model,
+    price_for,
+    refresh_catalog,
+)
 
+from ._options import PROG
 from ._runtime import EXIT_OK, say, stdout_is_terminal
 
 __all__ = ["model_rows", "run_models"]
@@ -36,12 +55,57 @@ def _sorted(values: Iterable[int] | Iterable[str] | None) -> list[Any] | None:
     return None if values is None else sorted(values, key=_natural)
 
 
-def model_rows() -> list[dict[str, Any]]:
-    """Every known model as a plain dict (sorted value lists; ``None`` where nothing is documented)."""
-    return [_row(spec) for spec in sorted(MODELS.values(), key=lambda spec: spec.id)]
+def model_rows(listed: ListedCatalog | None = None) -> list[dict[str, Any]]:
+    """Every known model as a plain dict (sorted value lists; ``None`` where nothing is documented).
+
+    With ``listed`` (FastRouter's cached list), its models missing from the catalog are added with
+    unknown rules, and its prices are preferred.
+    """
+    prices = listed.prices() if listed is not None else {}
+    rows = [_row(spec, prices) for spec in MODELS.values()]
+    if listed is not None:
+        rows += [_listed_row(model, prices) for model in listed.models.values() if _is_new(model)]
+    return sorted(rows, key=lambda row: row["id"])
 
 
-def _row(spec: ModelSpec) -> dict[str, Any]:
+def _is_new(model: ListedModel) -> bool:
+    return find_model(model.id) is None
+
+
+def _price(price: Price | None) -> dict[str, Any] | None:
+    if price is None:
+        return None
+    return {
+        "usd": price.usd,
+        "per": price.per,
+        "length": price.length,
+        "source": price.source,
+        "as_of": price.as_of.isoformat(),
+    }
+
+
+def _listed_row(model: ListedModel, prices: Mapping[str, Price]) -> dict[str, Any]:
+    unknown = dict.fromkeys(("durations", "resolutions", "aspect_ratios", "sizes", "modes"))
+    return {
+        "id": model.id,
+        "name": model.name,
+        "provider": model.id.split("/", 1)[0],
+        "image": "unknown",
+        "duration_field": "length",
+        "duration_required": False,
+        "resolution_required": False,
+        "max_prompt_length": None,
+        "supports_audio": None,
+        **unknown,
+        "max_duration": None,
+        "retired": None,
+        "price": _price(price_for(model.id, listed=prices)),
+        "source": "listed",
+        "notes": "Listed by FastRouter but not in this version's catalog: only the universal rules apply.",
+    }
+
+
+def _row(spec: ModelSpec, prices: Mapping[str, Price]) -> dict[str, Any]:
     return {
         "id": spec.id,
         "name": spec.name,
@@ -57,6 +121,10 @@ def _row(spec: ModelSpec) -> dict[str, Any]:
         "modes": _sorted(spec.modes),
         "max_prompt_length": spec.max_prompt_length,
         "supports_audio": spec.supports_audio,
+        "max_duration": spec.max_duration,
+        "retired": spec.retired.isoformat() if spec.retired is not None else None,
+        "price": _price(price_for(spec.id, listed=prices)),
+        "source": "catalog",
         "notes": spec.notes,
     }
 
@@ -64,7 +132,10 @@ def _row(spec: ModelSpec) -> dict[str, Any]:
 def _cell(values: list[Any] | None, *, required: bool = False) -> str:
     if values is None:
         return _ANY
-    text = ", ".join(str(value) for value in values)
+    if len(values) > 4 and all(isinstance(v, int) for v in values) and values[-1] - values[0] == len(values) - 1:
+        text = f"{values[0]}-{values[-1]}"  # a run of whole seconds, e.g. 2-15
+    else:
+        text = ", ".join(str(value) for value in values)
     return f"{text} (required)" if required else text
 
 
@@ -72,24 +143,58 @@ def _audio(value: bool | None) -> str:
     return _ANY if value is None else "yes" if value else "no"
 
 
-_HEADERS = ("model", "provider", "image", "length / seconds", "resolution", "aspect ratio", "size", "mode", "audio")
+def _price_cell(price: dict[str, Any] | None) -> str:
+    if price is None:
+        return "unknown"
+    if price["per"] == "second":
+        return f"{price['usd']:g} USD/s"
+    length = f" ({price['length']} s)" if price["length"] is not None else ""
+    return f"{price['usd']:g} USD/video{length}"
 
 
-def _table_rows() -> list[tuple[str, ...]]:
+def _model_cell(row: dict[str, Any]) -> str:
+    if row["retired"] is not None:
+        return f"{row['id']} (retired {row['retired']})"
+    if row["source"] == "listed":
+        return f"{row['id']} (listed only)"
+    return str(row["id"])
+
+
+def _duration_cell(row: dict[str, Any]) -> str:
+    if row["max_duration"] is not None and row["durations"] is None:
+        return f"{row['duration_field']}: at most {row['max_duration']}"
+    return f"{row['duration_field']}: {_cell(row['durations'], required=row['duration_required'])}"
+
+
+_HEADERS = (
+    "model",
+    "provider",
+    "image",
+    "length / seconds",
+    "resolution",
+    "aspect ratio",
+    "size",
+    "mode",
+    "audio",
+    "price",
+)
+
+
+def _table_rows(listed: ListedCatalog | None) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    for row in model_rows():
-        durations = _cell(row["durations"], required=row["duration_required"])
+    for row in model_rows(listed):
         rows.append(
             (
-                row["id"],
+                _model_cell(row),
                 row["provider"],
                 row["image"],
-                f"{row['duration_field']}: {durations}",
+                _duration_cell(row),
                 _cell(row["resolutions"], required=row["resolution_required"]),
                 _cell(row["aspect_ratios"]),
                 _cell(row["sizes"]) if row["sizes"] is not None else "-",
                 _cell(row["modes"]),
                 _audio(row["supports_audio"]),
+                _price_cell(row["price"]),
             )
         )
     return rows
@@ -98,16 +203,39 @@ def _table_rows() -> list[tuple[str, ...]]:
 _LEGEND = (
     f"'{_ANY}': not documented for this model, so not checked (the server decides). "
     "'-': not accepted. Resolutions 'required' only without an image. "
-    "Unknown model ids are accepted too, with the universal rules only."
+    "Unknown model ids are accepted too, with the universal rules only. "
+    "Retired models are refused unless a request sets allow_retired. "
+    "'listed only': in FastRouter's list (models --refresh), not in this catalog."
 )
 
 
-def run_models(options: argparse.Namespace) -> int:
-    """Print the catalog."""
+async def _refreshed(options: argparse.Namespace) -> ListedCatalog | None:
+    """Fetch FastRouter's model list into the cache; on failure say so in one line and use what there is."""
+    try:
+        listed = await refresh_catalog(options.base_url)
+    except InvalidRequestError:
+        raise  # a bad --base-url is a usage error, not an unreachable server
+    except FastRouterError as exc:
+        cached = cached_catalog()
+        fallback = (
+            f"using the list cached on {cached.fetched_at:%Y-%m-%d %H:%M} UTC"
+            if cached is not None
+            else "using the shipped catalog"
+        )
+        reason = str(exc).splitlines()[0][:200]
+        say(f"{PROG}: could not refresh the model list ({type(exc).__name__}: {reason}); {fallback}", file=sys.stderr)
+        return cached
+    say(f"{PROG}: fetched {len(listed.models)} models from {listed.source}", file=sys.stderr)
+    return listed
+
+
+async def run_models(options: argparse.Namespace) -> int:
+    """Print the catalog (after fetching FastRouter's model list, with ``--refresh``)."""
+    listed = await _refreshed(options) if options.refresh else cached_catalog()
     if options.json:
-        say(json.dumps(model_rows(), indent=2))
+        say(json.dumps(model_rows(listed), indent=2))
         return EXIT_OK
-    rows = _table_rows()
+    rows = _table_rows(listed)
     if stdout_is_terminal():
         table = Table(*_HEADERS, title="Known FastRouter video models", caption=_LEGEND)
         for row in rows:

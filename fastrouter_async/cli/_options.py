@@ -121,7 +121,7 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--aspect-ratio", metavar="A", help="e.g. 16:9, 9:16, 1:1")
     group.add_argument("--size", metavar="S", help="Sora models: e.g. 1280x720")
     group.add_argument("--mode", metavar="M", help="e.g. std, pro (Kling models)")
-    group.add_argument("--seed", metavar="N", type=_int, help="a whole number from 0 to 4294967295")
+    group.add_argument("--seed", metavar="N", type=_int, help="a whole number from -2147483647 to 2147483647")
     group.add_argument(
         "--audio",
         dest="generate_audio",
@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         "models", "list the known models and their parameters", "List the known models and the parameters each accepts."
     )
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument(
+        "--refresh", action="store_true", help="first fetch FastRouter's public model list into the local cache"
+    )
 
     simulator = command(
         "simulator",

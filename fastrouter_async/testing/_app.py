@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import _cache, _payloads
 from ._assets import video_answer
+from ._model_list import default_model_list
 from ._plans import Fault
 from ._records import RecordedRequest, RecordRoute, SimulatedJob
 
@@ -49,6 +50,7 @@ def build_app(simulator: FastRouterSimulator) -> web.Application:
     router.add_get("/videos-content/{task_id}", routes.wrap("download", routes.download))
     router.add_get("/cdn/{task_id}.mp4", routes.wrap("download", routes.download))
     router.add_get("/healthz", routes.wrap("other", routes.healthz))
+    router.add_get(f"{API}/models", routes.wrap("other", routes.models))  # public: no key checked
     # The simulator's own introspection, for clients in another process: never recorded, never faulted.
     router.add_get("/_simulator/jobs", routes.timeline)
     router.add_get("/_simulator/stats", routes.stats)
@@ -236,6 +238,13 @@ class _Routes:
 
     async def healthz(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         return web.Response(text="ok")
+
+    async def models(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        """FastRouter's public model list: ``sim.model_list`` (bytes are sent as they are), else the default."""
+        listed = self.sim.model_list
+        if isinstance(listed, bytes):
+            return web.Response(body=listed, content_type="application/json")
+        return web.json_response(default_model_list() if listed is None else listed)
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.sim.timeline())

@@ -152,6 +152,8 @@ class FastRouterSimulator:
         self.record_requests = record_requests
         self.cache_pending_timeout = cache_pending_timeout
         self.cache_hit_style: CacheHitStyle = cache_hit_style
+        self.model_list: object = None
+        """What ``GET /api/v1/models`` answers: any JSON value, raw ``bytes``, or ``None`` for a default list."""
         self.records = SimulatorRecords()
         self._cache = ResponseCache()
         self._clock: Clock = clock or anyio.current_time

@@ -1,0 +1,63 @@
+"""The file-system steps of a part file that are not its bytes: its lock and its sidecar.
+
+``lock_part`` takes an exclusive ``flock`` on an open ``.part`` (released when the file is
+closed, also when the process dies), so two processes never write into one file; on
+platforms without ``flock`` (Windows) it always succeeds. The sidecar, ``.NAME.part.json``,
+says what the kept bytes are; it is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["LockState", "lock_part", "read_sidecar", "write_sidecar"]
+
+LockState = Literal["locked", "busy", "stale"]
+
+_flock: Callable[[int, int], None] | None
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one download per destination per session still holds
+    _flock = None
+else:
+    _flock = fcntl.flock
+
+
+def lock_part(fd: int, path: Path) -> LockState:
+    """Lock the open ``.part`` for this download: ``"locked"``, ``"busy"`` (another holds it) or ``"stale"``.
+
+    ``"stale"``: the lock was taken, but ``path`` is no longer this file (another download moved it
+    into place or removed it meanwhile), so the file must be opened again.
+    """
+    if _flock is None:
+        return "locked"
+    try:
+        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "busy"
+    try:
+        current = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return "stale"
+    mine = os.fstat(fd)
+    return "locked" if (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino) else "stale"
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_sidecar(path: Path, meta: dict[str, Any]) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    os.replace(temp, path)
