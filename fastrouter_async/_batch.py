@@ -17,6 +17,7 @@ import asyncio
 import enum
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -447,6 +448,18 @@ class BatchRun:
                 hooks = None if self._journal is None else _JournalHooks(self._journal, item)
                 job = await session._start_job(item.request, slot, hooks)
             except SubmitUncertainError as exc:
+                if exc.task_id is not None:
+                    # The answer could not be read but showed the task id: record it and follow that task.
+                    logger.warning("request #%d (%s): %s", item.index, item.request.describe(), exc)
+                    if self._journal is not None:
+                        await self._journal.submitted(item.key, exc.task_id)
+                    slot = await session._acquire_slot()
+                    job = session._attach(
+                        exc.task_id, item.request.model, item.request, slot, submitted_wall_time=time.time()
+                    )
+                    self._moved("submitting", "running")
+                    job._observer = self._observer(item)
+                    return await self._finish_job(item, job, False)
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, exc.reason)
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=exc)
@@ -457,6 +470,14 @@ class BatchRun:
                 return self._ended(item, "submitting", OutcomeStatus.NOT_SENT, error=exc)
             except FastRouterError as exc:
                 return self._ended(item, "submitting", OutcomeStatus.FAILED, error=exc)
+            except Exception as exc:  # a bug ends this job only; it may have been submitted
+                logger.exception(
+                    "request #%d (%s): unexpected error while submitting", item.index, item.request.describe()
+                )
+                uncertain = SubmitUncertainError(item.request, f"unexpected {type(exc).__name__} while submitting")
+                if self._journal is not None:
+                    await self._journal.uncertain(item.key, uncertain.reason)
+                return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
             self._moved("submitting", "running")
         job._observer = self._observer(item)
         return await self._finish_job(item, job, resumed)
