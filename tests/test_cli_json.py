@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,22 @@ async def test_jobs_json_missing_journal_is_an_error_object(cli: Callable[..., A
     [error] = only(child)
     assert error["error"] == "JournalError"
     assert "no journal" in error["message"]
+
+
+async def test_generate_json_ctrl_c_prints_a_stopped_object(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator
+) -> None:
+    """Ctrl-C while waiting: a stopped object with the task id and the download command, and exit code 130."""
+    sim.default_plan = JobPlan(duration=600.0)  # never ends during the test
+    child: Child = await cli(*generate_args(server, "a cat"), "-o", "cat.mp4", "--json")
+    await child.until(lambda: '"type": "submitted"' in child.stdout, "the submitted object")
+    child.process.send_signal(signal.SIGINT)
+    assert await child.finish() == 130
+    events = only(child)
+    stopped = events[-1]
+    task_id = events[0]["task_id"]
+    assert (stopped["type"], stopped["task_id"]) == ("stopped", task_id)
+    assert stopped["download_command"] == (
+        f"fastrouter-video download {task_id} --model google/veo3 -o cat.mp4 --base-url {server.base_url}"
+    )
+    assert sim.records.submit_count == 1

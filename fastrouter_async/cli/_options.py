@@ -28,7 +28,8 @@ _EPILOG = """\
 exit codes: 0 success; 1 a job failed, is uncertain, still running or not sent, or the API
 refused (a batch stopped by a 401/402/403 account error exits 1 after one message naming it);
 2 bad usage, a bad batch file, a bad -o path or a missing key (nothing was sent); 130 stopped
-by Ctrl-C (143 by SIGTERM). Run 'fastrouter-video COMMAND --help' for a command's options.
+by Ctrl-C (143 by SIGTERM). With --json (generate, status, download, jobs) the output is one JSON
+object per line on stdout, errors included. Run 'fastrouter-video COMMAND --help' for a command's options.
 """
 
 
