@@ -118,7 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return report(f"{PROG}: {type(exc).__name__}: {exc}", fields)
     except KeyboardInterrupt:  # before the command's own handler was installed
-        return report(f"{PROG}: interrupted", error_object("KeyboardInterrupt", "interrupted", exit_code=130))
+        if json_lines:
+            emit("stopped", message="interrupted", task_id=None, download_command=None)
+        else:
+            say(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again

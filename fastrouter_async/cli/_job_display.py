@@ -6,6 +6,7 @@ progress, the file written, a stop) and wait for the job the same way.
 
 from __future__ import annotations
 
+import abc
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -32,7 +33,7 @@ JSON_PROGRESS_UNKNOWN_SIZE_EVERY: Final = 4 * 1024 * 1024
 # Bytes between two ``progress`` objects when the server gives no size (else one per quarter).
 
 
-class JobDisplay:
+class JobDisplay(abc.ABC):
     """Follows one job: ``wait`` shows each status change as it is seen; subclasses say how."""
 
     def __init__(self) -> None:
@@ -41,27 +42,33 @@ class JobDisplay:
     def stamp(self) -> str:
         return f"[{time.monotonic() - self.started:6.1f}s]"
 
+    @abc.abstractmethod
     def submitting(self, request: VideoRequest) -> None:
-        raise NotImplementedError
+        """The request is about to be sent."""
 
+    @abc.abstractmethod
     def submitted(self, job: VideoJob) -> None:
-        raise NotImplementedError
+        """FastRouter accepted the job: it exists, with its task id."""
 
+    @abc.abstractmethod
     def status(self, job: VideoJob, status: JobStatus | None, spinner: Status | None) -> None:
         """The job's last known status (called every few tenths of a second: show only changes)."""
-        raise NotImplementedError
 
     def spinner(self, job: VideoJob) -> Status | None:
+        """A live status line to update while waiting (none by default)."""
         return None
 
+    @abc.abstractmethod
     async def download(self, result: VideoResult, path: Path, *, overwrite: bool) -> DownloadedFile:
-        raise NotImplementedError
+        """Download ``result`` to ``path``, showing its progress."""
 
+    @abc.abstractmethod
     def saved(self, file: DownloadedFile, result: VideoResult) -> None:
-        raise NotImplementedError
+        """The video is written and verified: say where, and what the job cost."""
 
+    @abc.abstractmethod
     def stopped(self, message: str, *, task_id: str | None, download_command: str | None) -> None:
-        raise NotImplementedError
+        """Ctrl-C or SIGTERM stopped the wait; the job (if any) goes on."""
 
     async def wait(self, job: VideoJob) -> VideoResult:
         """``await job.result()``, showing each status change as it is seen."""
