@@ -35,8 +35,8 @@ def rest_to_markdown(text: str) -> str:
 
 
 class RestToMarkdown(griffe.Extension):
-    """Rewrites every docstring once the package is loaded."""
+    """Rewrites each docstring as soon as its object is created, before other extensions parse it."""
 
-    def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = rest_to_markdown(obj.docstring.value)
