@@ -1,8 +1,8 @@
 """``fastrouter-video``: FastRouter video generation from the command line.
 
 Also reachable as ``python -m fastrouter_async``. Commands: ``generate`` (one video),
-``batch`` (a file of prompts, resumable), ``status``, ``download``, ``models`` and
-``simulator``. The command line uses only the public API of :mod:`fastrouter_async`.
+``batch`` (a file of prompts, resumable), ``jobs`` (a batch journal's jobs), ``status``,
+``download``, ``models`` and ``simulator``. The command line uses only the public API of :mod:`fastrouter_async`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ async def _download(options: argparse.Namespace) -> int:
     return await run_download(options)
 
 
+async def _jobs(options: argparse.Namespace) -> int:
+    from ._jobs import run_jobs  # noqa: PLC0415
+
+    return await run_jobs(options)
+
+
 async def _models(options: argparse.Namespace) -> int:
     from ._models import run_models  # noqa: PLC0415
 
@@ -64,6 +70,7 @@ _COMMANDS: Mapping[str, Command] = {
     "batch": _batch,
     "download": _download,
     "generate": _generate,
+    "jobs": _jobs,
     "models": _models,
     "simulator": _simulator,
     "status": _status,

@@ -22,9 +22,10 @@ simulator instead: no key, no cost.
 """
 
 _EPILOG = """\
-exit codes: 0 success; 1 a job failed or its outcome is uncertain, or the API refused;
-2 bad usage, a bad batch file or a missing key (nothing was sent); 130 stopped by Ctrl-C
-(143 by SIGTERM). Run 'fastrouter-video COMMAND --help' for a command's options.
+exit codes: 0 success; 1 a job failed, is uncertain, still running or not sent, or the API
+refused (a batch stopped by a 401/402/403 account error exits 1 after one message naming it);
+2 bad usage, a bad batch file, a bad -o path or a missing key (nothing was sent); 130 stopped
+by Ctrl-C (143 by SIGTERM). Run 'fastrouter-video COMMAND --help' for a command's options.
 """
 
 
@@ -93,7 +94,9 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="SECONDS",
         type=_seconds,
         default=default(None),
-        help="advanced: poll every SECONDS instead of the default backoff (1 s, then 2 s growing to 15 s)",
+        help="advanced: poll every SECONDS instead of the default learned schedule (first poll after 1 s; "
+        "sparse until the earliest 3%% of the model's jobs usually finish, every 4.5 s around the expected "
+        "end, spaced out again past the 99th percentile; never more than 30 s apart)",
     )
     group.add_argument(
         "--simulate-time-scale",
@@ -160,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate = command("generate", "generate one video", "Generate one video, show its progress, download it.")
     generate.add_argument("prompt", metavar="PROMPT", help="what the video should show")
     generate.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
+    generate.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
     _add_request_options(generate)
 
     batch = command(
@@ -189,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true", help="submit again the jobs that failed in an earlier run"
     )
 
+    jobs = command(
+        "jobs",
+        "list the jobs of a batch journal and their states",
+        "List every job the journal of a batch knows (also jobs not in the current batch file): index,\n"
+        "task id, model, state, file and cost. Reads the journal read-only and takes no lock, so it works\n"
+        "while the batch runs. Never prints the key.",
+    )
+    jobs.add_argument("dir", metavar="DIR", help="the batch's --out folder (or a journal file)")
+    jobs.add_argument("--journal", metavar="PATH", help="the journal file, if not DIR/journal.sqlite")
+    jobs.add_argument(
+        "--download-commands",
+        action="store_true",
+        help="print one 'download' command per submitted job whose video is not on disk, instead of the table",
+    )
+
     status = command("status", "ask once how a task is doing", "Ask once how a task is doing (one request).")
     status.add_argument("task_id", metavar="TASK_ID")
     status.add_argument("--model", required=True, help="the model the task was submitted with")
@@ -199,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("task_id", metavar="TASK_ID")
     download.add_argument("--model", required=True, help="the model the task was submitted with")
     download.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
+    download.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
 
     models = command(
         "models", "list the known models and their parameters", "List the known models and the parameters each accepts."

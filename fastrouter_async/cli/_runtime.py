@@ -17,6 +17,7 @@ import anyio
 from fastrouter_async import FastRouterSession, InvalidRequestError, PollPolicy
 
 from ._simulated import SIMULATED_API_KEY, simulated_poll_policy, simulated_world
+from ._text import plain
 
 __all__ = [
     "EXIT_FAILED",
@@ -46,8 +47,12 @@ class CommandError(Exception):
 
 
 def say(text: str = "", *, file: TextIO | None = None) -> None:
-    """Print one line and flush it, so that a program reading the pipe sees it at once."""
-    print(text, file=file or sys.stdout, flush=True)
+    """Print one line and flush it, so that a program reading the pipe sees it at once.
+
+    Control and escape characters are shown as ``\\x1b``-style escapes (newlines kept): the
+    text may hold what a server sent, which must never reach the terminal as a command.
+    """
+    print(plain(text, newlines=True), file=file or sys.stdout, flush=True)
 
 
 def stdout_is_terminal() -> bool:
@@ -68,6 +73,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        return plain(super().format(record), newlines=True)  # log messages quote what servers sent
 
 
 def configure_logging(verbosity: int) -> None:

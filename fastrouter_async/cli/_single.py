@@ -12,6 +12,7 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.status import Status
+from rich.text import Text
 
 from fastrouter_async import (
     DownloadedFile,
@@ -28,7 +29,9 @@ from fastrouter_async import (
 )
 
 from ._batch_file import shorten
+from ._paths import check_output, download_command
 from ._runtime import EXIT_FAILED, EXIT_OK, CommandError, StopSignals, open_session, say, stdout_is_terminal
+from ._text import plain
 
 __all__ = ["run_download", "run_generate", "run_status"]
 
@@ -47,7 +50,7 @@ class _JobDisplay:
 
     def line(self, text: str) -> None:
         if self.console is not None:
-            self.console.print(text, markup=False)
+            self.console.print(Text(plain(text, newlines=True)))
         else:
             say(text)
 
@@ -66,7 +69,7 @@ class _JobDisplay:
         outcome: list[VideoResult | FastRouterError] = []
         spinner: Status | None = None
         if self.console is not None:
-            spinner = self.console.status(f"task {job.task_id}: waiting for the first answer")
+            spinner = self.console.status(Text(f"task {plain(job.task_id)}: waiting for the first answer"))
             spinner.start()
         try:
             async with anyio.create_task_group() as tg:
@@ -97,9 +100,10 @@ class _JobDisplay:
         if changed is not None:
             self.line(f"{self.stamp()} {changed}")
         if spinner is not None:
-            spinner.update(f"task {job.task_id}: {self._shown} ({time.monotonic() - self.started:.0f}s)")
+            elapsed = time.monotonic() - self.started
+            spinner.update(Text(f"task {plain(job.task_id)}: {plain(self._shown)} ({elapsed:.0f}s)"))
 
-    async def download(self, result: VideoResult, path: Path) -> DownloadedFile:
+    async def download(self, result: VideoResult, path: Path, *, overwrite: bool) -> DownloadedFile:
         """Download ``result`` to ``path`` with a progress bar (or a line at every quarter)."""
         if self.console is None:
             quarters: set[int] = set()
@@ -111,7 +115,7 @@ class _JobDisplay:
                         quarters.add(quarter)
                         say(f"{self.stamp()} downloaded {quarter * 25}% of {total:,} bytes")
 
-            return await result.download(path, progress=plain)
+            return await result.download(path, overwrite=overwrite, progress=plain)
         columns = (TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
         with Progress(*columns, console=self.console, transient=True) as bar:
             task = bar.add_task("download", total=None)
@@ -119,7 +123,7 @@ class _JobDisplay:
             def live(received: int, total: int | None) -> None:
                 bar.update(task, completed=received, total=total)
 
-            return await result.download(path, progress=live)
+            return await result.download(path, overwrite=overwrite, progress=live)
 
     def saved(self, file: DownloadedFile, result: VideoResult) -> None:
         cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.2f}"
@@ -175,13 +179,27 @@ def _keeps_running(options: argparse.Namespace, task_id: str, model: str) -> str
         return f"Stopped. Task {task_id} ran on the simulator, which stops with this command."
     return (
         f"Stopped waiting. Task {task_id} keeps running on FastRouter (and is billed); get its video later with:\n"
-        f"  fastrouter-video download {task_id} --model {model} -o FILE"
+        f"  {download_command(options, task_id, model)}"
+    )
+
+
+def _after_the_job_exists(options: argparse.Namespace, task_id: str, model: str, exc: FastRouterError) -> CommandError:
+    """A failure once a paid job exists: what went wrong, and the command that gets the video without paying again."""
+    if options.simulate:
+        return CommandError(f"task {task_id}: {exc}", EXIT_FAILED)
+    advice = "do not run generate again" if options.command == "generate" else "nothing is submitted again"
+    return CommandError(
+        f"task {task_id}: {type(exc).__name__}: {exc}\n"
+        f"The job exists on FastRouter (and may be billed): {advice}. Get its video with:\n"
+        f"  {download_command(options, task_id, model)}",
+        EXIT_FAILED,
     )
 
 
 async def run_generate(options: argparse.Namespace) -> int:
     """Submit one request, follow it, download the video and describe the file."""
     request = _request_from(options)
+    output = check_output(options.output, overwrite=options.overwrite)
     display = _JobDisplay()
     stop = StopSignals()
     job: VideoJob | None = None
@@ -191,13 +209,16 @@ async def run_generate(options: argparse.Namespace) -> int:
                 display.line(f"submitting {request.describe()}")
                 try:
                     job = await session.submit(request)
-                    display.line(f"{display.stamp()} submitted as task {job.task_id}")
-                    result = await display.wait(job)
-                    file = await display.download(result, Path(options.output))
                 except SubmitUncertainError as exc:
                     raise CommandError(str(exc), EXIT_FAILED) from None
+                display.line(f"{display.stamp()} submitted as task {job.task_id}")
+                try:
+                    result = await display.wait(job)
+                    file = await display.download(result, output, overwrite=options.overwrite)
                 except JobFailedError as exc:
                     raise CommandError(f"task {exc.task_id} failed: {exc.message}", EXIT_FAILED) from None
+                except FastRouterError as exc:
+                    raise _after_the_job_exists(options, job.task_id, request.model, exc) from None
                 display.saved(file, result)
                 return EXIT_OK
     assert stop.signum is not None
@@ -230,6 +251,7 @@ async def run_status(options: argparse.Namespace) -> int:
 
 async def run_download(options: argparse.Namespace) -> int:
     """Wait for a task to end, then download its video."""
+    output = check_output(options.output, overwrite=options.overwrite)
     display = _JobDisplay()
     stop = StopSignals()
     with stop.installed():
@@ -238,9 +260,11 @@ async def run_download(options: argparse.Namespace) -> int:
                 job = session.job(options.task_id, model=options.model)
                 try:
                     result = await display.wait(job)
+                    file = await display.download(result, output, overwrite=options.overwrite)
                 except JobFailedError as exc:
                     raise CommandError(f"task {exc.task_id} failed: {exc.message}", EXIT_FAILED) from None
-                file = await display.download(result, Path(options.output))
+                except FastRouterError as exc:
+                    raise _after_the_job_exists(options, options.task_id, options.model, exc) from None
                 display.saved(file, result)
                 return EXIT_OK
     assert stop.signum is not None
