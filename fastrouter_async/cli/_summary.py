@@ -133,8 +133,7 @@ def print_others(journal: BatchJournal, *, source: Path, folder: Path, options: 
     say(
         f"{_jobs(len(others))} in the journal {'is' if len(others) == 1 else 'are'} not in {source} "
         f"(a prompt edited after a stop, or another file run into {folder}/); "
-        f"{len(submitted)} of {'it' if len(others) == 1 else 'them'} "
-        f"{'was' if len(submitted) == 1 else 'were'} submitted (running or paid). "
+        f"{_how_many_submitted(len(others), len(submitted))} (running or paid). "
         "They are kept in the manifest with in_batch_file: false."
     )
     for record in others[:MAX_LISTED]:
@@ -171,3 +170,9 @@ def _base_url(options: argparse.Namespace) -> Sequence[str]:
 
 def _jobs(count: int) -> str:
     return f"{count} job" if count == 1 else f"{count} jobs"
+
+
+def _how_many_submitted(total: int, submitted: int) -> str:
+    if total == 1:
+        return "it was submitted" if submitted else "it was never submitted"
+    return f"{submitted} of them {'was' if submitted == 1 else 'were'} submitted"
