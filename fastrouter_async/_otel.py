@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from ._errors import InvalidRequestError
 from ._event_hub import polling_task
 from ._events import DownloadFinished, Event, JobEnded, JobSubmitted, RateLimited, StatusChanged
 from ._models import JobState
@@ -72,6 +73,9 @@ class Telemetry:
         cls, hub: EventHub, transport: Transport, *, submit_url: str, enabled: bool, prompts: bool
     ) -> Telemetry | None:
         """Hook into ``hub`` and ``transport``; ``None`` when turned off or ``opentelemetry-api`` is missing."""
+        for name, value in (("telemetry", enabled), ("telemetry_prompts", prompts)):
+            if not isinstance(value, bool):
+                raise InvalidRequestError(name, value, "True or False")
         if not enabled:
             return None
         try:
@@ -85,6 +89,7 @@ class Telemetry:
 
     def __init__(self, trace: Any, metrics: Any, *, prompts: bool, submit_url: str) -> None:
         from opentelemetry import propagate  # noqa: PLC0415
+        from opentelemetry.context import Context  # noqa: PLC0415
         from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode  # noqa: PLC0415
 
         from . import __version__  # noqa: PLC0415 (the package, fully imported by now)
@@ -92,6 +97,7 @@ class Telemetry:
         self._trace = trace
         self._metrics = metrics
         self._inject = propagate.inject
+        self._root = Context
         self._proxy_tracer = ProxyTracerProvider
         self._client = SpanKind.CLIENT
         self._status = Status
@@ -114,6 +120,7 @@ class Telemetry:
         self._spend = meter.create_counter("fastrouter.spend", unit="USD", description="Cost of the jobs that ended")
         self._jobs: dict[str, Span] = {}
         self._running: set[str] = set()  # task ids counted in fastrouter.jobs.in_flight
+        self._pending: set[Span] = set()  # job spans begun by a submit request, not yet adopted or ended
         self._ended: OrderedDict[str, Span] = OrderedDict()
 
     # --- the request hook -------------------------------------------------------------------
@@ -130,11 +137,13 @@ class Telemetry:
         if task_id is not None:
             self._polls.add(1)
             job_span = self._jobs.get(task_id)
-            if job_span is not None:
-                parent = trace.set_span_in_context(job_span)
+            # A job this session did not see submitted (re-attached) gets root spans: the poller's
+            # context is whatever was current when its timer was armed, another job's caller maybe.
+            parent = trace.set_span_in_context(job_span) if job_span is not None else self._root()
         elif call.method == "POST" and call.url == self._submit_url:
             job_span = self._tracer.start_span("video.generate", kind=self._client)
             _pending_submit.set(job_span)
+            self._pending.add(job_span)
             parent = trace.set_span_in_context(job_span)
         url = _clean_url(call.url)
         span = self._tracer.start_span(
@@ -166,6 +175,7 @@ class Telemetry:
         pending = _pending_submit.get()
         if pending is not None:
             _pending_submit.set(None)
+            self._pending.discard(pending)
             pending.set_attribute("fastrouter.status", "submit failed")
             pending.set_attribute("error.type", error)
             pending.set_status(self._status(self._codes.ERROR))
@@ -195,7 +205,9 @@ class Telemetry:
         self._running.add(event.task_id)
         span = _pending_submit.get()
         _pending_submit.set(None)
-        if span is None:
+        if span is not None:
+            self._pending.discard(span)
+        else:
             if isinstance(self._trace.get_tracer_provider(), self._proxy_tracer):
                 return
             span = self._tracer.start_span("video.generate", kind=self._client)
@@ -262,3 +274,8 @@ class Telemetry:
             span.set_attribute("fastrouter.status", "unfinished")
             span.end()
         self._jobs.clear()
+        for span in self._pending:  # a submit answered 2xx whose answer could not be read
+            span.set_attribute("fastrouter.status", "submit outcome unknown")
+            span.set_status(self._status(self._codes.ERROR))
+            span.end()
+        self._pending.clear()

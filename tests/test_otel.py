@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from opentelemetry.util._once import Once
 
-from fastrouter_async import BadRequestError, FastRouterSession
+from fastrouter_async import BadRequestError, FastRouterSession, InvalidRequestError
 from fastrouter_async.testing import FastRouterSimulator, Fault, SimulatorServer
 
 from .conftest import API_KEY, SessionFactory
@@ -231,3 +231,26 @@ async def test_a_refused_submit_ends_its_job_span_as_an_error(
     (job,) = job_spans(otel)
     assert not job.status.is_ok
     assert dict(job.attributes or {})["fastrouter.status"] == "submit failed"
+
+
+async def test_polls_of_a_reattached_job_are_root_spans(
+    otel: Telemetry, make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A job re-attached by task id has no job span: its polls are root spans, not children of another job's."""
+    async with make_session(telemetry=False) as other:
+        task_id = (await other.submit(**VEO)).task_id
+    tracer = trace.get_tracer("app")
+    async with make_session() as session:
+        with tracer.start_as_current_span("unrelated"):
+            await session.job(task_id, model="google/veo3")
+    polls = [s for s in otel.finished() if s.name in ("GET", "POST")]
+    assert polls
+    assert all(s.parent is None for s in polls)
+    assert all(traceparent(r.headers) is not None for r in sim.records.polls[-len(polls) :])
+
+
+@pytest.mark.parametrize("name", ["telemetry", "telemetry_prompts"])
+async def test_telemetry_flags_must_be_booleans(make_session: SessionFactory, name: str) -> None:
+    """A non-boolean telemetry option is refused at construction, naming the field."""
+    with pytest.raises(InvalidRequestError, match=name):
+        make_session(**{name: "yes"})
