@@ -17,6 +17,7 @@ host), so FastRouter's trace view joins the application's trace.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from ._transport import Transport
 
 __all__ = ["OPERATION_NAME", "Telemetry"]
+
+logger = logging.getLogger("fastrouter_async")
 
 OPERATION_NAME: Final = "generate_content"
 # gen_ai.operation.name: the GenAI semantic conventions' value for a model generating content
@@ -126,7 +129,14 @@ class Telemetry:
     # --- the request hook -------------------------------------------------------------------
 
     def on_request(self, call: HttpCall, headers: dict[str, str]) -> Any:
-        """A span for one API request, its ``traceparent`` in ``headers``; returns its end."""
+        """A span for one API request, its ``traceparent`` in ``headers``; returns its end (never raises)."""
+        try:
+            return self._request_span(call, headers)
+        except Exception:  # tracing must never cost a request
+            logger.exception("could not trace %s %s", call.method, _clean_url(call.url))
+            return _nothing
+
+    def _request_span(self, call: HttpCall, headers: dict[str, str]) -> Any:
         trace = self._trace
         task_id = polling_task.get()
         if isinstance(trace.get_tracer_provider(), self._proxy_tracer):  # no SDK: no span, nothing to send
@@ -159,6 +169,12 @@ class Telemetry:
         self._inject(headers, context=trace.set_span_in_context(span))
 
         def ended(status: int | None, exc: BaseException | None) -> None:
+            try:
+                finish(status, exc)
+            except Exception:  # tracing must never cost a request
+                logger.exception("could not end the span of %s %s", call.method, url)
+
+        def finish(status: int | None, exc: BaseException | None) -> None:
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
             if exc is not None or (status is not None and status >= 400):
