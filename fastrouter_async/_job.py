@@ -127,7 +127,7 @@ class VideoJob:
         just that one). Iterating makes the job be polled, as ``result()`` does, whether
         or not anything else awaits it; it raises what ``result()`` would raise when
         polling fails for good (not :class:`JobFailedError`: a failed job ends with a
-        ``JobEnded`` event). Up to ``JOB_EVENTS_BUFFER`` events not yet taken are kept
+        ``JobEnded`` event). Up to 256 events not yet taken are kept
         (the oldest are dropped beyond; ``JobEnded`` never is). Cancel-safe: events not
         yet taken stay buffered for the next iteration step. Events of the submit and of
         downloads are sent to the session's ``on_event`` callback.
