@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from fastrouter_async import (
     PollRetried,
     RateLimited,
     StatusChanged,
+    read_journal,
 )
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
 
@@ -216,3 +219,24 @@ async def test_downloads_send_progress_and_finished_events(make_session: Session
     assert len(finished) == 1
     assert finished[0].bytes == file.size
     assert finished[0].path == file.path
+
+
+async def test_a_batch_journal_records_status_words_from_events(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A journaled batch records each job's running status word, heard through the session's events."""
+    sim.default_plan = JobPlan(polls=3)
+    events: list[Event] = []
+    session = make_session(on_event=events.append)
+    journal = tmp_path / "journal.sqlite"
+    requests = [dict(VEO, prompt=f"cat {n}") for n in range(3)]
+    async with session.generate_many(requests, journal=journal) as batch:
+        outcomes = [outcome async for outcome in batch]
+    assert len(outcomes) == 3
+    assert all(record.state == "succeeded" for record in read_journal(journal))
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        recorded = [word for (word,) in db.execute("SELECT detail FROM events WHERE event = 'status'")]
+    running = [e.status.raw_status for e in events if isinstance(e, StatusChanged) and not e.status.done]
+    assert recorded
+    assert sorted(recorded) == sorted(running)  # one journal line per running status change heard
+    assert sum(isinstance(e, JobEnded) for e in events) == 3
