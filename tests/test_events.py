@@ -236,7 +236,7 @@ async def test_a_batch_journal_records_status_words_from_events(
     assert all(record.state == "succeeded" for record in read_journal(journal))
     with contextlib.closing(sqlite3.connect(journal)) as db:
         recorded = [word for (word,) in db.execute("SELECT detail FROM events WHERE event = 'status'")]
-    running = [e.status.raw_status for e in events if isinstance(e, StatusChanged) and not e.status.done]
+    running = [e.status.raw_status or "" for e in events if isinstance(e, StatusChanged) and not e.status.done]
     assert recorded
     assert sorted(recorded) == sorted(running)  # one journal line per running status change heard
     assert sum(isinstance(e, JobEnded) for e in events) == 3
