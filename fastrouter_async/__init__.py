@@ -41,8 +41,19 @@ from ._errors import (
     SubmitUncertainError,
     UnexpectedResponseError,
 )
+from ._events import (
+    DownloadFinished,
+    DownloadProgressed,
+    Event,
+    JobEnded,
+    JobSubmitted,
+    PollRetried,
+    RateLimited,
+    StatusChanged,
+)
 from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
+from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
@@ -72,14 +83,20 @@ __all__ = [
     "BatchProgress",
     "BatchRun",
     "DownloadError",
+    "DownloadFinished",
+    "DownloadProgressed",
     "DownloadedFile",
+    "Event",
     "FastRouterError",
     "FastRouterSession",
     "InsufficientCreditsError",
     "InvalidRequestError",
+    "JobEnded",
+    "JobEvents",
     "JobFailedError",
     "JobState",
     "JobStatus",
+    "JobSubmitted",
     "JobTimeoutError",
     "JournalError",
     "JournalRecord",
@@ -90,13 +107,16 @@ __all__ = [
     "OutcomeStatus",
     "PermissionDeniedError",
     "PollPolicy",
+    "PollRetried",
     "PollRoute",
     "Price",
     "RateLimitError",
+    "RateLimited",
     "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",
+    "StatusChanged",
     "SubmitUncertainError",
     "Timeouts",
     "UnexpectedResponseError",

@@ -11,23 +11,18 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import anyio
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.status import Status
 from rich.text import Text
 
-from fastrouter_async import DownloadedFile, FastRouterError, JobStatus, VideoJob, VideoRequest, VideoResult
+from fastrouter_async import DownloadedFile, JobStatus, StatusChanged, VideoJob, VideoRequest, VideoResult
 
 from ._json import emit
 from ._runtime import say, stdout_is_terminal
 from ._text import plain
 
 __all__ = ["JobDisplay", "JsonJobDisplay", "TextJobDisplay", "job_display"]
-
-_WATCH_EVERY: Final = 0.1
-# Seconds between two looks at the job's last known status (memory only: the polling
-# itself follows the session's poll policy).
 
 JSON_PROGRESS_UNKNOWN_SIZE_EVERY: Final = 4 * 1024 * 1024
 # Bytes between two ``progress`` objects when the server gives no size (else one per quarter).
@@ -52,7 +47,7 @@ class JobDisplay(abc.ABC):
 
     @abc.abstractmethod
     def status(self, job: VideoJob, status: JobStatus | None, spinner: Status | None) -> None:
-        """The job's last known status (called every few tenths of a second: show only changes)."""
+        """The job's status: at the start (``None`` before any answer), at each change, and at the end."""
 
     def spinner(self, job: VideoJob) -> Status | None:
         """A live status line to update while waiting (none by default)."""
@@ -71,34 +66,20 @@ class JobDisplay(abc.ABC):
         """Ctrl-C or SIGTERM stopped the wait; the job (if any) goes on."""
 
     async def wait(self, job: VideoJob) -> VideoResult:
-        """``await job.result()``, showing each status change as it is seen."""
-        outcome: list[VideoResult | FastRouterError] = []
+        """``await job.result()``, showing each status change as it is seen (``job.events()``)."""
         spinner = self.spinner(job)
         if spinner is not None:
             spinner.start()
         try:
-            async with anyio.create_task_group() as tg:
-
-                async def waiter() -> None:
-                    try:
-                        outcome.append(await job.result())
-                    except FastRouterError as exc:
-                        outcome.append(exc)
-                    finally:
-                        tg.cancel_scope.cancel()
-
-                tg.start_soon(waiter)
-                while True:
-                    self.status(job, job.last_status, spinner)
-                    await anyio.sleep(_WATCH_EVERY)
+            self.status(job, job.last_status, spinner)
+            async for event in job.events():  # polls the job; ends with its JobEnded
+                if isinstance(event, StatusChanged):
+                    self.status(job, event.status, spinner)
         finally:
             if spinner is not None:
                 spinner.stop()
         self.status(job, job.last_status, None)
-        result = outcome[0]
-        if isinstance(result, FastRouterError):
-            raise result
-        return result
+        return await job.result()  # the job has ended: its result, or JobFailedError, at once
 
 
 class TextJobDisplay(JobDisplay):
