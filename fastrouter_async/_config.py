@@ -101,10 +101,10 @@ class PollPolicy:
     first_delay: float = 1.0
     # Soon: cache hits and instant upstream rejections (an invalid prompt at the provider)
     # are known within a second or two, and nobody should wait minutes to learn them.
-    interval: float = 4.6
+    interval: float = 4.5
     # The mean gap around the expected completion: the detection delay of most jobs is at most
     # about this (spread evenly within it: median about 2.3 s). Fixed 5 s polling, a common choice,
-    # has a 95th percentile of 4.75 s; 4.6 s leaves room for the few jobs that finish while polling
+    # has a 95th percentile of 4.75 s; 4.5 s leaves room for the few jobs that finish while polling
     # is sparse, so the 95th percentile stays at fixed 5 s's (benchmarks/polling.py).
     multiplier: float = 1.5
     max_interval: float = 30.0
@@ -114,13 +114,13 @@ class PollPolicy:
     # Dense gaps vary by +-5 % around interval (the mean stays interval); sparse and late gaps are
     # shortened by up to 5 % (up to 1.5 s of a 30 s gap), so polls of jobs submitted together spread out.
     learn: bool = True
-    dense_hazard: float = 0.08
-    # Dense polling starts when a running job has an 8 % chance of ending within the next interval
+    dense_hazard: float = 0.05
+    # Dense polling starts when a running job has a 5 % chance of ending within the next interval
     # (the hazard over one gap): a poll is then worth sending. One threshold for every kind of job
     # puts the few late detections where they save the most polls (long jobs stay sparse longer).
-    sparse_share: float = 0.07
-    # ... and at the latest one interval after the estimated 7th percentile of the duration: whatever
-    # the hazard says, at most about 7 % of a kind of job finish while polled sparsely (and most of
+    sparse_share: float = 0.05
+    # ... and at the latest one interval after the estimated 5th percentile of the duration: whatever
+    # the hazard says, at most about 5 % of a kind of job finish while polled sparsely (and most of
     # those are still noticed within interval: only the ones ending well before a sparse poll wait).
     duration_scale: float = 1.0
     # Multiplies the built-in duration priors (for a simulator that runs jobs faster than real time).

@@ -12,10 +12,10 @@ from fastrouter_async._polling import poll_delay, retry_delay
 
 
 def test_fixed_schedule_without_learning() -> None:
-    """Without learning: first poll after 1 s, then 4.6 s growing by 1.5x, capped at 30 s."""
+    """Without learning: first poll after 1 s, then 4.5 s growing by 1.5x, capped at 30 s."""
     policy = PollPolicy(learn=False)
     delays = [policy.base_delay(n) for n in range(8)]
-    assert delays == pytest.approx([1.0, 4.6, 6.9, 10.35, 15.525, 23.2875, 30.0, 30.0])
+    assert delays == pytest.approx([1.0, 4.5, 6.75, 10.125, 15.1875, 22.78125, 30.0, 30.0])
 
 
 def test_poll_jitter_only_shortens() -> None:
@@ -46,7 +46,7 @@ def test_scaled_policy_multiplies_every_duration() -> None:
     """scaled(0.01) shrinks every delay and the duration priors by 100, and keeps the shape."""
     policy = PollPolicy().scaled(0.01)
     assert policy.first_delay == pytest.approx(0.01)
-    assert policy.interval == pytest.approx(0.046)
+    assert policy.interval == pytest.approx(0.045)
     assert policy.max_interval == pytest.approx(0.3)
     assert policy.not_found_grace == pytest.approx(0.6)
     assert policy.duration_scale == pytest.approx(0.01)
