@@ -89,38 +89,47 @@ class PollPolicy:
     length) have taken, learned from the jobs this session saw finish and
     starting from documented priors per model (``docs/usage.md``, "Polling"):
 
-    - while the job is unlikely to have finished (before the earliest
-      ``sparse_share`` of such jobs finish) polls are sparse: the next poll is
-      set at that point, but never more than ``max_interval`` away;
-    - around the expected completion polls come every ``interval`` seconds;
-    - a job running much longer than expected (past the estimated 99th
+    - while the job is unlikely to end soon polls are sparse: the next poll is
+      set where the dense phase starts, but never more than ``max_interval``
+      away. The dense phase starts when the estimated chance that the job ends
+      within the next ``interval`` reaches ``dense_hazard``, and at the latest
+      one ``interval`` after the estimated ``sparse_share`` quantile;
+    - from there polls come every ``interval`` seconds on average;
+    - a job running much longer than expected (past the estimated 99.8th
       percentile) is polled at gaps growing by ``multiplier``, up to
       ``max_interval``.
 
     Without ``learn`` the gaps start at ``interval`` and grow by ``multiplier``
-    up to ``max_interval``. ``jitter`` shortens each gap by a random fraction
-    of up to ``jitter`` (never lengthens it), so polls of a batch submitted in
-    one burst drift apart. No gap is ever longer than ``max_interval``.
+    up to ``max_interval``. ``jitter`` spreads the polls of a batch submitted in
+    one burst: a dense gap is drawn within ``interval * (1 +- jitter)`` (its
+    mean stays ``interval``); every other gap is shortened by a random fraction
+    of up to ``jitter``. No gap is ever longer than ``max_interval``.
     """
 
     first_delay: float = 1.0
     # Soon: cache hits and instant upstream rejections (an invalid prompt at the provider)
     # are known within a second or two, and nobody should wait minutes to learn them.
     interval: float = 4.5
-    # The gap around the expected completion: the detection delay of most jobs is at most this
-    # (spread evenly within it: median about 2.2 s). Fixed 5 s polling, a common choice, has a 95th
-    # percentile of 4.75 s; 4.5 s (shortened by the jitter) stays under it, even counting the few
-    # jobs that finish while polling is sparse (benchmarks/polling.py: 4.2 s against 4.9 s).
+    # The mean gap around the expected completion: the detection delay of most jobs is at most
+    # about this (spread evenly within it: median about 2.3 s). Fixed 5 s polling, a common choice,
+    # has a 95th percentile of 4.75 s; 4.5 s leaves room for the few jobs that finish while polling
+    # is sparse, so the 95th percentile stays at fixed 5 s's (benchmarks/polling.py).
     multiplier: float = 1.5
     max_interval: float = 30.0
     # The cap between two polls of a running job, whatever was learned: a failure that happens
     # while polling is sparse (moderation after rendering) is seen within half a minute.
-    jitter: float = 0.1
-    # Gaps are shortened by up to 10 %, so that polls of jobs submitted together spread out.
+    jitter: float = 0.05
+    # Dense gaps vary by +-5 % around interval (the mean stays interval); sparse and late gaps are
+    # shortened by up to 5 % (up to 1.5 s of a 30 s gap), so polls of jobs submitted together spread out.
     learn: bool = True
-    sparse_share: float = 0.03
-    # Polls are sparse until the estimated 3rd percentile of the duration: at most about 3 % of
-    # jobs finish while polled sparsely (and wait up to max_interval to be noticed).
+    dense_hazard: float = 0.05
+    # Dense polling starts when a running job has a 5 % chance of ending within the next interval
+    # (the hazard over one gap): a poll is then worth sending. One threshold for every kind of job
+    # puts the few late detections where they save the most polls (long jobs stay sparse longer).
+    sparse_share: float = 0.05
+    # ... and at the latest one interval after the estimated 5th percentile of the duration: whatever
+    # the hazard says, at most about 5 % of a kind of job finish while polled sparsely (and most of
+    # those are still noticed within interval: only the ones ending well before a sparse poll wait).
     duration_scale: float = 1.0
     # Multiplies the built-in duration priors (for a simulator that runs jobs faster than real time).
     not_found_grace: float = 60.0
@@ -138,6 +147,8 @@ class PollPolicy:
             _invalid("jitter", self.jitter, "a fraction in [0, 1)")
         if not isinstance(self.learn, bool):
             _invalid("learn", self.learn, "True or False")
+        if not (_is_number(self.dense_hazard) and 0 <= self.dense_hazard < 1):
+            _invalid("dense_hazard", self.dense_hazard, "a fraction in [0, 1)")
         if not (_is_number(self.sparse_share) and 0 <= self.sparse_share < 0.5):
             _invalid("sparse_share", self.sparse_share, "a fraction in [0, 0.5)")
         if not (_is_number(self.duration_scale) and 0 < self.duration_scale < math.inf):

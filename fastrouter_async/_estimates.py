@@ -15,16 +15,14 @@ Everything here is pure and synchronous; the session owns one
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping
-from statistics import NormalDist
 from typing import Any, Final
 
 import attrs
 
-from ._config import PollPolicy
 from ._errors import InvalidRequestError
 from ._models import VideoRequest
+from ._schedule import learned_delay
 
 __all__ = ["DURATION_PRIORS", "DurationEstimates", "DurationPrior", "learned_delay"]
 
@@ -59,35 +57,59 @@ DURATION_PRIORS: Final[Mapping[str, DurationPrior]] = {
 }
 
 _PRIOR_WEIGHT = 2.0
-# The prior counts like two finished jobs: the third job of a model already outweighs it.
+# The prior counts like two finished jobs while none was seen ...
+_PRIOR_FADE = 5.0
+# ... and fades as jobs are seen: e^(-jobs / 5) of that, so a third of it after five jobs and
+# nothing measurable after twenty-five. The spread learned from the jobs is then their own:
+# a prior that kept its weight would widen it for good (by 10-35 % after 25 jobs, since the prior
+# is wide and its median off), and a wider spread means dense polling starting too early.
 _MEMORY = 200.0
 # At most this many observations count: older ones fade, so a provider that slows down is followed
 # within a few hundred jobs.
 _MIN_SIGMA = 0.05
 # Durations are never treated as more certain than +-5 %: queues vary even for identical requests.
 _MAX_SIGMA = 2.0
-_LATE_SHARE = 0.01
-# Past the estimated 99th percentile a job is "late": its polls space out again (up to the cap).
 
 
 @attrs.define
 class _Estimate:
-    """Running weighted mean and variance of ``log(seconds)``."""
+    """A prior and the running weighted mean and variance of the observed ``log(seconds)``, pooled."""
 
-    weight: float
-    mean: float
-    var: float
+    prior_mean: float
+    prior_var: float
+    jobs: float = 0.0
+    """Observations counted (at most ``_MEMORY``: older ones fade)."""
+    data_mean: float = 0.0
+    data_var: float = 0.0
+    """The observations' own variance (weighted, unbiased once two were seen)."""
 
     def add(self, log_seconds: float) -> None:
-        self.weight = min(self.weight + 1.0, _MEMORY)
-        share = 1.0 / self.weight
-        delta = log_seconds - self.mean
-        self.mean += share * delta
-        self.var = (1.0 - share) * (self.var + share * delta * delta)
+        self.jobs = min(self.jobs + 1.0, _MEMORY)
+        share = 1.0 / self.jobs
+        delta = log_seconds - self.data_mean
+        self.data_mean += share * delta
+        if self.jobs >= 2:
+            # Welford's update on the unbiased variance (with fading once jobs is capped).
+            self.data_var += (delta * (log_seconds - self.data_mean) - self.data_var) / (self.jobs - 1.0)
+        else:
+            self.data_var = 0.0
+
+    @property
+    def mean(self) -> float:
+        prior = _PRIOR_WEIGHT * math.exp(-self.jobs / _PRIOR_FADE)
+        return (prior * self.prior_mean + self.jobs * self.data_mean) / (prior + self.jobs)
 
     @property
     def sigma(self) -> float:
-        return min(max(math.sqrt(max(self.var, 0.0)), _MIN_SIGMA), _MAX_SIGMA)
+        prior = _PRIOR_WEIGHT * math.exp(-self.jobs / _PRIOR_FADE)
+        jobs = self.jobs
+        data_var = self.data_var if jobs >= 2 else self.prior_var  # one job says nothing of the spread
+        apart = self.data_mean - self.prior_mean
+        # Pooled variance of two groups (the prior and the jobs), the gap between their means included.
+        var = (prior * self.prior_var + jobs * data_var + prior * jobs / (prior + jobs) * apart * apart) / (
+            prior + jobs
+        )
+        return min(max(math.sqrt(max(var, 0.0)), _MIN_SIGMA), _MAX_SIGMA)
 
 
 def _key(model: str | None, request: VideoRequest | None) -> str:
@@ -132,11 +154,12 @@ class DurationEstimates:
         for key in keys:
             estimate = self._estimates.get(key)
             if estimate is None:
-                prior = _prior_for(model)
-                estimate = self._estimates[key] = _Estimate(
-                    _PRIOR_WEIGHT, math.log(prior.median * self._scale), prior.sigma**2
-                )
+                estimate = self._estimates[key] = self._new_estimate(model)
             estimate.add(log_seconds)
+
+    def _new_estimate(self, model: str | None) -> _Estimate:
+        prior = _prior_for(model)
+        return _Estimate(math.log(prior.median * self._scale), prior.sigma**2)
 
     def export(self) -> dict[str, Any]:
         """What was learned, as JSON-ready data for :meth:`load` (seconds as measured)."""
@@ -144,9 +167,11 @@ class DurationEstimates:
             "version": EXPORT_VERSION,
             "durations": {
                 key: {
-                    "jobs": round(e.weight - _PRIOR_WEIGHT, 3),
-                    "median_seconds": round(math.exp(e.mean), 6),
-                    "sigma": round(e.sigma, 6),
+                    "jobs": round(e.jobs, 3),
+                    # What the jobs themselves showed: an importing session pools it with its prior
+                    # exactly as this one does, so the estimate carries over unchanged.
+                    "median_seconds": round(math.exp(e.data_mean), 6),
+                    "sigma": round(math.sqrt(max(e.data_var, 0.0)), 6),
                 }
                 for key, e in sorted(self._estimates.items())
             },
@@ -174,7 +199,11 @@ class DurationEstimates:
             jobs = _number(entry.get("jobs"), f"{where}.jobs", minimum=0.0)
             median = _number(entry.get("median_seconds"), f"{where}.median_seconds", minimum=None)
             sigma = _number(entry.get("sigma"), f"{where}.sigma", minimum=0.0)
-            loaded[key] = _Estimate(min(jobs + _PRIOR_WEIGHT, _MEMORY), math.log(median), sigma**2)
+            estimate = self._new_estimate(key.split(" ", 1)[0])
+            estimate.jobs = min(jobs, _MEMORY)
+            estimate.data_mean = math.log(median)
+            estimate.data_var = sigma**2
+            loaded[key] = estimate
         self._estimates.update(loaded)
         return len(loaded)
 
@@ -189,34 +218,3 @@ def _number(value: object, field: str, *, minimum: float | None) -> float:
         allowed = "a finite number > 0" if minimum is None else f"a finite number >= {minimum:g}"
         raise InvalidRequestError(field, value, allowed)
     return float(value)  # type: ignore[arg-type]
-
-
-_Z_CACHE: dict[float, float] = {}
-
-
-def _z(share: float) -> float:
-    z = _Z_CACHE.get(share)
-    if z is None:
-        z = _Z_CACHE[share] = NormalDist().inv_cdf(min(max(share, 1e-9), 1 - 1e-9))
-    return z
-
-
-def learned_delay(policy: PollPolicy, log_mean: float, sigma: float, elapsed: float, rng: random.Random) -> float:
-    """Seconds until the next poll of a job running for ``elapsed`` seconds, from its duration estimate.
-
-    Sparse before the ``policy.sparse_share`` quantile (one poll lands on it, none is
-    further than ``max_interval`` away), every ``interval`` until the 99th percentile,
-    then growing by ``multiplier`` with the lateness, up to ``max_interval``.
-    """
-    opens = math.exp(log_mean + sigma * _z(policy.sparse_share)) if policy.sparse_share > 0 else 0.0
-    closes = math.exp(log_mean + sigma * _z(1.0 - _LATE_SHARE))
-    if elapsed + policy.interval < opens:
-        delay = opens - elapsed
-    elif elapsed < closes:
-        delay = policy.interval
-    else:
-        delay = max(policy.interval, (elapsed - closes) * (policy.multiplier - 1.0))
-    delay = min(delay, policy.max_interval)
-    if policy.jitter and delay:
-        delay *= 1.0 - policy.jitter * rng.random()
-    return delay

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from statistics import NormalDist
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from fastrouter_async import InvalidRequestError, PollPolicy, VideoRequest
 from fastrouter_async._estimates import DURATION_PRIORS, DurationEstimates, learned_delay
+from fastrouter_async._schedule import dense_start
 
 VEO = VideoRequest(model="google/veo3", prompt="p", length=8)
 
@@ -124,16 +126,124 @@ def test_bad_import_names_the_field_and_loads_nothing(data: Any, field: str) -> 
 
 
 def test_learned_schedule_is_sparse_then_dense() -> None:
-    """Before the expected window polls are sparse (capped), around it every `interval`."""
+    """Before the dense start polls are sparse (capped) and land on it; from it every `interval`."""
     policy = PollPolicy(jitter=0.0)
     mean, sigma = math.log(300.0), 0.2
     rng = random.Random(0)
-    opens = 300.0 * math.exp(sigma * NormalDist().inv_cdf(0.03))  # the 3rd percentile
+    opens = dense_start(policy, mean, sigma)
+    assert 300.0 * math.exp(sigma * NormalDist().inv_cdf(0.01)) < opens < 300.0  # after the 1st percentile
     assert learned_delay(policy, mean, sigma, 1.0, rng) == policy.max_interval  # far away: the cap
-    assert learned_delay(policy, mean, sigma, opens - 10.0, rng) == pytest.approx(10.0)  # lands on the window
+    assert learned_delay(policy, mean, sigma, opens - 10.0, rng) == pytest.approx(10.0)  # lands on the start
+    assert learned_delay(policy, mean, sigma, opens, rng) == policy.interval
     assert learned_delay(policy, mean, sigma, 300.0, rng) == policy.interval
     late = learned_delay(policy, mean, sigma, 2000.0, rng)
-    assert late == policy.max_interval  # far past the 99th percentile: spaced out again, capped
+    assert late == policy.max_interval  # far past the 99.8th percentile: spaced out again, capped
+
+
+def _ends_within(mean: float, sigma: float, elapsed: float, gap: float) -> float:
+    """The lognormal chance that a job still running after ``elapsed`` seconds ends within ``gap``."""
+    normal = NormalDist(mean, sigma)
+    alive = 1.0 - normal.cdf(math.log(elapsed))
+    return 1.0 - (1.0 - normal.cdf(math.log(elapsed + gap))) / alive
+
+
+@pytest.mark.parametrize(("median", "sigma"), [(52.0, 0.2), (150.0, 0.22), (320.0, 0.22), (300.0, 0.5)])
+def test_dense_polling_starts_where_the_hazard_crosses_the_threshold(median: float, sigma: float) -> None:
+    """Dense polling starts when the chance of ending within one gap reaches dense_hazard, or one gap
+    after the sparse_share quantile if that comes first."""
+    policy = PollPolicy()
+    mean = math.log(median)
+    opens = dense_start(policy, mean, sigma)
+    cap = median * math.exp(sigma * NormalDist().inv_cdf(policy.sparse_share)) + policy.interval
+    assert opens <= cap + 1e-6
+    if opens < cap - 1e-6:  # the hazard decided: it crosses the threshold right there
+        assert _ends_within(mean, sigma, opens, policy.interval) == pytest.approx(policy.dense_hazard, abs=1e-4)
+    assert _ends_within(mean, sigma, opens * 0.97, policy.interval) < policy.dense_hazard
+
+
+def test_one_hazard_threshold_keeps_long_jobs_sparse_longer() -> None:
+    """At the same spread, a 5-minute job starts dense polling at a later quantile than a 1-minute one."""
+    policy = PollPolicy(sparse_share=0.3)  # the quantile cap out of the way
+    short = dense_start(policy, math.log(60.0), 0.2) / 60.0
+    long = dense_start(policy, math.log(300.0), 0.2) / 300.0
+    assert long > short
+
+
+def test_no_poll_before_the_dense_start_but_the_first_and_the_sparse_ones() -> None:
+    """Before the dense start a job gets the 1 s poll and one poll per max_interval, no more."""
+    policy = PollPolicy()
+    mean, sigma = math.log(200.0), 0.2
+    opens = dense_start(policy, mean, sigma)
+    for seed in range(50):
+        rng = random.Random(seed)
+        times = [policy.first_delay]
+        while times[-1] < opens + 60:
+            times.append(times[-1] + learned_delay(policy, mean, sigma, times[-1], rng))
+        before = [t for t in times if t < opens - policy.interval]
+        # the first poll, then gaps of at least (1 - jitter) * max_interval
+        allowed = 1 + math.floor((opens - policy.interval - policy.first_delay) / ((1 - policy.jitter) * 30.0))
+        assert len(before) <= allowed
+        dense = [b - a for a, b in itertools.pairwise(t for t in times if t >= opens - 1e-9)]
+        assert dense
+        assert all(abs(gap - policy.interval) <= policy.interval * policy.jitter + 1e-9 for gap in dense)
+
+
+def test_mean_dense_gap_is_the_interval() -> None:
+    """The jitter of a dense gap is symmetric: over many draws the mean gap is `interval` within 0.5 %."""
+    policy = PollPolicy()
+    mean, sigma = math.log(100.0), 0.2
+    rng = random.Random(7)
+    gaps = [learned_delay(policy, mean, sigma, 100.0, rng) for _ in range(20_000)]
+    assert sum(gaps) / len(gaps) == pytest.approx(policy.interval, rel=0.005)
+    assert min(gaps) < policy.interval < max(gaps)  # spread out, so jobs submitted together drift apart
+    assert max(gaps) <= policy.interval * (1 + policy.jitter)
+
+
+def test_sparse_and_late_gaps_are_only_shortened() -> None:
+    """Jitter never lengthens a sparse or a late gap: the cap holds and no sparse poll passes the dense start."""
+    policy = PollPolicy(jitter=0.2)
+    mean, sigma = math.log(300.0), 0.2
+    opens = dense_start(policy, mean, sigma)
+    rng = random.Random(3)
+    for _ in range(2000):
+        sparse = learned_delay(policy, mean, sigma, opens - 20.0, rng)
+        assert 0.8 * 20.0 - 1e-9 <= sparse <= 20.0
+        assert learned_delay(policy, mean, sigma, 5000.0, rng) <= policy.max_interval
+
+
+@pytest.mark.parametrize("sigma", [0.15, 0.25])
+def test_spread_estimate_is_the_jobs_own_after_a_few_dozen(sigma: float) -> None:
+    """After 25 jobs the learned spread is the jobs' own (within 3 %), not widened by the wide prior."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        seen = [rng.lognormvariate(math.log(220.0), sigma) for _ in range(25)]
+        estimates = DurationEstimates()
+        for seconds in seen:
+            estimates.observe("kling-ai/kling-v2-1", None, seconds)
+        _, learned = estimates.log_normal("kling-ai/kling-v2-1", None)
+        own = statistics.stdev(math.log(s) for s in seen)
+        assert learned == pytest.approx(own, rel=0.03)
+
+
+def test_spread_estimate_converges_to_the_true_sigma() -> None:
+    """Given many jobs the learned spread converges to the true sigma (within 5 %)."""
+    rng = random.Random(11)
+    estimates = DurationEstimates()
+    for _ in range(2000):
+        estimates.observe("minimax/hailuo", None, rng.lognormvariate(math.log(150.0), 0.22))
+    mean, sigma = estimates.log_normal("minimax/hailuo", None)
+    assert sigma == pytest.approx(0.22, rel=0.05)
+    assert math.exp(mean) == pytest.approx(150.0, rel=0.03)
+
+
+def test_first_jobs_lean_on_the_prior() -> None:
+    """One or two jobs far from the prior move the estimate, but the spread stays wide until more are seen."""
+    estimates = DurationEstimates()
+    estimates.observe("kling-ai/kling-v2-1", None, 60.0)
+    estimates.observe("kling-ai/kling-v2-1", None, 61.0)
+    mean, sigma = estimates.log_normal("kling-ai/kling-v2-1", None)
+    assert 60.0 < math.exp(mean) < DURATION_PRIORS["kling-ai/"].median
+    assert sigma > DURATION_PRIORS["kling-ai/"].sigma  # the prior and the jobs disagree: unsure
 
 
 def test_no_gap_exceeds_the_cap() -> None:

@@ -15,7 +15,7 @@ def test_fixed_schedule_without_learning() -> None:
     """Without learning: first poll after 1 s, then 4.5 s growing by 1.5x, capped at 30 s."""
     policy = PollPolicy(learn=False)
     delays = [policy.base_delay(n) for n in range(8)]
-    assert delays == [1.0, 4.5, 6.75, 10.125, 15.1875, 22.78125, 30.0, 30.0]
+    assert delays == pytest.approx([1.0, 4.5, 6.75, 10.125, 15.1875, 22.78125, 30.0, 30.0])
 
 
 def test_poll_jitter_only_shortens() -> None:
@@ -79,6 +79,8 @@ def test_retry_after_wins_but_is_capped(retry_after: float, expected: float) -> 
         (lambda: PollPolicy(jitter=1.0), "jitter"),
         (lambda: PollPolicy(learn=1), "learn"),  # type: ignore[arg-type]
         (lambda: PollPolicy(sparse_share=0.5), "sparse_share"),
+        (lambda: PollPolicy(dense_hazard=1.0), "dense_hazard"),
+        (lambda: PollPolicy(dense_hazard=-0.1), "dense_hazard"),
         (lambda: PollPolicy(duration_scale=0), "duration_scale"),
         (lambda: PollPolicy(max_interval=2.0), "interval"),
         (lambda: PollPolicy().scaled(0), "factor"),
