@@ -483,7 +483,10 @@ async def test_an_account_error_stops_all_further_submits(
     assert len(outcomes) == 20
     by_status = Counter(o.status for o in outcomes)
     assert by_status == {OutcomeStatus.SUCCEEDED: 3, OutcomeStatus.NOT_SENT: 17}
-    assert sim.records.submit_count == 4  # three accepted, one refused: nothing after the refusal
+    # Three accepted, then refusals: only submits already on their way when the first refusal came
+    # back (at most the cap's worth, when accepted jobs ended and freed slots meanwhile), none after.
+    sent = sim.records.submit_count
+    assert 4 <= sent <= 3 + 4
     assert isinstance(batch.stopped_by, APIStatusError)
     assert batch.stopped_by.status_code == code
     assert all(o.error is batch.stopped_by for o in outcomes if o.status is OutcomeStatus.NOT_SENT and o.index > 3)
@@ -493,7 +496,7 @@ async def test_an_account_error_stops_all_further_submits(
     sim.clear_faults()  # the key is fixed: a plain re-run submits exactly the 17 never sent
     again = await run(make_session(max_concurrent_jobs=4), requests(20), output_dir=tmp_path, journal=journal)
     assert all(o.ok for o in again)
-    assert sim.records.submit_count == 4 + 17
+    assert sim.records.submit_count == sent + 17
     assert sim.records.jobs_created == 20
 
 
