@@ -68,7 +68,6 @@ logger = logging.getLogger("fastrouter_async")
 Refresh = Callable[[], Awaitable[VideoResult]]
 """Polls the task once and returns its result with fresh links (never submits anything)."""
 
-_CHUNK = 256 * 1024
 _GONE = frozenset({403, 404, 410})
 
 
@@ -342,7 +341,7 @@ class Downloader:
         if content_type_problem(content_type) is not None:
             problem = not_a_video(content_type, await resp.read_limited(512))
             raise _NotVideo(f"{source.call.method} {where} answered HTTP {status}: {problem}")
-        chunks = resp.iter_chunks(_CHUNK)
+        chunks = resp.iter_received()
         if not (status == 206 and offset):
             # The body starts the file: it must start like a video before a byte of it is kept.
             head, chunks = await peek(chunks)

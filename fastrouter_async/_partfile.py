@@ -46,6 +46,7 @@ from ._integrity import ExpectedDigest
 from ._models import DownloadedFile
 from ._partfs import lock_part, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
+from ._writer import ChunkWriter
 
 __all__ = [
     "WRITE_BUFFER",
@@ -121,6 +122,12 @@ class PartFile:
     private: bool = False
     """A file of this download alone (the shared ``.part`` was locked by another): never resumed, always removed."""
     _sha256: Any = attrs.field(factory=hashlib.sha256, alias="sha256", repr=False)
+    _md5: Any = attrs.field(default=None, init=False, repr=False)
+    """The md5 of every kept byte, when a header asked for one before the first byte was written."""
+    _tail: bytes = attrs.field(default=b"", init=False, repr=False)
+    """The last bytes written (checked against the file before the rename)."""
+    _unknown_tail: bool = attrs.field(default=False, init=False, repr=False)
+    """A writer thread outlived its cleanup: what the file holds is not known."""
     _done: bool = attrs.field(default=False, init=False, repr=False)
     _leftover: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False)
 
@@ -252,7 +259,12 @@ class PartFile:
     @property
     def resumable(self) -> bool:
         """Whether a later call could resume these bytes (a link identity, a strong ETag and a size are known)."""
-        return self.size > 0 and None not in (self.source, self.etag, self.total) and not self.private
+        return (
+            self.size > 0
+            and None not in (self.source, self.etag, self.total)
+            and not self.private
+            and not self._unknown_tail
+        )
 
     # --- state ----------------------------------------------------------------------------
 
@@ -269,7 +281,7 @@ class PartFile:
     def _truncate_sync(self) -> None:
         self._handle.seek(0)
         self._handle.truncate()
-        self._sha256 = hashlib.sha256()
+        self._sha256, self._md5, self._tail = hashlib.sha256(), None, b""
         self.size, self.source, self.etag, self.total = 0, None, None, None
         self.digests = []
         with contextlib.suppress(FileNotFoundError):
@@ -300,34 +312,49 @@ class PartFile:
 
     async def write(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         *,
         progress: DownloadProgress | None,
         max_bytes: int | None,
     ) -> None:
-        """Append ``chunks``, hashing them; bytes received before a failure are kept (and counted)."""
-        buffer = bytearray()
+        """Append ``chunks``, hashing them; bytes received before a failure are kept (and counted).
+
+        The chunks go, as they are, to this download's writer thread (see ``_writer``): the
+        event loop keeps receiving while the thread writes and hashes.
+        """
+        if self.size == 0 and any(d.algorithm == "md5" for d in self.digests):
+            self._md5 = hashlib.md5(usedforsecurity=False)
+        hashes = [self._sha256] if self._md5 is None else [self._sha256, self._md5]
+        writer = ChunkWriter(self._handle.fileno(), self.size, hashes)
+        received = self.size
+        reported = received
         try:
             async for chunk in chunks:
-                if max_bytes is not None and self.size + len(buffer) + len(chunk) > max_bytes:
+                received += len(chunk)
+                if max_bytes is not None and received > max_bytes:
                     raise TooLarge(f"the video is larger than max_bytes={max_bytes}: stopped after {max_bytes} bytes")
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER:
-                    data = bytes(buffer)
-                    buffer.clear()
-                    await anyio.to_thread.run_sync(self._append_sync, data)
-                    await report(progress, self.size, self.total)
+                await writer.put(chunk)
+                if progress is not None and received - reported >= WRITE_BUFFER:
+                    reported = received
+                    await report(progress, received, self.total)
+        except BaseException:
+            # Keep what reached the writer before the failure (or cancellation): a retry resumes after it.
+            await writer.close(raise_error=False)
+            self._wrote(writer)
+            raise
+        try:
+            await writer.close()
         finally:
-            if buffer:
-                # Keep what arrived before the failure (or cancellation): a retry resumes after it.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
-                    await anyio.to_thread.run_sync(self._append_sync, bytes(buffer))
+            self._wrote(writer)
         await report(progress, self.size, self.total)
 
-    def _append_sync(self, data: bytes) -> None:
-        self._handle.write(data)
-        self._sha256.update(data)  # hashlib releases the GIL for large buffers
-        self.size += len(data)
+    def _wrote(self, writer: ChunkWriter) -> None:
+        self.size += writer.written
+        if writer.written:
+            self._tail = writer.tail
+        if writer.running:  # the cleanup gave up waiting (a hung disk): what the file holds is not known
+            self._unknown_tail = True
+            raise OSError(f"the disk did not take the bytes of {self.path.name} in time")
 
     # --- finishing ------------------------------------------------------------------------
 
@@ -342,21 +369,41 @@ class PartFile:
         return DownloadedFile(path=destination, size=self.size, sha256=self._sha256.hexdigest(), task_id=self.task_id)
 
     def _verify_sync(self) -> str | None:
-        """Read the file back from the disk: its size, sha256 and first bytes must be what was received and checked."""
+        """Make the file durable and check it is the one written, whole: size, identity, ends, digests.
+
+        The bytes were hashed by the writer thread from the very buffers it wrote, and the
+        ``.part`` is locked against other downloads (see the module docstring), so the file is
+        not read back whole: its size on disk, that the path still names this file, its first
+        bytes (also those of a resumed part: they must start like a video) and its last bytes
+        are checked. Only an MD5 that a header asked for after the first bytes were written is
+        computed by reading the file back.
+        """
+        fd = self._handle.fileno()
         self._handle.flush()
-        os.fsync(self._handle.fileno())
-        on_disk = os.fstat(self._handle.fileno()).st_size
-        if on_disk != self.size:
-            return f"the file on disk has {on_disk} bytes, but {self.size} were received"
+        os.fsync(fd)  # durable before the rename; writeback started during the download keeps this short
+        if self._unknown_tail:
+            return "the file's last write did not finish in time"
+        mine = os.fstat(fd)
+        if mine.st_size != self.size:
+            return f"the file on disk has {mine.st_size} bytes, but {self.size} were received"
         if self.total is not None and self.size != self.total:
             return f"the file has {self.size} bytes, the server said {self.total}"
-        sha256, md5, head = self._hash_file_sync(md5=any(d.algorithm == "md5" for d in self.digests))
-        if sha256.digest() != self._sha256.digest():
-            return "the file on disk does not match the bytes received (was it written to by something else?)"
+        try:
+            current = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+            return f"{self.path} is no longer the file written (was it replaced by something else?)"
+        head = _read_at(fd, 0, min(SNIFF_BYTES, self.size))
         if sniff_video(head) is None:
             return f"the file does not start like a video: its first bytes look like {describe_bytes(head)}"
+        if self._tail and _read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
+            return "the end of the file on disk is not the bytes received (was it written to by something else?)"
+        md5 = self._md5
+        if md5 is None and any(d.algorithm == "md5" for d in self.digests):
+            md5 = self._md5_of_file_sync()
         for expected in self.digests:
-            actual = sha256.digest() if expected.algorithm == "sha256" else md5.digest()
+            actual = self._sha256.digest() if expected.algorithm == "sha256" else md5.digest()
             if actual != expected.value:
                 return (
                     f"the {expected.algorithm} of the {self.size} bytes received is {actual.hex()}, "
@@ -364,19 +411,13 @@ class PartFile:
                 )
         return None
 
-    def _hash_file_sync(self, *, md5: bool) -> tuple[Any, Any, bytes]:
-        """The sha256 (and md5, if asked) of the whole file as stored, and its first bytes."""
-        sha256, md5_digest = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    def _md5_of_file_sync(self) -> Any:
+        md5 = hashlib.md5(usedforsecurity=False)
         self._handle.seek(0)
-        head = self._handle.read(SNIFF_BYTES)
-        block = head
-        while block:
-            sha256.update(block)
-            if md5:
-                md5_digest.update(block)
-            block = self._handle.read(_READ_BLOCK)
+        while block := self._handle.read(_READ_BLOCK):
+            md5.update(block)
         self._handle.seek(0, os.SEEK_END)
-        return sha256, md5_digest, head
+        return md5
 
     def _move_sync(self, destination: Path, overwrite: bool) -> None:
         if os.name == "nt":
@@ -394,6 +435,18 @@ class PartFile:
         finally:
             if self._done:
                 self._handle.close()
+
+
+def _read_at(fd: int, offset: int, size: int) -> bytes:
+    """``size`` bytes of the file at ``offset`` (fewer at its end), without moving its position."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    position = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
+    finally:
+        os.lseek(fd, position, os.SEEK_SET)
 
 
 def _link_into_place(temp: Path, destination: Path) -> None:

@@ -89,6 +89,20 @@ class StreamedResponse:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _map_exception(exc, "GET", self.url, sent=True) from exc
 
+    async def iter_received(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, each piece handed over as aiohttp buffered it (never copied or joined)."""
+        content = self._response.content
+        try:
+            while True:
+                chunk, _ = await content.readchunk()
+                if not chunk:
+                    if content.at_eof():
+                        return
+                    continue  # the end of an HTTP chunk, with no data
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _map_exception(exc, "GET", self.url, sent=True) from exc
+
     async def read_limited(self, limit: int = 64 * 1024) -> bytes:
         """Up to ``limit`` bytes of the body (for error messages)."""
         try:
