@@ -380,7 +380,7 @@ class Downloader:
         await part.describe(
             source=identity, etag=etag, total=total, digests=expected_digests(headers, partial=status == 206)
         )
-        await part.write(chunks, progress=progress, max_bytes=max_bytes)
+        await part.write(chunks, progress=progress, max_bytes=max_bytes, recycle=resp.recycle)
         if total is not None and part.size != total:
             raise _Retryable(f"the download from {where} ended after {part.size} of {total} bytes")
 

@@ -316,16 +316,18 @@ class PartFile:
         *,
         progress: DownloadProgress | None,
         max_bytes: int | None,
+        recycle: Callable[[bytes | memoryview], None] | None = None,
     ) -> None:
         """Append ``chunks``, hashing them; bytes received before a failure are kept (and counted).
 
         The chunks go, as they are, to this download's writer thread (see ``_writer``): the
-        event loop keeps receiving while the thread writes and hashes.
+        event loop keeps receiving while the thread writes and hashes, and gets each chunk
+        back through ``recycle`` (on the event loop) once it is written.
         """
         if self.size == 0 and any(d.algorithm == "md5" for d in self.digests):
             self._md5 = hashlib.md5(usedforsecurity=False)
         hashes = [self._sha256] if self._md5 is None else [self._sha256, self._md5]
-        writer = ChunkWriter(self._handle.fileno(), self.size, hashes)
+        writer = ChunkWriter(self._handle.fileno(), self.size, hashes, on_written=recycle)
         received = self.size
         reported = received
         try:

@@ -88,6 +88,7 @@ class ChunkWriter:
         *,
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         writeback_bytes: int = WRITEBACK_BYTES,
+        on_written: Callable[[Any], None] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._fd = os.dup(fd)
@@ -95,6 +96,7 @@ class ChunkWriter:
         self._hashes = tuple(hashes)
         self._limit = queue_bytes
         self._writeback_bytes = writeback_bytes
+        self._on_written = on_written
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._queued = 0
@@ -187,6 +189,10 @@ class ChunkWriter:
                     self._error = exc
                 finally:
                     self._release(size)
+                    if self._on_written is not None:
+                        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reuses it
+                            self._loop.call_soon_threadsafe(self._on_written, chunk)
+                    del chunk
         finally:
             os.close(fd)
             self._wake(self._done)
