@@ -2,9 +2,10 @@
 
 One download writes to ``.NAME.part`` beside the destination (see ``_partfile``)
 and renames it into place only once complete and verified, so the destination
-never holds a partial or corrupt video. Memory stays bounded (one buffer of
-1 MiB) whatever the size, for every result form: a link, the poll answer's own
-body, or inline base64.
+never holds a partial or corrupt video. The body goes to the part file's writer
+thread as it arrives (see ``_writer``, and ``_rawbody`` for plain-HTTP answers),
+so memory stays bounded (8 MiB per download) whatever the size, for every result
+form: a link, the poll answer's own body, or inline base64.
 
 * **Resume.** A failed attempt keeps the bytes it received; the retry asks for the
   rest with ``Range: bytes=N-`` and, when the server gave a strong ETag,

@@ -8,19 +8,20 @@ strong ETag, because only then can a later call prove, with ``If-Range``, that
 the server still has the same file. A ``.part`` without a matching sidecar is
 a leftover of unknown content and is started over.
 
-Every write and every whole-file hash runs in a worker thread; the event loop only
-hands over buffers of ``WRITE_BUFFER`` bytes. Only opening the file happens on the
-event loop (a few quick system calls): so that no cancellation can come between
-the file being opened and this object owning it (a handle opened by a worker
+Every write and every hash runs in a thread: the download's writer thread (see
+``_writer``) takes the body's pieces as they arrive, writes them and hashes the very
+buffers it wrote. Only opening the file happens on the event loop (a few quick
+system calls): so that no cancellation can come between the file being opened
+and this object owning it (a handle opened by a worker
 thread whose caller was cancelled would be left open, and its file behind).
 
 **Two processes.** The ``.part`` file is locked (``flock``, where the platform has
 it) for as long as it is open. A download that finds it locked by another process
 (or another download) writes to a private ``.NAME.<random>.part`` instead, which is
 never resumed and always removed, so two downloads of one destination never
-write into one file. Before the rename the file is read back from the disk and its
-size, sha256 and first bytes checked: what is moved into place is what was
-verified, not only what was streamed.
+write into one file. Before the rename the file is fsynced, its size on disk, its
+identity (the path still names it) and its first and last bytes are checked; the
+whole file is not read back (see docs/downloads.md, "Which check guards what").
 
 The destination is only ever touched by the final rename, so it never holds a
 partial or unverified file.
@@ -64,9 +65,7 @@ logger = logging.getLogger("fastrouter_async")
 DownloadProgress = Callable[[int, int | None], object]
 """``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
 
-WRITE_BUFFER = 1024 * 1024
-# Writes go to a worker thread (no blocking disk I/O on the event loop); batching them into
-# 1 MiB keeps the number of thread hops low while memory stays at a megabyte per download.
+WRITE_BUFFER = 1024 * 1024  # progress is reported after each WRITE_BUFFER bytes received
 _READ_BLOCK = 1024 * 1024
 _HASH_HOP = 16  # read blocks hashed per worker-thread call when adopting a leftover (cancellable between calls)
 _SIDECAR_FORMAT = 1

@@ -20,7 +20,7 @@ from fastrouter_async._config import Secret
 from fastrouter_async._protocol import HttpCall
 from fastrouter_async._rawbody import BUFFER_BYTES
 from fastrouter_async._transport import Transport
-from fastrouter_async._writer import ChunkWriter
+from fastrouter_async._writer import WRITER_NICENESS, ChunkWriter
 from fastrouter_async.testing import FastRouterSimulator, JobPlan, sample_video
 
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS
@@ -292,3 +292,22 @@ async def test_disk_full_in_the_writer_thread_is_a_download_error(host: VideoHos
     assert "File too large" in outcome["error"]
     assert outcome["cause"] == "OSError"
     assert not (tmp_path / "v.mp4").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+async def test_writer_thread_yields_the_cpu_to_the_event_loop(tmp_path: Path) -> None:
+    """The writer thread runs WRITER_NICENESS nicer than the event loop's thread, so hashing never starves the loop."""
+    written = asyncio.Event()
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        writer = ChunkWriter(fd, 0, [hashlib.sha256()], on_written=lambda chunk: written.set())
+        await writer.put(b"x" * 1024)
+        await asyncio.wait_for(written.wait(), timeout=30)
+        (thread,) = writer_threads()
+        assert thread.native_id is not None
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, mine + WRITER_NICENESS)
+        await writer.close()
+    finally:
+        os.close(fd)
+    assert writer_threads() == []
