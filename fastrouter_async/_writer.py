@@ -41,11 +41,13 @@ _JOIN_SECONDS: Final = 1.0  # the thread's return after saying it is done: micro
 _TAIL: Final = 64  # the last bytes written are kept, to check the file's end before the rename
 _STOP: Final = object()
 
-WRITER_NICENESS: Final = 10
-# On Linux the writer thread runs this much nicer than the thread that started it: when the CPU is
-# short (several downloads on a busy core), the event loop gets it first, so polls and other
-# requests are not held up by hashing (measured: loop lag p99 of 1,000 polled jobs with 4 downloads
-# at once, one core, from 68-129 ms down to 8-9 ms), while an idle core still runs the writer at full speed.
+WRITER_NICENESS: Final = 19
+# On Linux the writer thread runs at the lowest priority: when the CPU is short (several
+# downloads on a busy core), the event loop gets it first, so polls and other requests are not
+# held up by writing and hashing. Measured with 1,000 polled jobs and 4 downloads at once on one
+# core of a loaded machine: loop lag p99 76-86 ms at the loop's priority, 63-65 ms at +10, 24-28 ms
+# at 19, with the same download times (an idle core runs the writer at full speed whatever its
+# niceness). The cost: on a machine whose every core is busy, downloads slow down first.
 _SYNC_FILE_RANGE_WRITE: Final = 2  # linux/fs.h: start writeback of dirty pages in the range, do not wait
 
 
