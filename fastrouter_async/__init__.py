@@ -44,6 +44,7 @@ from ._errors import (
 from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
 from ._journal import JournalError
+from ._journal_read import BatchJournal, JournalRecord, read_journal
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
 from ._session import FastRouterSession
 from ._validate import validate as validate_request
@@ -66,6 +67,7 @@ __all__ = [
     "AcceptedJob",
     "AuthenticationError",
     "BadRequestError",
+    "BatchJournal",
     "BatchOutcome",
     "BatchProgress",
     "BatchRun",
@@ -80,6 +82,7 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "JournalError",
+    "JournalRecord",
     "ListedCatalog",
     "ListedModel",
     "ModelSpec",
@@ -104,6 +107,7 @@ __all__ = [
     "cached_catalog",
     "find_model",
     "price_for",
+    "read_journal",
     "refresh_catalog",
     "safe_filename",
     "unique_path",

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 import math
-import os
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -29,86 +28,36 @@ import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._batch_inputs import default_filename, file_matches, output_dir_path, prepare_requests
+from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
 from ._errors import (
+    AuthenticationError,
     FastRouterError,
-    InvalidRequestError,
+    InsufficientCreditsError,
     JobFailedError,
     NotFoundError,
+    PermissionDeniedError,
     SubmitUncertainError,
 )
-from ._filenames import safe_filename, unique_path
+from ._filenames import plan_names, unique_path
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
+from ._journal_read import BatchJournal, match_records, read_journal
 from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
 from ._protocol import build_submit_body
-from ._validate import validate
 
 if TYPE_CHECKING:
     from ._job import VideoJob
     from ._session import FastRouterSession, _Slot
 
-__all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "prepare_requests"]
+__all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "output_dir_path", "prepare_requests"]
 
 logger = logging.getLogger("fastrouter_async")
 
 FileNamer = Callable[[int, VideoRequest], str]
 
-
-class OutcomeStatus(enum.Enum):
-    """How one job of a batch ended (for this run)."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    UNCERTAIN = "uncertain"
-    """The submit may have created a job whose task id was lost; it was not submitted again."""
-
-
-@attrs.frozen(kw_only=True)
-class BatchOutcome:
-    """What became of one request of a batch."""
-
-    index: int
-    """0-based position of the request in the input."""
-    request: VideoRequest
-    status: OutcomeStatus
-    task_id: str | None = None
-    result: VideoResult | None = None
-    """The finished video (``None`` for failures and for jobs finished in an earlier run)."""
-    file: DownloadedFile | None = None
-    """The downloaded file, when the batch has an ``output_dir``."""
-    error: FastRouterError | None = None
-    cost_usd: float | None = None
-    resumed: bool = False
-    """The job was submitted by an earlier run and re-attached by its task id."""
-    from_journal: bool = False
-    """The job had finished in an earlier run: nothing was requested for it this time."""
-
-    @property
-    def ok(self) -> bool:
-        return self.status is OutcomeStatus.SUCCEEDED
-
-
-@attrs.frozen(kw_only=True)
-class BatchProgress:
-    """A snapshot of a running batch, for progress displays."""
-
-    total: int
-    waiting: int
-    """Not started yet (waiting for a slot under ``max_concurrent_jobs``)."""
-    submitting: int
-    running: int
-    """Submitted (or re-attached) and not yet seen to end."""
-    downloading: int
-    succeeded: int
-    failed: int
-    uncertain: int
-    skipped: int
-    """Finished in an earlier run (counted in ``succeeded``/``failed`` too)."""
-    resumed: int
-    """Re-attached to tasks submitted by an earlier run."""
-
-    @property
-    def finished(self) -> int:
-        return self.succeeded + self.failed + self.uncertain
+ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
+# 401, 402, 403: the key, the credits or the permission is wrong for every job alike, so the first
+# one stops all further submits (the next 499 would be refused the same way).
 
 
 class _Action(enum.Enum):
@@ -127,30 +76,6 @@ class _Item:
     entry: JournalEntry | None = None
     action: _Action = _Action.SUBMIT
     outcome: BatchOutcome | None = None  # for REPORT items
-
-
-def prepare_requests(requests: Iterable[VideoRequest | Mapping[str, Any]], *, check: bool) -> list[VideoRequest]:
-    """Turn the input into requests and validate every one before anything is sent."""
-    if isinstance(requests, str | bytes | Mapping):
-        raise InvalidRequestError(
-            "requests", requests, "an iterable of VideoRequest objects or mappings of submit fields"
-        )
-    prepared: list[VideoRequest] = []
-    for index, item in enumerate(requests):
-        try:
-            request = item if isinstance(item, VideoRequest) else VideoRequest.from_fields(item)
-            if check:
-                validate(request)
-        except InvalidRequestError as exc:
-            exc.add_note(f"fastrouter_async: in request #{index} of the batch (0-based); nothing was submitted")
-            raise
-        prepared.append(request)
-    return prepared
-
-
-def default_filename(index: int, request: VideoRequest) -> str:
-    """``0001-a-cat-surfing-at-sunset.mp4``: the 1-based position, then the prompt."""
-    return f"{index + 1:04d}-{safe_filename(request.prompt, max_length=72)}"
 
 
 class BatchRun:
@@ -183,7 +108,12 @@ class BatchRun:
         self._session = session
         self._requests = requests
         self._output_dir = output_dir
-        self._filename = filename or default_filename
+        namer = filename or default_filename
+        # Every name is made and checked now, before anything is sent: a bad name found after the
+        # submits would cost paid jobs with nowhere to put their videos.
+        self._names = (
+            None if output_dir is None else plan_names(len(requests), lambda index: namer(index, requests[index]))
+        )
         self._journal_path = journal
         self._resubmit_uncertain = resubmit_uncertain
         self._retry_failed = retry_failed
@@ -210,10 +140,12 @@ class BatchRun:
                 "uncertain",
                 "skipped",
                 "resumed",
+                "not_sent",
             ),
             0,
         )
         self._counts["waiting"] = len(requests)
+        self._stopped_by: FastRouterError | None = None
 
     # --- the consumer's side ------------------------------------------------------------------
 
@@ -226,8 +158,29 @@ class BatchRun:
         return BatchProgress(total=len(self._requests), **self._counts)
 
     @property
+    def stopped_by(self) -> FastRouterError | None:
+        """The account error (401, 402 or 403 on a submit) that stopped all further submits, if one did.
+
+        Jobs already submitted were still followed to their end; the jobs not sent because of it are
+        ``NOT_SENT`` outcomes.
+        """
+        return self._stopped_by
+
+    @property
     def journal_path(self) -> Path | None:
         return self._journal_path
+
+    async def read_journal(self) -> BatchJournal:
+        """The journal as recorded now: each request's record (task id, state...) and the jobs not in this batch.
+
+        Reads a copy read-only in a worker thread (during or after the run); raises ``JournalError``
+        without a journal.
+        """
+        if self._journal_path is None:
+            raise JournalError("this batch has no journal")
+        keys = [(key.fingerprint, key.occurrence) for key in self._keys()]
+        records = await anyio.to_thread.run_sync(read_journal, self._journal_path)
+        return match_records(records, keys)
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -309,6 +262,9 @@ class BatchRun:
             self._session._batches.add(self)
             self._driver = asyncio.create_task(self._drive(items), name="fastrouter_async batch")
 
+    def _keys(self) -> list[JobKey]:
+        return keys_for([fingerprint(build_submit_body(request)) for request in self._requests])
+
     def _items(self) -> list[_Item]:
         bodies = [build_submit_body(request) for request in self._requests]
         keys = keys_for([fingerprint(body) for body in bodies])
@@ -361,6 +317,21 @@ class BatchRun:
             else:  # SUBMITTED
                 item.action = _Action.ATTACH
 
+    def _stop(self, error: FastRouterError) -> None:
+        if self._stopped_by is None:
+            self._stopped_by = error
+            logger.error(
+                "the batch stopped submitting: %s (%s). Jobs already submitted are followed to their end; the "
+                "others were not sent. Fix the account problem and run the batch again to submit them.",
+                type(error).__name__,
+                error,
+            )
+
+    def _never_sent(self, item: _Item) -> BatchOutcome:
+        return BatchOutcome(
+            index=item.index, request=item.request, status=OutcomeStatus.NOT_SENT, error=self._stopped_by
+        )
+
     def _finished_earlier(self, item: _Item, entry: JournalEntry, file: DownloadedFile | None) -> BatchOutcome:
         return BatchOutcome(
             index=item.index,
@@ -386,7 +357,7 @@ class BatchRun:
         if entry.file_path is None or entry.file_size is None or entry.file_sha256 is None:
             return None  # reserved but never recorded as written: fetched again
         path = Path(entry.file_path)
-        ok = await anyio.to_thread.run_sync(_file_matches, path, entry.file_size, entry.file_sha256)
+        ok = await anyio.to_thread.run_sync(file_matches, path, entry.file_size, entry.file_sha256)
         if not ok:
             logger.warning("the video of task %s is no longer intact at %s; fetching it again", entry.task_id, path)
             return None
@@ -419,7 +390,9 @@ class BatchRun:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._verify_files, [item for item in items if item.action is _Action.VERIFY], tg)
             for item in items:
-                if item.action in (_Action.SUBMIT, _Action.ATTACH):
+                if item.action is _Action.SUBMIT and self._stopped_by is not None:
+                    self._report(self._never_sent(item))
+                elif item.action in (_Action.SUBMIT, _Action.ATTACH):
                     await self._start_work(item, tg)
 
     async def _verify_files(self, items: list[_Item], tg: anyio.abc.TaskGroup) -> None:
@@ -465,18 +438,46 @@ class BatchRun:
             self._moved("waiting", "running")
             self._counts["resumed"] += 1
         else:
+            if self._stopped_by is not None:  # stopped while this job waited for its slot
+                if slot is not None:
+                    slot.release()
+                self._moved("waiting", "not_sent")
+                return self._never_sent(item)
             self._moved("waiting", "submitting")
             try:
                 hooks = None if self._journal is None else _JournalHooks(self._journal, item)
                 job = await session._start_job(item.request, slot, hooks)
             except SubmitUncertainError as exc:
+                if exc.task_id is not None:
+                    # The answer could not be read but showed the task id: record it and follow that task.
+                    logger.warning("request #%d (%s): %s", item.index, item.request.describe(), exc)
+                    if self._journal is not None:
+                        await self._journal.submitted(item.key, exc.task_id)
+                    slot = await session._acquire_slot()
+                    job = session._attach(
+                        exc.task_id, item.request.model, item.request, slot, submitted_wall_time=time.time()
+                    )
+                    self._moved("submitting", "running")
+                    job._observer = self._observer(item)
+                    return await self._finish_job(item, job, False)
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, exc.reason)
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=exc)
             except JournalError:
                 raise
+            except ACCOUNT_ERRORS as exc:
+                self._stop(exc)
+                return self._ended(item, "submitting", OutcomeStatus.NOT_SENT, error=exc)
             except FastRouterError as exc:
                 return self._ended(item, "submitting", OutcomeStatus.FAILED, error=exc)
+            except Exception as exc:  # a bug ends this job only; it may have been submitted
+                logger.exception(
+                    "request #%d (%s): unexpected error while submitting", item.index, item.request.describe()
+                )
+                uncertain = SubmitUncertainError(item.request, f"unexpected {type(exc).__name__} while submitting")
+                if self._journal is not None:
+                    await self._journal.uncertain(item.key, uncertain.reason)
+                return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
             self._moved("submitting", "running")
         job._observer = self._observer(item)
         return await self._finish_job(item, job, resumed)
@@ -531,9 +532,10 @@ class BatchRun:
             # The path reserved by an earlier run: its video is missing, damaged, or was written
             # just before that run stopped, without its size and sha256 being recorded.
             return Path(entry.file_path)
-        name = self._filename(item.index, item.request)
+        assert self._names is not None
+        name = self._names[item.index]
         # Never replace a file this batch did not write for this job, nor one another job of this
-        # batch has reserved (a custom filename() may give two jobs one name): take the next free name.
+        # batch has reserved: take the next free name.
         stem, dot, suffix = name.rpartition(".")
         stem, suffix = (stem, dot + suffix) if dot and stem else (name, "")
         candidate = unique_path(self._output_dir, name, overwrite=False)
@@ -601,6 +603,7 @@ def _bucket(outcome: BatchOutcome) -> str:
         OutcomeStatus.SUCCEEDED: "succeeded",
         OutcomeStatus.FAILED: "failed",
         OutcomeStatus.UNCERTAIN: "uncertain",
+        OutcomeStatus.NOT_SENT: "not_sent",
     }[outcome.status]
 
 
@@ -630,27 +633,3 @@ class _JournalHooks:
 
     async def not_created(self, reason: str) -> None:
         await self._journal.not_sent(self._item.key, reason)
-
-
-def _file_matches(path: Path, size: int, sha256: str) -> bool:
-    try:
-        if path.stat().st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1024 * 1024):
-                digest.update(block)
-    except OSError:
-        return False
-    return digest.hexdigest() == sha256
-
-
-def output_dir_path(value: str | os.PathLike[str] | None) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str | os.PathLike):
-        raise InvalidRequestError("output_dir", value, "a folder path, or None not to download")
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise InvalidRequestError("output_dir", value, "a folder (this path is a file)")
-    return path

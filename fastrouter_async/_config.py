@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._errors import InvalidRequestError
+from ._urls import loggable
 
 __all__ = [
     "API_KEY_ENV",
@@ -276,17 +277,37 @@ def resolve_base_url(explicit: str | None) -> str:
 
 
 def normalize_base_url(url: str) -> str:
-    """Check ``url`` is https (or http on a loopback address) and drop a trailing slash."""
+    """Check ``url`` is https (or http on a loopback address) and drop a trailing slash.
+
+    A refused URL is never echoed whole: its user-info and query string may hold a key or a
+    password, so the error shows it through ``loggable`` (both redacted).
+    """
     allowed = "an https:// URL (plain http:// only for a loopback address such as 127.0.0.1)"
     if not isinstance(url, str):
         _invalid("base_url", url, allowed)
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        _invalid("base_url", url, allowed)
-    if parts.query or parts.fragment or parts.username or parts.password:
-        _invalid("base_url", url, "a URL without credentials, query or fragment")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        _invalid("base_url", url, allowed)
+    shown = loggable(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        hostname = parts.hostname
+        _ = parts.port  # a port that is not a number in range raises here
+    except ValueError:  # its message quotes the URL: not kept as the context of our error
+        parts = None
+    if parts is None:
+        _invalid("base_url", shown, f"{allowed}, with a valid host and port")
+    if parts.scheme not in ("http", "https") or not hostname:
+        _invalid("base_url", shown, allowed)
+    if "@" in parts.netloc:
+        _invalid(
+            "base_url",
+            shown,
+            "a URL without credentials: the API key is passed as api_key= (or FASTROUTER_API_KEY), never in the URL",
+        )
+    if parts.query or parts.fragment:
+        _invalid("base_url", shown, "a URL without query or fragment (the API key is passed as api_key=)")
+    if not url.strip().isprintable():
+        _invalid("base_url", shown, "a URL without control characters")
+    if parts.scheme == "http" and not is_loopback_host(hostname):
+        _invalid("base_url", shown, allowed)
     return url.strip().rstrip("/")
 
 

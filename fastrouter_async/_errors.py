@@ -202,14 +202,35 @@ class SubmitUncertainError(FastRouterError):
     the server answered 5xx, or the answer could not be read. The request is
     **never** resubmitted automatically: resubmitting could pay twice. Check the
     FastRouter dashboard (or your journal) before submitting ``request`` again.
+
+    ``task_id`` is a task id salvaged from the raw answer (a best-effort scan of
+    an answer that could not be interpreted), or ``None`` when it showed none:
+    with one, re-attach with ``session.job(task_id, model=...)`` instead of
+    submitting again. ``status_code`` is the HTTP status of the answer, if any.
     """
 
-    def __init__(self, request: VideoRequest, reason: str) -> None:
+    def __init__(
+        self,
+        request: VideoRequest,
+        reason: str,
+        *,
+        task_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
         self.request = request
         self.reason = reason
+        self.task_id = task_id
+        self.status_code = status_code
+        if task_id is None:
+            advice = "it was not resubmitted. Check before submitting it again."
+        else:
+            advice = (
+                f"the answer showed task id {task_id!r}, so the job is probably {task_id}: re-attach it with "
+                f"session.job({task_id!r}, model={request.model!r}) instead of submitting again."
+            )
         super().__init__(
             f"submit of model {request.model!r} may have created a paid job, but its answer was lost "
-            f"({reason}); it was not resubmitted. Check before submitting it again."
+            f"({reason}); {advice}"
         )
 
 

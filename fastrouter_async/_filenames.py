@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from ._errors import InvalidRequestError
 
-__all__ = ["MAX_NAME_BYTES", "safe_filename", "unique_path"]
+__all__ = ["MAX_NAME_BYTES", "check_plain_name", "plan_names", "safe_filename", "unique_path"]
 
 MAX_NAME_BYTES = 255
 # The longest file name ext4, XFS, btrfs, APFS and NTFS accept (in bytes, or UTF-16 units for NTFS,
@@ -100,7 +101,7 @@ def unique_path(folder: str | os.PathLike[str], name: str, *, overwrite: bool = 
     replace a file that appeared meanwhile, or keep a set of the names given out.
     With ``overwrite=True`` the path is returned as is.
     """
-    _check_plain_name(name)
+    check_plain_name(name)
     base = Path(folder)
     candidate = base / name
     if overwrite or not os.path.lexists(candidate):
@@ -114,6 +115,46 @@ def unique_path(folder: str | os.PathLike[str], name: str, *, overwrite: bool = 
         if not os.path.lexists(candidate):
             return candidate
     raise InvalidRequestError("name", name, f"a name with a free numbered variant in {os.fspath(base)!r}")
+
+
+def plan_names(count: int, name_of: Callable[[int], object]) -> list[str]:
+    """The file names of ``count`` jobs, all checked, and told apart when two would be alike.
+
+    ``name_of(index)`` is called once per job, before anything is sent. A name that is not one
+    plain file name (see :func:`unique_path`), and a ``name_of`` that raises, are an
+    :class:`InvalidRequestError` naming the job's index and the value. Two jobs given one name
+    get ``name.mp4``, ``name-2.mp4``, ... in input order (compared case-insensitively, as macOS
+    and Windows file systems do).
+    """
+    names: list[str] = []
+    taken: set[str] = set()
+    for index in range(count):
+        try:
+            name = name_of(index)
+        except Exception as exc:  # a user callback: any failure is a usage error, found before paying
+            raise InvalidRequestError(
+                f"filename[{index}]",
+                f"<raised {type(exc).__name__}: {exc}>",
+                "a function (index, request) -> one plain file name that does not raise",
+            ) from exc
+        try:
+            check_plain_name(name)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"filename[{index}]", name, exc.allowed) from None
+        assert isinstance(name, str)
+        names.append(_first_free(name, taken))
+    return names
+
+
+def _first_free(name: str, taken: set[str]) -> str:
+    stem, dot, ext = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    candidate, number = name, 2
+    while candidate.casefold() in taken:
+        tail = f"-{number}{dot}{ext}"
+        candidate = _cut(stem, MAX_NAME_BYTES - len(tail.encode())) + tail
+        number += 1
+    taken.add(candidate.casefold())
+    return candidate
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -172,7 +213,8 @@ def _is_reserved(name: str) -> bool:
     return base.upper() in _WINDOWS_RESERVED
 
 
-def _check_plain_name(name: object) -> None:
+def check_plain_name(name: object) -> None:
+    """Raise :class:`InvalidRequestError` (field ``name``) unless ``name`` is one plain file name."""
     allowed = (
         "one plain file name inside the folder: no path separators, not '.' or '..', no drive, no control "
         "characters, not a reserved device name, at most 255 bytes (safe_filename() makes one)"

@@ -145,14 +145,19 @@ class Journal:
         return await anyio.to_thread.run_sync(cls._open_sync, resolved)
 
     @classmethod
-    def _open_sync(cls, path: Path) -> Journal:
-        if path.exists() and path.is_dir():
+    def _open_sync(cls, given: Path) -> Journal:
+        if given.exists() and given.is_dir():
             raise JournalError(
-                f"the journal path {path} is a directory; pass a file path such as {path / 'journal.sqlite'}"
+                f"the journal path {given} is a directory; pass a file path such as {given / 'journal.sqlite'}"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        given.parent.mkdir(parents=True, exist_ok=True)
+        # The journal's real identity, not the name it was given: through a symlink (of the file or of
+        # a folder above it) two runs would otherwise take two different locks on one journal.
+        path = given.resolve()
+        _refuse_hard_links(path, given)
         lock_file = _take_lock(path)
         try:
+            _refuse_hard_links(path, given)  # a link made while the lock was being taken
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -355,8 +360,25 @@ def _transaction(db: sqlite3.Connection) -> Any:
     db.execute("COMMIT")
 
 
+def _refuse_hard_links(path: Path, given: Path) -> None:
+    """A journal with several names cannot be locked by name, and its WAL file would differ per name."""
+    try:
+        links = path.stat().st_nlink
+    except FileNotFoundError:
+        return
+    if links > 1:
+        raise JournalError(
+            f"the journal {given} has {links} hard links (other names for the same file); two runs through two "
+            "names could use it at once and corrupt it. Use one name: remove the other links (or copy the file)"
+        )
+
+
 def _take_lock(path: Path) -> IO[bytes] | None:
-    """An exclusive lock on ``PATH.lock`` for the life of the run (released by the OS if the process dies)."""
+    """An exclusive lock on ``PATH.lock`` beside the resolved journal, for the life of the run.
+
+    Released by the OS if the process dies. ``path`` is already resolved (no symlink in it), and a
+    journal with hard links is refused before, so every way of naming one journal takes this lock.
+    """
     if sys.platform == "win32":  # pragma: no cover - no fcntl; SQLite's own locking still applies
         return None
     import fcntl  # noqa: PLC0415 - POSIX only

@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ._answers import unexpected_error
 from ._errors import FastRouterError, NotFoundError
 from ._polling import RetryCounter, is_transient
 
@@ -166,16 +167,21 @@ class Poller:
             if self._closed:
                 return
             logger.exception("unexpected error polling job %s", job.task_id)
-            self._failed(job, exc)
+            self._failed(job, unexpected_error(exc, f"polling task {job.task_id}"))
             return
         finally:
             self._polling.discard(job)
         job._retries = None
-        job._record(snapshot)
+        try:
+            job._record(snapshot)
+        except Exception as exc:  # this job's failure, never the end of the worker (and of other jobs' polls)
+            logger.exception("unexpected error recording the status of job %s", job.task_id)
+            self._failed(job, unexpected_error(exc, f"the status of task {job.task_id}"))
+            return
         if job._outcome is None and job._wanted:
             self.schedule(job, loop.time() + job._next_delay())
 
-    def _failed(self, job: VideoJob, exc: Exception) -> None:
+    def _failed(self, job: VideoJob, exc: FastRouterError) -> None:
         """A poll failed for good: tell the waiters; a job nobody waits for keeps polling later."""
         if job._waiters:
             job._release_slot()  # the wait failed (gone, auth, retries exhausted): stop counting it

@@ -21,8 +21,13 @@ Interpretation rules (defensive, because the API has changed shape several times
 * URL priority: ``fastrouter_assets.urls`` (FastRouter's hosted copy, kept 30 days) when
   that block is ready, then ``data.generations[].url`` (provider CDN, expires sooner),
   then undocumented fallbacks (``data.url``, ``url``, ``video_url``).
-* a body that is the video itself (``video/*``, ``application/octet-stream``, or an
-  MP4 ``ftyp`` box) is a finished job.
+* a body that is the video itself is a finished job only on positive evidence: a media
+  content type (``video/*``, ``application/octet-stream``) AND the bytes of a video container
+  (the transport sniffs them, see ``_sniff``). A ``202``/``204`` without a body is "still
+  running"; any other answer that is neither JSON nor a video is an unexpected answer.
+* every answer is untrusted: JSON is decoded with bounded depth and no number overflow
+  (``_untrusted``), numbers must be finite, a task id must be a printable string of at most
+  256 characters, a URL must parse.
 * error bodies may be ``{"error": {"message", "type", "code", "status"}}``,
   ``{"error": "text"}``, ``{"message": ...}``, ``{"detail": ...}`` or plain text.
 """
@@ -31,15 +36,16 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeGuard
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import attrs
 
-from ._config import PollRoute
+from ._config import PollRoute, Secret
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -52,6 +58,9 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._models import JobState, JobStatus, ResultSource, VideoRequest
+from ._sniff import describe_bytes
+from ._untrusted import UnreadableJSON, is_usable_task_id
+from ._untrusted import loads as loads_untrusted
 
 __all__ = [
     "FAILURE_WORDS",
@@ -61,6 +70,7 @@ __all__ = [
     "HttpCall",
     "Response",
     "SubmitAccepted",
+    "body_preview",
     "build_submit_body",
     "classify_status_word",
     "decode_json",
@@ -77,6 +87,7 @@ __all__ = [
     "scrub",
     "scrub_json",
     "submit_call",
+    "usable_task_id",
 ]
 
 SUCCESS_WORDS = frozenset({"succeed", "succeeded", "success", "completed", "complete"})
@@ -111,6 +122,10 @@ WIRE_NAMES: Mapping[str, str] = MappingProxyType(
 
 _MEDIA_PREFIXES = ("video/", "application/octet-stream", "binary/octet-stream")
 _REDACTED = "[redacted]"
+_MAX_URL_LENGTH = 8192  # longer "URLs" in an answer are not links any server or proxy would serve
+_MAX_TEXT = 1000  # characters kept of a server's status word or message: enough to explain, not to flood
+_BINARY_KINDS = frozenset({"unknown binary", "gzip data", "a ZIP archive", "an image", "a PDF document"})
+_EMPTY_RUNNING_STATUSES = frozenset({202, 204})  # "accepted, nothing to show yet": the job is still running
 # Anything shaped like a FastRouter key (sk-v1-...) or a bearer credential is masked too,
 # in case a server echoes a different or partial key.
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}")
@@ -125,6 +140,8 @@ class HttpCall:
     json: Mapping[str, Any] | None = None
     encoded: bytes | None = attrs.field(default=None, eq=False, repr=False)
     """``json`` serialized once, for a call sent many times (a job's polls); the transport sends it as is."""
+    follow_redirects: bool = attrs.field(default=True, kw_only=True)
+    """``False`` for a paid submit: a redirect answer is handed back, never followed (the body is never re-sent)."""
 
     @classmethod
     def post_json(cls, url: str, body: Mapping[str, Any]) -> HttpCall:
@@ -137,12 +154,13 @@ class Response:
     """An answer as the transport hands it over.
 
     ``headers`` have lower-case names. ``body`` is ``None`` when the body is media
-    and was deliberately not read (``media`` is then true).
+    and was deliberately not read (``media`` is then true). The repr shows neither
+    header values nor the body: a server may have echoed the key into them.
     """
 
     status: int
-    headers: Mapping[str, str]
-    body: bytes | None
+    headers: Mapping[str, str] = attrs.field(repr=lambda h: f"<{len(h)} headers>")
+    body: bytes | None = attrs.field(repr=lambda b: "None" if b is None else f"<{len(b)} bytes>")
     media: bool = False
 
     @property
@@ -178,7 +196,8 @@ def build_submit_body(request: VideoRequest) -> dict[str, Any]:
 
 
 def submit_call(base_url: str, request: VideoRequest) -> HttpCall:
-    return HttpCall("POST", f"{base_url}/videos", build_submit_body(request))
+    """The paid job-creation request; a redirect answer to it is never followed."""
+    return HttpCall("POST", f"{base_url}/videos", build_submit_body(request), follow_redirects=False)
 
 
 def poll_call(route: PollRoute, base_url: str, task_id: str, model: str | None) -> HttpCall:
@@ -204,36 +223,62 @@ def is_media_response(content_type: str, head: bytes = b"") -> bool:
     return len(head) >= 8 and head[4:8] == b"ftyp" and "json" not in ctype
 
 
-def decode_json(response: Response, *, scrub_secret: str | None = None) -> Any:
-    """The decoded JSON of a 2xx answer; UnexpectedResponseError when it is not JSON."""
+def decode_json(response: Response, *, scrub_secret: Secret | str | None = None) -> Any:
+    """The decoded JSON of a 2xx answer; UnexpectedResponseError when it is not JSON.
+
+    Nothing is chained to the error: a decoder's exception would hold the raw body.
+    """
     raw = response.body or b""
     try:
-        try:
-            return json.loads(raw.decode())  # UTF-8, as JSON on the wire is: no encoding sniffing
-        except ValueError:
-            return json.loads(raw)  # UTF-16/32 after all, or not JSON (raised again below)
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-        preview = scrub(raw[:200].decode("utf-8", "replace"), scrub_secret)
-        raise UnexpectedResponseError(
-            f"the server answered HTTP {response.status} with a body that is not valid JSON: {preview!r}",
-            body=preview,
-            status_code=response.status,
-        ) from exc
+        return loads_untrusted(raw)
+    except UnreadableJSON as exc:
+        reason = exc.reason
+    preview = body_preview(raw, scrub_secret)
+    raise UnexpectedResponseError(
+        f"the server answered HTTP {response.status} with an answer that cannot be read ({reason}): {preview}",
+        body=preview,
+        status_code=response.status,
+    )
 
 
-def extract_task_id(payload: Mapping[str, Any]) -> str | None:
-    """The task id from a create (or poll) answer, trying every documented location."""
+def body_preview(raw: bytes | None, secret: Secret | str | None, limit: int = 200) -> str:
+    """A short, scrubbed, printable glimpse of a body for messages: its start, or what it looks like."""
+    if not raw:
+        return "an empty body"
+    kind = describe_bytes(raw)
+    if kind in _BINARY_KINDS or kind.endswith(" video"):
+        return f"{kind}, {len(raw)} bytes"
+    text = raw[:limit].decode("utf-8", "replace")
+    shown = "".join(ch if ch.isprintable() else " " for ch in text)
+    return repr(scrub(shown, secret) + ("..." if len(raw) > limit else ""))
+
+
+def extract_task_id(payload: Mapping[str, Any], secret: Secret | str | None = None) -> str | None:
+    """The task id from a create (or poll) answer, trying every documented location.
+
+    Only a usable id counts (see :func:`usable_task_id`): never one that carries the key.
+    """
     data = payload.get("data")
     candidates: list[Any] = []
     if isinstance(data, Mapping):
         candidates += [data.get("taskId"), data.get("task_id"), data.get("id")]
     candidates += [payload.get("taskId"), payload.get("task_id"), payload.get("id")]
     for value in candidates:
-        if isinstance(value, str) and value.strip():
+        if isinstance(value, str) and usable_task_id(value.strip(), secret):
             return value.strip()
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)  # at most 40 digits: longer numbers are decoded as floats
     return None
+
+
+def usable_task_id(value: str | None, secret: Secret | str | None) -> str | None:
+    """``value`` if it can be a task id: printable, at most 256 characters, and nothing key-shaped.
+
+    A server that echoes the key as the "task id" must not get it logged, journaled and shown.
+    """
+    if value is None or not is_usable_task_id(value) or scrub(value, secret) != value:
+        return None
+    return value
 
 
 def classify_status_word(word: object) -> JobState | None:
@@ -286,7 +331,7 @@ def inline_video_base64(payload: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def parse_submit_response(response: Response, *, scrub_secret: str | None = None) -> SubmitAccepted:
+def parse_submit_response(response: Response, *, scrub_secret: Secret | str | None = None) -> SubmitAccepted:
     """Interpret a 2xx answer to ``POST /videos``.
 
     Raises UnexpectedResponseError when no task id can be found, and
@@ -294,7 +339,7 @@ def parse_submit_response(response: Response, *, scrub_secret: str | None = None
     (the server refused the job).
     """
     payload = _json_object(response, "the create answer", scrub_secret)
-    task_id = extract_task_id(payload)
+    task_id = extract_task_id(payload, scrub_secret)
     if task_id is None:
         message = _error_message(payload, scrub_secret, plain_message=False)
         if message is not None or _word(payload.get("code")) in FAILURE_WORDS:
@@ -304,13 +349,13 @@ def parse_submit_response(response: Response, *, scrub_secret: str | None = None
                 body=scrub_json(payload, scrub_secret),
             )
         raise UnexpectedResponseError(
-            f"the create answer has no task id: {_preview(payload, scrub_secret)}",
+            f"the create answer has no usable task id: {_preview(payload, scrub_secret)}",
             body=scrub_json(payload, scrub_secret),
             status_code=response.status,
         )
     data = _as_mapping(payload.get("data"))
-    raw_status = data.get("status") if isinstance(data.get("status"), str) else None
-    model = payload.get("model") if isinstance(payload.get("model"), str) else None
+    raw_status = _first_str(data.get("status"))
+    model = _first_str(payload.get("model"))
     return SubmitAccepted(
         task_id=task_id,
         model=model,
@@ -322,13 +367,17 @@ def parse_submit_response(response: Response, *, scrub_secret: str | None = None
 
 
 def parse_poll_response(
-    response: Response, *, task_id: str, model: str | None, scrub_secret: str | None = None
+    response: Response, *, task_id: str, model: str | None, scrub_secret: Secret | str | None = None
 ) -> JobStatus:
     """Interpret a 2xx answer of a poll route as a JobStatus.
 
-    Raises UnexpectedResponseError for a body that is not a JSON object, and for
-    a success that carries no video (no URL, no inline bytes).
+    ``response.media`` (set by the transport only for a media content type carrying video
+    bytes) is a finished job; a ``202``/``204`` without a body is a running one. Raises
+    UnexpectedResponseError for a body that is not a JSON object, and for a success that
+    carries no video (no URL, no inline bytes).
     """
+    if not response.body and not response.media and response.status in _EMPTY_RUNNING_STATUSES:
+        return JobStatus(task_id=task_id, model=model, state=JobState.RUNNING)
     if response.media:
         return JobStatus(
             task_id=task_id,
@@ -394,7 +443,7 @@ def error_for_status(
     *,
     method: str | None = None,
     url: str | None = None,
-    scrub_secret: str | None = None,
+    scrub_secret: Secret | str | None = None,
     now: float | None = None,
 ) -> APIStatusError:
     """The APIStatusError subclass for a non-2xx answer, with the server's message."""
@@ -405,8 +454,8 @@ def error_for_status(
     if response.body:
         text = response.body.decode("utf-8", "replace")
         try:
-            decoded = json.loads(text)
-        except ValueError:
+            decoded = loads_untrusted(response.body)
+        except UnreadableJSON:
             decoded = None
         if isinstance(decoded, Mapping):
             body = scrub_json(decoded, scrub_secret)
@@ -416,7 +465,7 @@ def error_for_status(
             body = message = scrub(decoded, scrub_secret)
         else:
             body = scrub(text[:2000], scrub_secret)
-            message = scrub(text.strip()[:300], scrub_secret) or None
+            message = _clip(scrub(_printable(text.strip()[:300]), scrub_secret)) or None
     if not message:
         message = _DEFAULT_MESSAGES.get(status, "server error" if status >= 500 else "request failed")
     cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else APIStatusError)
@@ -445,7 +494,7 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
             value = float(millis) / 1000
         except ValueError:
             value = -1.0
-        if value >= 0:
+        if 0 <= value < math.inf:
             return value
     raw = headers.get("retry-after")
     if raw is None or not raw.strip():
@@ -455,27 +504,32 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     except ValueError:
         seconds = None
     if seconds is not None:
-        return seconds if seconds >= 0 else None
+        return seconds if 0 <= seconds < math.inf else None  # NaN and inf are no wait hints
     if now is None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError):
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    return max(0.0, when.timestamp() - now)
 
 
 # --- secrets -----------------------------------------------------------------------------
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with the API key (and anything key-shaped) replaced by ``[redacted]``."""
-    if secret:
-        text = text.replace(secret, _REDACTED)
+def scrub(text: str, secret: Secret | str | None) -> str:
+    """``text`` with the API key (and anything key-shaped) replaced by ``[redacted]``.
+
+    ``secret`` may be the :class:`Secret` itself: it is revealed here, in a function that
+    never awaits, so the key is not left in a local variable of a suspended coroutine.
+    """
+    key = secret.reveal() if isinstance(secret, Secret) else secret
+    if key:
+        text = text.replace(key, _REDACTED)
     return _KEY_PATTERN.sub(_REDACTED, text)
 
 
-def scrub_json(value: object, secret: str | None) -> Any:
+def scrub_json(value: object, secret: Secret | str | None) -> Any:
     """A copy of a decoded JSON value with every string scrubbed."""
     if isinstance(value, str):
         return scrub(value, secret)
@@ -489,7 +543,7 @@ def scrub_json(value: object, secret: str | None) -> Any:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _json_object(response: Response, what: str, secret: str | None) -> Mapping[str, Any]:
+def _json_object(response: Response, what: str, secret: Secret | str | None) -> Mapping[str, Any]:
     payload = decode_json(response, scrub_secret=secret)
     if not isinstance(payload, Mapping):
         raise UnexpectedResponseError(
@@ -521,39 +575,39 @@ def _has_error(payload: Mapping[str, Any]) -> bool:
     return isinstance(error, Mapping) and bool(error)
 
 
-def _failure_message(payload: Mapping[str, Any], data: Mapping[str, Any], secret: str | None) -> str:
+def _failure_message(payload: Mapping[str, Any], data: Mapping[str, Any], secret: Secret | str | None) -> str:
     message = _error_message(payload, secret, plain_message=False)
     if message:
         return message
     for generation in _generations(data):
         fail = generation.get("failMsg")
         if isinstance(fail, str) and fail.strip():
-            return scrub(fail.strip(), secret)
+            return _clip(scrub(fail.strip(), secret))
     for key in ("error", "failMsg", "message"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
-            return scrub(value.strip(), secret)
+            return _clip(scrub(value.strip(), secret))
     word = _first_str(data.get("status"), payload.get("status")) or "failed"
     return f"the job ended with status {word!r} and no message"
 
 
-def _error_message(payload: Mapping[str, Any], secret: str | None, *, plain_message: bool) -> str | None:
+def _error_message(payload: Mapping[str, Any], secret: Secret | str | None, *, plain_message: bool) -> str | None:
     """The server's error text: ``error`` (string or object), ``detail``, and, when
     ``plain_message`` (error statuses only), a top-level ``message``."""
     error = payload.get("error")
     if isinstance(error, str) and error.strip():
-        return scrub(error.strip(), secret)
+        return _clip(scrub(error.strip(), secret))
     if isinstance(error, Mapping):
         for key in ("message", "detail", "msg"):
             value = error.get(key)
             if isinstance(value, str) and value.strip():
-                return scrub(value.strip(), secret)
-        return scrub(json.dumps(error, default=str)[:300], secret)
+                return _clip(scrub(value.strip(), secret))
+        return scrub(_dumps(error)[:300], secret)
     keys = ("detail", "message") if plain_message else ("detail",)
     for key in keys:
         value = payload.get(key)
         if isinstance(value, str) and value.strip():
-            return scrub(value.strip(), secret)
+            return _clip(scrub(value.strip(), secret))
     return None
 
 
@@ -594,12 +648,26 @@ def _as_list(value: object) -> list[Any]:
 
 
 def _is_http_url(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and value.lower().startswith(("https://", "http://")) and len(value) > 8
+    if not (isinstance(value, str) and 8 < len(value) <= _MAX_URL_LENGTH):
+        return False
+    if not value.lower().startswith(("https://", "http://")) or not value.isprintable() or " " in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:  # "http://[bad": not a URL anything could fetch
+        return False
+    return bool(parts.hostname)
 
 
 def _number(value: object) -> float | None:
+    """A finite number from an answer, else ``None`` (huge, NaN or infinite: an unknown amount)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -610,9 +678,25 @@ def _word(value: object) -> str | None:
 def _first_str(*values: object) -> str | None:
     for value in values:
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return _clip(value.strip(), 200)
     return None
 
 
-def _preview(value: object, secret: str | None) -> str:
-    return scrub(json.dumps(value, default=str)[:200], secret)
+def _clip(text: str, limit: int = _MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text)
+
+
+def _dumps(value: object) -> str:
+    """JSON text of a decoded value for a message; never raises (depth is bounded at decoding)."""
+    try:
+        return json.dumps(value, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return "<unprintable>"
+
+
+def _preview(value: object, secret: Secret | str | None) -> str:
+    return scrub(_dumps(value)[:200], secret)

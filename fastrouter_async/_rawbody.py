@@ -145,7 +145,10 @@ class RawBody(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._remaining:
-            self._fail(exc or ConnectionResetError(f"the connection closed with {self._remaining} bytes missing"))
+            # Always a ConnectionError: an OSError of the socket must not pass for one of the disk.
+            lost = ConnectionResetError(f"the connection was lost with {self._remaining} bytes of the body missing")
+            lost.__cause__ = exc
+            self._fail(lost)
         if self._previous is not None:
             self._previous.connection_lost(exc)  # aiohttp's protocol must learn it too
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 
+from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
@@ -56,9 +57,6 @@ from ._protocol import (
     HttpCall,
     Response,
     SubmitAccepted,
-    error_for_status,
-    parse_poll_response,
-    parse_submit_response,
     poll_call,
     retry_after_seconds,
     submit_call,
@@ -666,8 +664,16 @@ class FastRouterSession:
         await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
         return accepted.task_id
 
-    async def _submit_once(self, call: Any, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
-        secret = self._secret.reveal()
+    async def _submit_once(self, call: HttpCall, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
+        """One submit: the accepted job, or a documented error raised without the frames below."""
+        try:
+            return await self._submit_answer(call, request, ticket)
+        except FastRouterError as exc:
+            failure = detached(exc)
+        raise failure
+
+    async def _submit_answer(self, call: HttpCall, request: VideoRequest, ticket: int | None) -> SubmitAccepted:
+        """The accepted job of one submit, or a documented error (``_answers.submit_outcome``)."""
         try:
             response = await self._budgeted_request(call, ticket)
         except APIConnectionError as exc:
@@ -676,18 +682,7 @@ class FastRouterSession:
             raise SubmitUncertainError(request, str(exc)) from exc
         except UnexpectedResponseError as exc:  # an answer too large to be a create answer
             raise SubmitUncertainError(request, str(exc)) from exc
-        if not 200 <= response.status < 300:
-            error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())
-            if response.status >= 500:
-                raise SubmitUncertainError(
-                    request, f"the server answered {response.status}: {error.message}"
-                ) from error
-            raise error
-        try:
-            return parse_submit_response(response, scrub_secret=secret)
-        except UnexpectedResponseError as exc:
-            # The job was most likely created; without its task id we cannot know.
-            raise SubmitUncertainError(request, str(exc)) from exc
+        return submit_outcome(response, request, call=call, secret=self._secret, now=time.time())
 
     async def _budgeted_request(self, call: HttpCall, ticket: int | None = None) -> Response:
         """One API request, paced by the session's budget; a 429 slows the whole session.
@@ -719,23 +714,36 @@ class FastRouterSession:
     # --- polling --------------------------------------------------------------------------
 
     async def _poll_once(self, job: VideoJob) -> JobStatus:
+        """One poll: the job's status, or a documented error raised without the frames below."""
+        try:
+            return await self._poll_answer(job)
+        except FastRouterError as exc:
+            failure = detached(exc)
+        raise failure
+
+    async def _poll_answer(self, job: VideoJob) -> JobStatus:
         self._ensure_open()
         call = job._call
         if call is None:
             call = job._call = poll_call(self._poll_route, self._base_url, job.task_id, job.model)
-        secret = self._secret.reveal()
         response = await self._budgeted_request(call)
-        if 200 <= response.status < 300:
-            parse = functools.partial(
-                parse_poll_response, response, task_id=job.task_id, model=job.model, scrub_secret=secret
-            )
+        interpret = functools.partial(
+            poll_outcome,
+            response,
+            task_id=job.task_id,
+            model=job.model,
+            call=call,
+            secret=self._secret,
+            now=time.time(),
+        )
+        try:
             if response.body is not None and len(response.body) > _PARSE_IN_THREAD_BYTES:
-                return await anyio.to_thread.run_sync(parse)  # an inline video: megabytes of JSON
-            return parse()
-        error = error_for_status(response, method=call.method, url=call.url, scrub_secret=secret, now=time.time())
-        if isinstance(error, NotFoundError) and job._in_grace_window():
-            return JobStatus(task_id=job.task_id, model=job.model, state=JobState.PENDING, raw_status="not visible yet")
-        raise error
+                return await anyio.to_thread.run_sync(interpret)  # an inline video: megabytes of JSON
+            return interpret()
+        except NotFoundError:
+            if not job._in_grace_window():
+                raise
+        return JobStatus(task_id=job.task_id, model=job.model, state=JobState.PENDING, raw_status="not visible yet")
 
     async def _poll_with_retries(self, job: VideoJob) -> JobStatus:
         return await retrying(

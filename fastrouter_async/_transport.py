@@ -5,6 +5,14 @@ header to requests for the FastRouter API origin and to nothing else, follows
 redirects itself (so the header can never ride along to another host), and maps
 every aiohttp or timeout exception to the library's error tree, recording
 whether the request may have reached the server.
+
+Untrusted answers: a paid submit is never redirected (``HttpCall.follow_redirects``);
+a redirect whose ``Location`` does not parse is an unexpected answer; a 2xx body is
+taken for the video itself only when its declared type is a media type AND its first
+bytes are a video container (``_sniff``). aiohttp's exceptions are summarised, scrubbed,
+into ours and never chained: their request info and their frames' locals hold the
+request headers, and with them the key. The headers with the key are a mapping whose
+repr hides it, so a traceback formatted with its local variables does not show it.
 """
 
 from __future__ import annotations
@@ -20,14 +28,17 @@ from typing import Any
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import MAX_JSON_BYTES, Secret, Timeouts
 from ._errors import APIConnectionError, APITimeoutError, FastRouterError, UnexpectedResponseError
-from ._protocol import HttpCall, Response, is_media_response
+from ._protocol import HttpCall, Response, scrub
 from ._rawbody import RawBody, raw_transport
+from ._sniff import SNIFF_BYTES, is_video_content_type, sniff_video
+from ._urls import loggable
 
-__all__ = ["FASTROUTER_GATEWAYS", "StreamedResponse", "Transport", "api_origins"]
+__all__ = ["FASTROUTER_GATEWAYS", "StreamedResponse", "Transport", "api_origins", "loggable"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -67,10 +78,21 @@ def _origin(url: URL) -> tuple[str, str, int | None]:
     return (url.scheme.lower(), (url.host or "").lower(), url.port)
 
 
-def loggable(url: str | URL) -> str:
-    """A URL for logs and messages: no query string (provider URLs carry signatures)."""
-    u = URL(str(url))
-    return str(u.with_query(None).with_fragment(None))
+class _Headers(dict[str, str]):
+    """Request headers; the repr hides the ``Authorization`` value (tracebacks show locals' reprs)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        shown = {k: "[redacted]" if k.lower() == "authorization" else v for k, v in self.items()}
+        return f"_Headers({shown!r})"
+
+
+def _auth_headers(base: Mapping[str, str], secret: Secret) -> _Headers:
+    """``base`` plus the bearer credential, built in a function that never awaits."""
+    headers = _Headers(base)
+    headers["Authorization"] = f"Bearer {secret.reveal()}"
+    return headers
 
 
 @attrs.define(eq=False)
@@ -86,11 +108,14 @@ class StreamedResponse:
 
     async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
         """The body in chunks of at most ``size`` bytes, errors mapped to ours."""
+        failure: APIConnectionError | None = None
         try:
             async for chunk in self._response.content.iter_chunked(size):
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _map_exception(exc, "GET", self.url, sent=True) from exc
+            failure = _map_exception(exc, "GET", self.url, sent=True)
+        if failure is not None:
+            raise failure  # outside the handler: the aiohttp exception is not kept as its context
 
     async def iter_received(self, *, raw: bool = True) -> AsyncIterator[bytes | memoryview]:
         """The body as it arrives, never copied or joined on the way (see ``_rawbody`` for ``raw``).
@@ -100,6 +125,7 @@ class StreamedResponse:
         given back are simply not reused). Otherwise each piece is what aiohttp buffered.
         """
         content = self._response.content
+        failure: APIConnectionError | None = None
         try:
             body = self._raw_body() if raw else None
             if body is not None:
@@ -123,7 +149,9 @@ class StreamedResponse:
                     continue  # the end of an HTTP chunk, with no data
                 yield chunk
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            raise _map_exception(exc, "GET", self.url, sent=True) from exc
+            failure = _map_exception(exc, "GET", self.url, sent=True)
+        if failure is not None:
+            raise failure  # outside the handler: the underlying exception is not kept as its context
 
     def recycle(self, chunk: bytes | memoryview) -> None:
         """Give back a piece of :meth:`iter_received` once written (reused by the raw path; else nothing)."""
@@ -176,8 +204,10 @@ class Transport:
         self._user_agent = _user_agent()
         self._urls: dict[str, tuple[URL, bool]] = {}
         # The headers of a pre-serialized JSON request, built once (aiohttp copies them per request).
-        self._json_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT, "Content-Type": "application/json"}
-        self._json_api_headers = {**self._json_headers, "Authorization": f"Bearer {secret.reveal()}"}
+        self._json_headers = _Headers(
+            {"User-Agent": self._user_agent, "Accept": _ACCEPT, "Content-Type": "application/json"}
+        )
+        self._json_api_headers = _auth_headers(self._json_headers, secret)
         self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
 
@@ -229,22 +259,35 @@ class Transport:
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic() if debug else 0.0
         resp, method, current = await self._send(
-            call.method, call.url, json=call.json, auth=True, client_timeout=self._api_timeout, encoded=call.encoded
+            call.method,
+            call.url,
+            json=call.json,
+            auth=True,
+            client_timeout=self._api_timeout,
+            encoded=call.encoded,
+            follow_redirects=call.follow_redirects,
         )
+        failure: FastRouterError | None = None
         try:
             headers = _lower_headers(resp.headers)
-            if is_media_response(resp.content_type) and 200 <= resp.status < 300:
-                result = Response(status=resp.status, headers=headers, body=None, media=True)
+            if 200 <= resp.status < 300 and is_video_content_type(headers.get("content-type")):
+                # Declared as media: the video itself only if its first bytes say so too.
+                head = await _read_prefix(resp, SNIFF_BYTES)
+                if sniff_video(head) is not None:
+                    result = Response(status=resp.status, headers=headers, body=None, media=True)
+                else:
+                    body = head + await self._read_body(resp, call, already=len(head))
+                    result = Response(status=resp.status, headers=headers, body=body)
             else:
-                body = await self._read_body(resp, call)
-                media = 200 <= resp.status < 300 and is_media_response(resp.content_type, body[:16])
-                result = Response(status=resp.status, headers=headers, body=None if media else body, media=media)
+                result = Response(status=resp.status, headers=headers, body=await self._read_body(resp, call))
         except FastRouterError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _map_exception(exc, method, str(current), sent=True) from exc
+            failure = _map_exception(exc, method, str(current), sent=True, secret=self._secret)
         finally:
             resp.release()
+        if failure is not None:
+            raise failure  # outside the handler: the aiohttp exception is not kept as its context
         if debug:
             logger.debug(
                 "%s %s -> %d in %.0f ms",
@@ -276,6 +319,7 @@ class Transport:
             auth=auth,
             client_timeout=self._stream_timeout,
             headers=headers,
+            follow_redirects=call.follow_redirects,
             check_url=check_url,
         ) as resp:
             yield StreamedResponse(
@@ -296,18 +340,29 @@ class Transport:
         auth: bool,
         client_timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = True,
         check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send, following redirects by hand; the key goes only to the API origin."""
         resp, method, current = await self._send(
-            method, url, json=json, auth=auth, client_timeout=client_timeout, headers=headers, check_url=check_url
+            method,
+            url,
+            json=json,
+            auth=auth,
+            client_timeout=client_timeout,
+            headers=headers,
+            follow_redirects=follow_redirects,
+            check_url=check_url,
         )
         try:
             yield resp
         except FastRouterError:
             raise  # ours (e.g. JobTimeoutError, a TimeoutError too) pass through unchanged
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _map_exception(exc, method, str(current), sent=True) from exc
+            # Raised into this generator by the caller's block, so Python keeps the aiohttp exception
+            # as our error's context whatever we do here: take the key-bearing parts out of it first.
+            _defuse(exc)
+            raise _map_exception(exc, method, str(current), sent=True, secret=self._secret) from None
         finally:
             resp.release()
 
@@ -321,15 +376,27 @@ class Transport:
         client_timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str] | None = None,
         encoded: bytes | None = None,
+        follow_redirects: bool = True,
         check_url: Callable[[URL], Awaitable[None]] | None = None,
     ) -> tuple[aiohttp.ClientResponse, str, URL]:
         """Send, following redirects by hand; the answer, with the method and URL that got it.
 
         The key goes only to the API origin. The caller reads the answer and releases it.
         ``encoded`` is ``json`` already serialized (sent as is, with its content type).
+        Without ``follow_redirects`` a redirect answer is returned as it is.
         """
         client = self._client()
-        current, api = self._parse_url(url)
+        try:
+            current, api = self._parse_url(url)
+        except ValueError:
+            current = None
+        if current is None:
+            raise APIConnectionError(
+                f"cannot send {method} to an address that does not parse ({loggable(url)})",
+                request_sent=False,
+                method=method,
+                url=loggable(url),
+            )
         body = json
         for _ in range(MAX_REDIRECTS + 1):
             authorized = auth and api
@@ -339,11 +406,12 @@ class Transport:
                 request_headers = self._json_api_headers if authorized else self._json_headers
             else:
                 encoded = None
-                request_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT}
+                request_headers = _Headers({"User-Agent": self._user_agent, "Accept": _ACCEPT})
                 if headers:
                     request_headers.update(headers)
                 if authorized:
-                    request_headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+                    request_headers = _auth_headers(request_headers, self._secret)
+            failure: FastRouterError | None = None
             try:
                 resp = await client.request(
                     method,
@@ -356,9 +424,11 @@ class Transport:
                     raise_for_status=False,  # statuses are ours to interpret, whatever the session's default
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _map_exception(exc, method, str(current), sent=None) from exc
+                failure = _map_exception(exc, method, str(current), sent=None, secret=self._secret)
+            if failure is not None:
+                raise failure  # outside the handler: the aiohttp exception is not kept as its context
             location = resp.headers.get("Location")
-            if resp.status in _REDIRECT_STATUSES and location:
+            if resp.status in _REDIRECT_STATUSES and location and follow_redirects:
                 resp.release()
                 target = _redirect_target(current, location)
                 if target is None:
@@ -385,7 +455,8 @@ class Transport:
             f"more than {MAX_REDIRECTS} redirects starting at {loggable(url)}", method=method, url=loggable(url)
         )
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, call: HttpCall) -> bytes:
+    async def _read_body(self, resp: aiohttp.ClientResponse, call: HttpCall, *, already: int = 0) -> bytes:
+        """The rest of an answer's body (``already`` bytes of it were read), refused beyond MAX_JSON_BYTES."""
         declared = resp.content_length
         if declared is not None and declared > MAX_JSON_BYTES:
             raise UnexpectedResponseError(
@@ -399,7 +470,7 @@ class Transport:
             # The size is known and small enough, and nothing is decompressed: read it in one go.
             return await resp.read()
         chunks: list[bytes] = []
-        size = 0
+        size = already
         async for chunk in resp.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > MAX_JSON_BYTES:
@@ -421,6 +492,17 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+async def _read_prefix(resp: aiohttp.ClientResponse, size: int) -> bytes:
+    """Up to ``size`` first bytes of a body (fewer only at its end), leaving the rest unread."""
+    head = b""
+    while len(head) < size:
+        chunk = await resp.content.read(size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def _redirect_target(current: URL, location: str) -> URL | None:
     """Where a ``Location`` points, resolved against ``current``; ``None`` when it does not parse."""
     try:
@@ -431,8 +513,21 @@ def _redirect_target(current: URL, location: str) -> URL | None:
     return target
 
 
-def _map_exception(exc: BaseException, method: str, url: str, *, sent: bool | None) -> APIConnectionError:
-    """Our error for an aiohttp/timeout exception.
+def _defuse(exc: BaseException) -> None:
+    """Strip an aiohttp exception of what may hold the key: its frames (their locals) and request info."""
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    if isinstance(exc, aiohttp.ClientResponseError):
+        info = exc.request_info
+        exc.request_info = aiohttp.RequestInfo(info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url)
+        exc.args = ()
+
+
+def _map_exception(
+    exc: BaseException, method: str, url: str, *, sent: bool | None, secret: Secret | None = None
+) -> APIConnectionError:
+    """Our error for an aiohttp/timeout exception: a scrubbed summary, meant to be raised unchained.
 
     ``sent=None`` means "decide from the exception": only a failure to connect
     (or a connect timeout) proves that nothing reached the server.
@@ -449,9 +544,13 @@ def _map_exception(exc: BaseException, method: str, url: str, *, sent: bool | No
             f"timed out {phase} ({where})", request_sent=request_sent, method=method, url=loggable(url)
         )
     detail = type(exc).__name__
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # a summary must never fail
+        text = ""
     if text:
-        detail += f": {text}"
+        text = "".join(ch if ch.isprintable() else " " for ch in text[:300])
+        detail += f": {scrub(text, secret)}"
     if not request_sent:
         message = f"could not connect ({where}): {detail}"
     else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fastrouter_async import FastRouterSession, PollPolicy, RetryPolicy, Timeouts
 from fastrouter_async.testing import FastRouterSimulator, JobPlan, SimulatorServer
@@ -18,6 +20,17 @@ FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002, max_
 FAST_TIMEOUTS = Timeouts(connect=2.0, request=5.0, read=5.0)
 
 SessionFactory = Callable[..., FastRouterSession]
+
+# Property-based tests (tests/test_hostile_answers.py). "ci", the default, keeps the suite fast and
+# reproducible: a fixed set of examples, no example database written. A larger, randomised run:
+#   HYPOTHESIS_PROFILE=thorough .venv/bin/python -m pytest tests/test_hostile_answers.py
+_HYPOTHESIS_COMMON: dict[str, Any] = {
+    "deadline": None,  # each example runs a loopback server and a session: timings vary with the machine
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("ci", max_examples=50, derandomize=True, database=None, **_HYPOTHESIS_COMMON)
+settings.register_profile("thorough", max_examples=2000, **_HYPOTHESIS_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

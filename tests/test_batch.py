@@ -8,9 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from fastrouter_async import (
+    APIStatusError,
     BatchOutcome,
     FastRouterSession,
     InvalidRequestError,
@@ -19,6 +21,7 @@ from fastrouter_async import (
     OutcomeStatus,
     SubmitUncertainError,
     VideoRequest,
+    read_journal,
 )
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, sample_video
 
@@ -383,6 +386,49 @@ async def test_jobs_given_one_name_do_not_overwrite_each_other(
     assert names == ["same-2.mp4", "same-3.mp4", "same-4.mp4", "same.mp4"]
 
 
+def _raises(index: int, request: VideoRequest) -> str:
+    if index == 2:
+        raise KeyError("no name for this one")
+    return f"clip-{index}.mp4"
+
+
+@pytest.mark.parametrize(
+    ("namer", "shown"),
+    [
+        pytest.param(lambda i, r: "sub/bad.mp4" if i == 2 else f"c{i}.mp4", "'sub/bad.mp4'", id="separator"),
+        pytest.param(lambda i, r: "../x.mp4" if i == 2 else f"c{i}.mp4", "'../x.mp4'", id="parent"),
+        pytest.param(lambda i, r: "/tmp/x.mp4" if i == 2 else f"c{i}.mp4", "'/tmp/x.mp4'", id="absolute"),
+        pytest.param(lambda i, r: 7 if i == 2 else f"c{i}.mp4", "7", id="not-a-string"),
+        pytest.param(_raises, "KeyError", id="callback-raises"),
+    ],
+)
+async def test_bad_file_names_are_refused_before_any_submit(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path, namer: Any, shown: str
+) -> None:
+    """Every filename() is evaluated and checked up front: a bad one is InvalidRequestError naming index and value."""
+    session = make_session()
+    with pytest.raises(InvalidRequestError) as caught:
+        session.generate_many(requests(4), output_dir=tmp_path, filename=namer, journal=tmp_path / "j.sqlite")
+    assert caught.value.field == "filename[2]"
+    assert shown in str(caught.value)
+    assert "plain file name" in caught.value.allowed
+    assert sim.records.submit_count == 0
+    assert not (tmp_path / "j.sqlite").exists()
+
+
+async def test_duplicate_names_are_decided_up_front_in_input_order(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Jobs given one name get name, name-2, ... by input position (case-insensitively), whatever ends first."""
+    sim.plan_for(lambda body: body.get("prompt") == "scene number 0", JobPlan(polls=5))
+    session = make_session(max_concurrent_jobs=4)
+    outcomes = await run(
+        session, requests(3), output_dir=tmp_path, filename=lambda i, r: "Same.mp4" if i == 1 else "same.mp4"
+    )
+    names = {o.index: o.file.path.name for o in outcomes if o.file}
+    assert names == {0: "same.mp4", 1: "Same-2.mp4", 2: "same-3.mp4"}
+
+
 async def test_a_file_written_but_not_recorded_is_reused_not_duplicated(
     make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
@@ -421,3 +467,60 @@ async def test_a_task_the_server_no_longer_knows_is_failed_not_stuck(
     fourth = await run(make_session(), requests(1), journal=journal, retry_failed=True)
     assert fourth[0].ok
     assert sim.records.jobs_created == 2
+
+
+@pytest.mark.parametrize("code", [401, 402, 403])
+async def test_an_account_error_stops_all_further_submits(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path, code: int
+) -> None:
+    """The first 401/402/403 on a submit stops the batch's submits; running jobs still end; the rest are NOT_SENT."""
+    sim.default_plan = JobPlan(polls=4)
+    sim.inject(Fault.status(code, route="submit", times=None, skip=3))
+    session = make_session(max_concurrent_jobs=4)
+    journal = tmp_path / "journal.sqlite"
+    async with session.generate_many(requests(20), output_dir=tmp_path, journal=journal) as batch:
+        outcomes = [outcome async for outcome in batch]
+    assert len(outcomes) == 20
+    by_status = Counter(o.status for o in outcomes)
+    assert by_status == {OutcomeStatus.SUCCEEDED: 3, OutcomeStatus.NOT_SENT: 17}
+    assert sim.records.submit_count == 4  # three accepted, one refused: nothing after the refusal
+    assert isinstance(batch.stopped_by, APIStatusError)
+    assert batch.stopped_by.status_code == code
+    assert all(o.error is batch.stopped_by for o in outcomes if o.status is OutcomeStatus.NOT_SENT and o.index > 3)
+    assert batch.progress.not_sent == 17
+    assert batch.progress.finished == 20
+
+    sim.clear_faults()  # the key is fixed: a plain re-run submits exactly the 17 never sent
+    again = await run(make_session(max_concurrent_jobs=4), requests(20), output_dir=tmp_path, journal=journal)
+    assert all(o.ok for o in again)
+    assert sim.records.submit_count == 4 + 17
+    assert sim.records.jobs_created == 20
+
+
+async def test_a_batch_without_account_errors_has_no_stop(session: FastRouterSession, sim: FastRouterSimulator) -> None:
+    """A 400 refusal fails its own job only: the batch goes on and stopped_by stays None."""
+    sim.inject(Fault.status(400, route="submit", times=1))
+    async with session.generate_many(requests(3)) as batch:
+        outcomes = [outcome async for outcome in batch]
+    assert Counter(o.status for o in outcomes) == {OutcomeStatus.SUCCEEDED: 2, OutcomeStatus.FAILED: 1}
+    assert batch.stopped_by is None
+
+
+async def test_read_journal_while_running_and_jobs_of_other_batches(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """batch.read_journal() reads a journal in use: task ids by index, and the jobs of another batch apart."""
+    journal = tmp_path / "journal.sqlite"
+    await run(make_session(), requests(2), journal=journal)  # an earlier batch of other requests
+    sim.default_plan = JobPlan(polls=10**6)  # never ends while the test looks
+    session = make_session()
+    reqs = [{"model": "google/veo3", "prompt": "another one", "length": 8}]
+    async with session.generate_many(reqs, journal=journal) as batch:
+        while batch.progress.running < 1:
+            await anyio.sleep(0.001)
+        view = await batch.read_journal()
+    assert view.jobs[0].task_id in sim.jobs
+    assert (view.jobs[0].state, view.jobs[0].running, view.jobs[0].prompt) == ("submitted", True, "another one")
+    assert sorted(record.prompt or "" for record in view.others) == ["scene number 0", "scene number 1"]
+    assert all(record.state == "succeeded" and record.submitted for record in view.others)
+    assert [record.position for record in read_journal(journal)] == [0, 0, 1]

@@ -181,7 +181,7 @@ def assert_videos(folder: Path, rows: list[dict[str, Any]], videos: Mapping[str,
 
 
 MANIFEST_FIELDS = ["index", "line", "prompt", "model", "task_id", "status", "file", "bytes", "sha256", "cost_usd"]
-MANIFEST_FIELDS += ["error"]
+MANIFEST_FIELDS += ["error", "in_batch_file"]
 
 # -- bad batch files -------------------------------------------------------------------------------------
 
@@ -492,8 +492,13 @@ async def test_sigint_stops_cleanly_and_resumes(
     assert f"fastrouter-video {' '.join(args)}" in first.stdout
     rows = read_manifest(tmp_path / "out")
     statuses = collections.Counter(row["status"] for row in rows)
-    assert statuses["unfinished"] > 0
+    assert statuses["running"] + statuses["not_sent"] > 0
     assert statuses["uncertain"] == 0
+    submitted = {job.task_id for job in sim.jobs.values()}
+    for row in rows:  # every submitted job appears with its task id; a null task id means never submitted
+        assert (row["task_id"] is not None) == (row["status"] != "not_sent"), row
+        assert row["task_id"] is None or row["task_id"] in submitted
+    assert {row["task_id"] for row in rows} - {None} == submitted
 
     with sqlite3.connect(f"file:{tmp_path / 'out' / 'journal.sqlite'}?mode=ro", uri=True) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -525,7 +530,11 @@ async def test_sigterm_stops_like_ctrl_c(
     child.process.send_signal(signal.SIGTERM)
     assert await child.finish() == 143
     assert "Stopped by SIGTERM" in child.stdout
-    assert [row["status"] for row in read_manifest(tmp_path / "out")] == ["unfinished", "unfinished"]
+    rows = read_manifest(tmp_path / "out")
+    assert [row["status"] for row in rows] == ["running", "running"]
+    assert {row["task_id"] for row in rows} == set(sim.jobs)  # the billed jobs keep their task ids
+    assert "2 running: submitted" in child.stdout
+    assert "--retry-failed" not in child.stdout
 
 
 async def test_two_runs_cannot_share_a_journal(
@@ -535,12 +544,19 @@ async def test_two_runs_cannot_share_a_journal(
     sim.default_plan = JobPlan(duration=30.0)
     source = prompts_file(tmp_path, ["a cat", "a dog"])
     first = await cli(*batch_args(server, source.name))
-    await first.until(lambda: sim.records.jobs_created == 2, "two jobs created")
+    manifest = tmp_path / "out" / "manifest.jsonl"
+
+    def both_running() -> bool:
+        rows = read_manifest(tmp_path / "out") if manifest.exists() else []
+        return len(rows) == 2 and all(row["status"] == "running" for row in rows)
+
+    await first.until(both_running, "the first run's manifest naming its two jobs")
     code, second = await run(cli, *batch_args(server, source.name))
     assert code == 1
     assert "in use by another run" in second.stderr
     assert sim.records.submit_count == 2
-    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+    rows = read_manifest(tmp_path / "out")  # still the first run's: the second wrote nothing
+    assert {(row["status"], row["task_id"] in sim.jobs) for row in rows} == {("running", True)}
     first.process.send_signal(signal.SIGINT)
     assert await first.finish() == 130
 

@@ -19,6 +19,7 @@ from fastrouter_async import (
 )
 from fastrouter_async.cli._display import LiveBatchDisplay, PlainBatchDisplay, eta_seconds, format_duration
 from fastrouter_async.cli._manifest import manifest_rows, write_manifest
+from fastrouter_async.cli._text import markup_safe, plain
 
 CAT = VideoRequest(model="google/veo3", prompt="a cat surfing")
 DOG = VideoRequest(model="google/veo3", prompt="a dog skiing")
@@ -59,7 +60,7 @@ def test_manifest_rows_one_per_job_in_input_order(tmp_path: Path) -> None:
     assert rows[0] == {
         "index": 0, "line": 1, "prompt": "a cat surfing", "model": "google/veo3", "task_id": "fr_1",
         "status": "succeeded", "file": "0001-a-cat-surfing.mp4", "bytes": 123, "sha256": "ab" * 32,
-        "cost_usd": 0.21, "error": None,
+        "cost_usd": 0.21, "error": None, "in_batch_file": True,
     }  # fmt: skip
     assert (rows[1]["status"], rows[1]["error"], rows[1]["file"]) == (
         "failed",
@@ -69,7 +70,7 @@ def test_manifest_rows_one_per_job_in_input_order(tmp_path: Path) -> None:
     assert rows[2]["status"] == "uncertain"
     assert rows[2]["error"].startswith("the submit may or may not have reached FastRouter (the connection broke")
     assert rows[3] == {**dict.fromkeys(rows[3], None), "index": 3, "line": 5, "prompt": "a cat surfing",
-                       "model": "google/veo3", "status": "unfinished"}  # fmt: skip
+                       "model": "google/veo3", "status": "not_sent", "in_batch_file": True}  # fmt: skip
 
 
 def test_manifest_is_replaced_atomically(tmp_path: Path) -> None:
@@ -129,3 +130,27 @@ def test_live_display_panel(tmp_path: Path) -> None:
     assert header.split() == ["submitted", "running", "downloading", "done", "failed", "uncertain", "waiting"]
     assert numbers.split() == ["8", "3", "1", "3", "1", "0", "2"]
     assert "2 finished in an earlier run, 1 re-attached, rate-limited 2x" in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        pytest.param("fr_[/red]x", "fr_[/red]x", id="markup-kept-as-text"),
+        pytest.param("\x1b]52;c;aGk=\x07", "\\x1b]52;c;aGk=\\x07", id="osc52"),
+        pytest.param("\x1b[2J\x1b[31m", "\\x1b[2J\\x1b[31m", id="csi"),
+        pytest.param("a\x9bb\x7fc", "a\\x9bb\\x7fc", id="c1-and-del"),
+        pytest.param("\u202egnp.exe\u2066", "\\u202egnp.exe\\u2066", id="bidi"),
+        pytest.param("line\nnext\tcol", "line\\x0anext\\x09col", id="newline-and-tab"),
+        pytest.param("un café 🐱", "un café 🐱", id="printable-unicode-unchanged"),
+    ],
+)
+def test_plain_makes_control_characters_visible(raw: str, shown: str) -> None:
+    """plain() shows every control, escape and bidi character as a visible escape and leaves the rest alone."""
+    assert plain(raw) == shown
+
+
+def test_markup_safe_escapes_rich_markup() -> None:
+    """markup_safe() text renders literally through rich markup, without MarkupError."""
+    console = Console(record=True, width=80)
+    console.print(f"task {markup_safe('fr_[/red][bold]x')}")
+    assert "task fr_[/red][bold]x" in console.export_text()

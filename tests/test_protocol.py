@@ -36,7 +36,11 @@ from fastrouter_async._protocol import (
     poll_call,
     retry_after_seconds,
     scrub,
+    usable_task_id,
 )
+from fastrouter_async._untrusted import UnreadableJSON, salvage_task_id
+from fastrouter_async._untrusted import loads as loads_untrusted
+from fastrouter_async._urls import loggable
 
 TASK = "fr_01M1Y389KN0KN28AT3733Q505H"
 KEY = "sk-v1-0123456789abcdef0123456789abcdef"
@@ -492,3 +496,101 @@ def test_scrub_masks_key_shaped_text(text: str) -> None:
     """Anything shaped like a FastRouter key or a bearer credential is masked, even if not ours."""
     assert "[redacted]" in scrub(text, None)
     assert "abcdefgh" not in scrub(text, None)
+
+
+# --- untrusted answers: bounded decoding, task id checks and salvage, shown URLs ------------------------
+
+
+def test_json_nesting_is_bounded_before_decoding() -> None:
+    """64 levels decode; 65 (or 100,000) are refused without RecursionError; brackets in strings do not count."""
+    assert loads_untrusted(b"[" * 64 + b"]" * 64) is not None
+    for depth in (65, 1_000, 100_000):
+        with pytest.raises(UnreadableJSON, match="nests deeper than 64"):
+            loads_untrusted(b"[" * depth + b"]" * depth)
+    assert loads_untrusted(json.dumps({"prompt": "[" * 500 + "{" * 500}).encode()) == {"prompt": "[" * 500 + "{" * 500}
+
+
+def test_huge_numbers_decode_without_overflow() -> None:
+    """A 400-digit or 5,000-digit integer and 1e999 decode (as floats) instead of raising."""
+    value = loads_untrusted(b'{"a": ' + b"9" * 400 + b', "b": ' + b"9" * 5000 + b', "c": 1e999, "d": 12}')
+    assert value == {"a": float("inf"), "b": float("inf"), "c": float("inf"), "d": 12}
+    payload = {"data": {"taskId": TASK}, "estimate_usage": {"credits_used": float("inf")}}
+    accepted = parse_submit_response(Response(status=200, headers={}, body=json.dumps(payload).encode()))
+    assert (accepted.task_id, accepted.credits_used) == (TASK, None)
+
+
+def test_unreadable_json_error_keeps_no_body() -> None:
+    """The decoding error carries a reason, no body (unlike JSONDecodeError.doc) and no chained exception."""
+    body = f'{{"echo": "{KEY}", "cut": '.encode()
+    with pytest.raises(UnexpectedResponseError) as caught:
+        parse_submit_response(Response(status=200, headers={}, body=body), scrub_secret=KEY)
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    assert KEY not in str(caught.value) + repr(caught.value.body)
+
+
+@pytest.mark.parametrize(
+    ("raw", "task_id"),
+    [
+        (b'{"data": {"taskId": "fr_01ABC", "status": "proc', "fr_01ABC"),
+        (b'{"id": "x1", "task_id": "t2", "taskId": "t3"}', "t3"),
+        (b'{"id": "x1", "task_id": "t2"', "t2"),
+        (b'{"chat_id": "fr_abdbddc2-36f4", "note": "created fr_01M1Y389KN0KN28AT3733Q505H"', TASK),
+        (b'{"chat_id": "fr_abdbddc2abdbddc2"}', None),
+        (b"<html>Bad Gateway</html>", None),
+        (b"", None),
+        (None, None),
+        (b'{"taskId": "has space"}', None),
+    ],
+)
+def test_task_id_salvage(raw: bytes | None, task_id: str | None) -> None:
+    """The salvage scan finds taskId, then task_id, then id, then a bare fr_ id (never the chat_id)."""
+    assert salvage_task_id(raw) == task_id
+
+
+@pytest.mark.parametrize(
+    ("value", "usable"),
+    [
+        (TASK, True),
+        ("12345", True),
+        ("", False),
+        ("x" * 257, False),
+        ("fr_\x1b[2J", False),
+        ("\ud800", False),
+        (KEY, False),
+        (f"Bearer {KEY}", False),
+    ],
+)
+def test_usable_task_ids(value: str, usable: bool) -> None:
+    """A task id is printable, at most 256 characters, and never key-shaped."""
+    assert (usable_task_id(value, KEY) is not None) is usable
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://go.fastrouter.ai/api/v1/videos", "https://go.fastrouter.ai/api/v1/videos"),
+        ("https://cdn.example/v.mp4?X-Amz-Signature=abc#frag", "https://cdn.example/v.mp4"),
+        ("https://user:pw@go.fastrouter.ai:8443/api", "https://[redacted]@go.fastrouter.ai:8443/api"),
+        ("http://[bad", "<unparsable URL>"),
+        ("http://127.0.0.1:99999/x", "<unparsable URL>"),
+        ("/relative/path?q=1", "/relative/path"),
+        ("https://x.example/" + "a" * 1000, "https://x.example/" + "a" * 279 + "..."),
+        ("https://x.example/\x1b[2J", "https://x.example/?[2J"),
+    ],
+)
+def test_loggable_urls(url: str, shown: str) -> None:
+    """URLs in messages lose user-info, query and fragment, never raise, and stay short and printable."""
+    assert loggable(url) == shown
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "Mon, 01 Jan 99999 00:00:00 GMT"])
+def test_retry_after_ignores_values_that_are_no_wait(value: str) -> None:
+    """NaN, infinite and out-of-range Retry-After values are no hint at all."""
+    assert retry_after_seconds({"retry-after": value}, now=0.0) is None
+    assert retry_after_seconds({"retry-after-ms": value}) is None
+
+
+def test_answer_repr_shows_no_body_or_header_values() -> None:
+    """An answer's repr (kept in tracebacks' locals) shows neither its body nor its header values."""
+    response = Response(status=200, headers={"x-echo": KEY}, body=KEY.encode())
+    assert KEY not in repr(response)

@@ -15,8 +15,10 @@ from yarl import URL
 
 from fastrouter_async import (
     APIConnectionError,
+    APIStatusError,
     AuthenticationError,
     FastRouterSession,
+    SubmitUncertainError,
     Timeouts,
     UnexpectedResponseError,
 )
@@ -74,23 +76,63 @@ def session_at(base_url: str) -> FastRouterSession:
 async def test_api_redirect_to_another_host_drops_the_key(
     redirector: Redirector, server: SimulatorServer, sim: FastRouterSimulator
 ) -> None:
-    """An API route redirecting to another host reaches it without the key (which then refuses)."""
+    """A poll redirected to another host reaches it without the key (which then refuses)."""
     redirector.target = server.origin
     async with session_at(redirector.origin + "/api/v1") as session:
         with pytest.raises(AuthenticationError):
-            await session.submit(**VEO)
-    assert redirector.seen == [("POST", "/api/v1/videos", True)]
-    assert [("Authorization" in r.headers, r.method) for r in sim.records.submits] == [(False, "POST")]
+            await session.job("fr_1", model="google/veo3").status()
+    assert redirector.seen == [("POST", "/api/v1/getVideoResponse", True)]
+    assert [("Authorization" in r.headers, r.method) for r in sim.records.polls] == [(False, "POST")]
 
 
 @pytest.mark.parametrize(("status", "method"), [(307, "POST"), (308, "POST"), (303, "GET"), (302, "GET")])
 async def test_same_origin_redirect_keeps_the_key(redirector: Redirector, status: int, method: str) -> None:
-    """A same-origin redirect keeps the key; 307/308 keep POST and its body, 302/303 become GET."""
+    """A poll's same-origin redirect keeps the key; 307/308 keep POST and its body, 302/303 become GET."""
     redirector.status = status
     async with session_at(redirector.origin + "/same") as session:
-        job = await session.submit(**VEO)
-    assert job.task_id == "fr_SAMEORIGIN"
-    assert redirector.seen[1] == (method, "/api/v1/videos", True)
+        snapshot = await session.job("fr_SAMEORIGIN", model="google/veo3").status()
+    assert snapshot.raw_status == "processing"
+    assert redirector.seen[1] == (method, "/api/v1/getVideoResponse", True)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("where", ["same", "other"])
+async def test_submit_redirect_is_refused_never_resent(
+    redirector: Redirector, server: SimulatorServer, sim: FastRouterSimulator, status: int, where: str
+) -> None:
+    """A redirect answering a submit is a clear APIStatusError; the paid body is sent once, never re-sent."""
+    redirector.status = status
+    if where == "other":
+        redirector.target = server.origin
+    base = redirector.origin + ("/same" if where == "same" else "/api/v1")
+    async with session_at(base) as session:
+        with pytest.raises(APIStatusError, match="never re-sent") as caught:
+            await session.submit(**VEO)
+    assert caught.value.status_code == status
+    assert redirector.seen == [("POST", base[len(redirector.origin) :] + "/videos", True)]
+    assert sim.records.submits == []
+
+
+async def test_submit_see_other_is_uncertain_with_the_task_id_it_shows(redirector: Redirector) -> None:
+    """A 303 See Other answering a submit may mean a created job: SubmitUncertainError keeps the id it shows."""
+    redirector.status = 303
+    redirector.target = redirector.origin + "/api/v1/videos/fr_01SEEOTHER0000000000000000"
+    async with session_at(redirector.origin + "/api/v1") as session:
+        with pytest.raises(SubmitUncertainError) as caught:
+            await session.submit(**VEO)
+    assert caught.value.task_id == "fr_01SEEOTHER0000000000000000"
+    assert "fr_01SEEOTHER0000000000000000" in str(caught.value)
+    assert len(redirector.seen) == 1
+
+
+async def test_unparsable_location_is_an_unexpected_answer(redirector: Redirector) -> None:
+    """A redirect to ``http://[bad`` is UnexpectedResponseError for a poll, a refusal for a submit; never ValueError."""
+    redirector.target = "http://[bad"
+    async with session_at(redirector.origin + "/api/v1") as session:
+        with pytest.raises(UnexpectedResponseError, match="does not parse"):
+            await session.job("fr_1", model="google/veo3").status()
+        with pytest.raises(APIStatusError, match="unparsable URL"):
+            await session.submit(**VEO)
 
 
 async def test_redirect_loop_is_cut(redirector: Redirector) -> None:

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import shlex
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
 
-from fastrouter_async import BatchOutcome, BatchRun, FastRouterError, FastRouterSession, OutcomeStatus, RequestBudget
+from fastrouter_async import (
+    BatchJournal,
+    BatchOutcome,
+    BatchRun,
+    FastRouterError,
+    FastRouterSession,
+    JournalError,
+    OutcomeStatus,
+    RequestBudget,
+)
 
 from ._batch_file import BatchFile, BatchFileError, load_batch_file
 from ._display import BatchDisplay, LiveBatchDisplay, PlainBatchDisplay
@@ -30,6 +40,7 @@ from ._runtime import (
     say,
     stdout_is_terminal,
 )
+from ._summary import Kind, classify, describe_stop, print_others, print_summary
 
 __all__ = ["DURATIONS_NAME", "JOURNAL_NAME", "run_batch"]
 
@@ -58,7 +69,10 @@ class _Run:
         self.requests = [entry.request for entry in batch_file.entries]
         self.lines = [entry.line for entry in batch_file.entries]
         self.outcomes: dict[int, BatchOutcome] = {}
+        self.journal_view: BatchJournal | None = None
+        self.stop_noted = False
         self._manifest_written_at: float | None = None
+        self._manifest_lock = anyio.Lock()  # written from the outcome loop and the progress loop
 
     async def load_durations(self, session: FastRouterSession) -> None:
         """Start warm: durations learned by earlier batches into this folder (a bad file is only reported)."""
@@ -80,17 +94,37 @@ class _Run:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(write_atomically, self.durations, [text])
 
-    async def save_manifest(self, *, force: bool = False) -> None:
+    async def read_journal(self, batch: BatchRun) -> BatchJournal | None:
+        # Not created yet (nothing submitted), or unreadable: the outcomes alone make the manifest.
+        with contextlib.suppress(JournalError):
+            self.journal_view = await batch.read_journal()
+        return self.journal_view
+
+    async def save_manifest(self, batch: BatchRun, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and self._manifest_written_at is not None and now - self._manifest_written_at < MANIFEST_EVERY:
             return
         self._manifest_written_at = now
-        rows = manifest_rows(self.requests, self.lines, self.outcomes, self.folder)
+        # Built from the journal's rows too, so that a job submitted but not ended (Ctrl-C, a crash)
+        # shows its task id, and jobs of the journal that are not in the file are kept.
         with anyio.CancelScope(shield=True):  # a half-done rename is worse than a late stop
-            await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
+            async with self._manifest_lock:
+                journal = await self.read_journal(batch)
+                rows = manifest_rows(self.requests, self.lines, self.outcomes, self.folder, journal)
+                await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
 
-    def count(self, status: OutcomeStatus) -> int:
-        return sum(outcome.status is status for outcome in self.outcomes.values())
+    def kinds(self) -> Counter[Kind]:
+        records = self.journal_view.jobs if self.journal_view is not None else {}
+        return Counter(classify(self.outcomes.get(i), records.get(i)) for i in range(len(self.requests)))
+
+    def show(self, display: BatchDisplay, outcome: BatchOutcome, batch: BatchRun) -> None:
+        """One event per outcome, except the jobs an account error kept from being sent: one note for all."""
+        if outcome.status is OutcomeStatus.NOT_SENT and batch.stopped_by is not None:
+            if not self.stop_noted:
+                self.stop_noted = True
+                display.note(f"{describe_stop(batch.stopped_by)}; following the jobs already submitted")
+            return
+        display.outcome(outcome, self.lines[outcome.index])
 
 
 def _session_options(options: argparse.Namespace) -> dict[str, Any]:
@@ -108,9 +142,11 @@ def _display_for(run: _Run) -> BatchDisplay:
     return PlainBatchDisplay(len(run.requests))
 
 
-async def _show_progress(display: BatchDisplay, batch: BatchRun, session: FastRouterSession) -> None:
+async def _show_progress(run: _Run, display: BatchDisplay, batch: BatchRun, session: FastRouterSession) -> None:
     while True:
         display.progress(batch.progress, session.rate_limited)
+        # Also while no job ends: after a crash (kill -9) the manifest still names every submitted job.
+        await run.save_manifest(batch)
         await anyio.sleep(DISPLAY_EVERY)
 
 
@@ -149,12 +185,12 @@ async def run_batch(options: argparse.Namespace) -> int:
             try:
                 with display, anyio.CancelScope() as scope, stop.cancels(scope):
                     async with batch, anyio.create_task_group() as tg:
-                        tg.start_soon(_show_progress, display, batch, session)
+                        tg.start_soon(_show_progress, run, display, batch, session)
                         try:
                             async for outcome in batch:
                                 run.outcomes[outcome.index] = outcome
-                                display.outcome(outcome, run.lines[outcome.index])
-                                await run.save_manifest()
+                                run.show(display, outcome, batch)
+                                await run.save_manifest(batch)
                         except FastRouterError as exc:
                             failure = exc  # raised below: a task group would wrap it in an ExceptionGroup
                         tg.cancel_scope.cancel()
@@ -163,11 +199,11 @@ async def run_batch(options: argparse.Namespace) -> int:
                 failure = exc
             finally:
                 if failure is None or run.outcomes:  # a batch that never started (journal locked...) has nothing to add
-                    await run.save_manifest(force=True)
+                    await run.save_manifest(batch, force=True)
                     await run.save_durations(session)
     if failure is not None:
         raise failure
-    _summary(run, interrupted_by=stop.signum)
+    _summary(run, batch, interrupted_by=stop.signum)
     if stop.signum is not None:
         return stop.exit_code
     everything_ok = len(run.outcomes) == len(run.requests) and all(o.ok for o in run.outcomes.values())
@@ -183,20 +219,16 @@ def _stopping_note(signum: int) -> str:
     return f"{what}: stopping; submits already on their way are being recorded (press Ctrl-C again to quit at once)"
 
 
-def _summary(run: _Run, *, interrupted_by: int | None) -> None:
+def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
     total = len(run.requests)
-    succeeded = run.count(OutcomeStatus.SUCCEEDED)
-    failed = run.count(OutcomeStatus.FAILED)
-    uncertain = run.count(OutcomeStatus.UNCERTAIN)
-    unfinished = total - len(run.outcomes)
+    kinds = run.kinds()
     earlier = sum(o.from_journal for o in run.outcomes.values())
     resumed = sum(o.resumed for o in run.outcomes.values())
     costs = [o.cost_usd for o in run.outcomes.values() if o.cost_usd is not None]
     unknown_cost = any(o.ok and o.cost_usd is None for o in run.outcomes.values())
     say()
-    parts = [f"{succeeded} succeeded", f"{failed} failed", f"{uncertain} uncertain"]
-    if unfinished:
-        parts.append(f"{unfinished} unfinished")
+    parts = [f"{kinds[Kind.SUCCEEDED]} succeeded", f"{kinds[Kind.FAILED]} failed", f"{kinds[Kind.UNCERTAIN]} uncertain"]
+    parts += [f"{kinds[kind]} {kind.value}" for kind in (Kind.RUNNING, Kind.NOT_SENT) if kinds[kind]]
     history = []
     if earlier:
         history.append(f"{earlier} finished in an earlier run")
@@ -207,26 +239,15 @@ def _summary(run: _Run, *, interrupted_by: int | None) -> None:
     say(f"videos:     {run.folder}/")
     say(f"manifest:   {run.manifest}")
     say(f"journal:    {run.journal}")
-    if failed:
+    if interrupted_by is not None and run.options.simulate:
+        say(f"Stopped by {_signal_name(interrupted_by)}.")
         say(
-            f"{failed} failed: the manifest's error field says why. "
-            "Running the same command again reports them again; add --retry-failed to submit them again."
+            "With --simulate the simulator stopped too: the jobs it was running are gone, and a re-run would "
+            "report them as failed (add --retry-failed to submit them again). To see a full run, start again "
+            "with a new --out folder."
         )
-    if uncertain:
-        say(
-            f"{uncertain} uncertain: the submit may have reached FastRouter but its answer was lost, so it was not "
-            "sent again (that could pay twice). Check the FastRouter dashboard; to submit them anyway, run the "
-            "same command again with --resubmit-uncertain."
-        )
-    if interrupted_by is not None:
-        say(f"Stopped by {_signal_name(interrupted_by)} with {unfinished} of {total} jobs unfinished.")
-        if run.options.simulate:
-            say(
-                "With --simulate the simulator stopped too: the jobs it was running are gone, and a re-run would "
-                "report them as failed (add --retry-failed to submit them again). To see a full run, start again "
-                "with a new --out folder."
-            )
-            return
-        say("Jobs already submitted keep running on FastRouter; their task ids are in the journal.")
-        say("To resume, run the same command again:")
-        say(f"  {shlex.join([PROG, *run.options.argv])}")
+        return
+    interrupted = None if interrupted_by is None else _signal_name(interrupted_by)
+    print_summary(run.options, kinds, stopped_by=batch.stopped_by, interrupted=interrupted)
+    if run.journal_view is not None:
+        print_others(run.journal_view, source=run.source, folder=run.folder, options=run.options)

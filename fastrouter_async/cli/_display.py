@@ -24,6 +24,7 @@ from fastrouter_async import BatchOutcome, BatchProgress, OutcomeStatus
 
 from ._manifest import error_text
 from ._runtime import say
+from ._text import plain
 
 __all__ = ["BatchDisplay", "LiveBatchDisplay", "PlainBatchDisplay", "eta_seconds", "format_duration"]
 
@@ -56,6 +57,7 @@ def _counts(progress: BatchProgress) -> str:
         f"{progress.succeeded} done, {progress.failed} failed, {progress.uncertain} uncertain, "
         f"{progress.running} running, {progress.downloading} downloading, "
         f"{progress.submitting} submitting, {progress.waiting} waiting"
+        + (f", {progress.not_sent} not sent" if progress.not_sent else "")
     )
 
 
@@ -81,17 +83,17 @@ class BatchDisplay(Protocol):
 def _event(outcome: BatchOutcome, line: int) -> tuple[str, str]:
     """The event word and the rest of its line."""
     where = f"#{outcome.index} line {line}"
-    task = outcome.task_id or "-"
+    task = plain(outcome.task_id or "-")
     if outcome.status is OutcomeStatus.SUCCEEDED:
         word = "skipped" if outcome.from_journal else "succeeded"
         file = outcome.file
-        detail = f"{file.path}  {file.size} bytes  sha256 {file.sha256[:12]}" if file is not None else "no file"
+        detail = f"{plain(file.path)}  {file.size} bytes  sha256 {file.sha256[:12]}" if file is not None else "no file"
         cost = f"  ${outcome.cost_usd:.2f}" if outcome.cost_usd is not None else ""
         tail = " (finished in an earlier run)" if outcome.from_journal else " (re-attached)" if outcome.resumed else ""
         return word, f"{where}  {task}  {detail}{cost}{tail}"
     word = outcome.status.value
     tail = " (in an earlier run)" if outcome.from_journal else ""
-    return word, f"{where}  {task}  {error_text(outcome.error) or 'no reason given'}{tail}"
+    return word, f"{where}  {task}  {plain(error_text(outcome.error) or 'no reason given')}{tail}"
 
 
 class PlainBatchDisplay:
@@ -192,7 +194,7 @@ class LiveBatchDisplay:
     def _render(self) -> Group:
         elapsed = time.monotonic() - self.started
         progress = self._progress
-        title = Text.assemble(("fastrouter-video batch ", "bold"), f"{self.source} -> {self.folder}/")
+        title = Text.assemble(("fastrouter-video batch ", "bold"), plain(f"{self.source} -> {self.folder}/"))
         if progress is None:
             return Group(title, Text(f"{self.total} jobs, starting... {format_duration(elapsed)}"))
         bar = ProgressBar(total=max(progress.total, 1), completed=progress.finished, width=50)
@@ -218,11 +220,13 @@ class LiveBatchDisplay:
             extras.append(f"{progress.skipped} finished in an earlier run")
         if progress.resumed:
             extras.append(f"{progress.resumed} re-attached")
+        if progress.not_sent:
+            extras.append(f"{progress.not_sent} not sent")
         if self._rate_limited:
             extras.append(f"rate-limited {self._rate_limited}x (the whole batch slowed down)")
         line = Table.grid(padding=(0, 1))
         line.add_row(bar, Text(f"{progress.finished}/{progress.total}  {percent:3.0f}%"))
         parts: list[Text | Table] = [title, line, counts, Text(timing + ("   " + ", ".join(extras) if extras else ""))]
         if self._note:
-            parts.append(Text(self._note, style="bold yellow"))
+            parts.append(Text(plain(self._note), style="bold yellow"))
         return Group(*parts)

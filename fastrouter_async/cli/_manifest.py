@@ -13,13 +13,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from fastrouter_async import BatchOutcome, FastRouterError, JobFailedError, SubmitUncertainError, VideoRequest
+from fastrouter_async import (
+    BatchJournal,
+    BatchOutcome,
+    FastRouterError,
+    JobFailedError,
+    JournalRecord,
+    SubmitUncertainError,
+    VideoRequest,
+)
 
-__all__ = ["MANIFEST_NAME", "UNFINISHED", "error_text", "manifest_rows", "write_atomically", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "NOT_SENT", "RUNNING", "error_text", "manifest_rows", "write_atomically", "write_manifest"]
 
 MANIFEST_NAME: Final = "manifest.jsonl"
-UNFINISHED: Final = "unfinished"
-"""The status of a job the run stopped before it ended (Ctrl-C): the next run picks it up."""
+RUNNING: Final = "running"
+"""Submitted (it has a task id, and may be billed) and not seen to end by the run that wrote the manifest."""
+NOT_SENT: Final = "not_sent"
+"""Never created on FastRouter (never sent, or refused): ``task_id`` is null and nothing was billed."""
 
 
 def error_text(error: FastRouterError | None) -> str | None:
@@ -33,12 +43,57 @@ def error_text(error: FastRouterError | None) -> str | None:
     return str(error)
 
 
-def _file_name(path: Path, folder: Path) -> str:
+def _file_name(path: Path | str, folder: Path) -> str:
     """The file's path relative to the manifest's folder (it stays right when the folder moves)."""
     try:
-        return path.resolve().relative_to(folder.resolve()).as_posix()
+        return Path(path).resolve().relative_to(folder.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def record_status(record: JournalRecord | None) -> str:
+    """The manifest status of a job known only from the journal (the run stopped before it ended)."""
+    if record is None or record.state == "not_sent":
+        return NOT_SENT
+    if record.state in ("submitting", "uncertain"):
+        return "uncertain"
+    if record.state == "submitted" or (record.state == "succeeded" and record.file_sha256 is None):
+        return RUNNING  # still running, or finished with its video not downloaded yet: a re-run does both
+    if record.state in ("succeeded", "failed"):
+        return record.state
+    return "uncertain"  # a state this version does not know: never presented as safe to resubmit
+
+
+def _from_record(record: JournalRecord | None, folder: Path) -> dict[str, Any]:
+    if record is None:
+        return {"task_id": None, "status": NOT_SENT, "file": None, "bytes": None, "sha256": None,
+                "cost_usd": None, "error": None}  # fmt: skip
+    done = record.file_sha256 is not None and record.file_path is not None
+    return {
+        "task_id": record.task_id if record.submitted else None,
+        "status": record_status(record),
+        "file": _file_name(record.file_path, folder) if done and record.file_path else None,
+        "bytes": record.file_size if done else None,
+        "sha256": record.file_sha256 if done else None,
+        "cost_usd": record.cost_usd,
+        "error": record.error,
+    }
+
+
+def _from_outcome(outcome: BatchOutcome, record: JournalRecord | None, folder: Path) -> dict[str, Any]:
+    file = outcome.file
+    task_id = outcome.task_id
+    if task_id is None and record is not None and record.submitted:
+        task_id = record.task_id
+    return {
+        "task_id": task_id,
+        "status": outcome.status.value,
+        "file": _file_name(file.path, folder) if file is not None else None,
+        "bytes": file.size if file is not None else None,
+        "sha256": file.sha256 if file is not None else None,
+        "cost_usd": outcome.cost_usd,
+        "error": error_text(outcome.error),
+    }
 
 
 def manifest_rows(
@@ -46,27 +101,23 @@ def manifest_rows(
     lines: Sequence[int],
     outcomes: Mapping[int, BatchOutcome],
     folder: Path,
+    journal: BatchJournal | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per request, in input order; jobs without an outcome are ``unfinished``."""
+    """One row per request, in input order, then one per job of the journal not in the batch file.
+
+    A job without an outcome yet takes its task id and state from the journal (``running``
+    once submitted, ``not_sent`` before), so every submitted job appears with its task id.
+    """
     rows = []
     for index, request in enumerate(requests):
         outcome = outcomes.get(index)
-        file = outcome.file if outcome is not None else None
-        rows.append(
-            {
-                "index": index,
-                "line": lines[index],
-                "prompt": request.prompt,
-                "model": request.model,
-                "task_id": outcome.task_id if outcome is not None else None,
-                "status": outcome.status.value if outcome is not None else UNFINISHED,
-                "file": _file_name(file.path, folder) if file is not None else None,
-                "bytes": file.size if file is not None else None,
-                "sha256": file.sha256 if file is not None else None,
-                "cost_usd": outcome.cost_usd if outcome is not None else None,
-                "error": error_text(outcome.error) if outcome is not None else None,
-            }
-        )
+        record = journal.jobs.get(index) if journal is not None else None
+        facts = _from_record(record, folder) if outcome is None else _from_outcome(outcome, record, folder)
+        rows.append({"index": index, "line": lines[index], "prompt": request.prompt, "model": request.model,
+                     **facts, "in_batch_file": True})  # fmt: skip
+    for record in journal.others if journal is not None else ():
+        rows.append({"index": None, "line": None, "prompt": record.prompt, "model": record.model,
+                     **_from_record(record, folder), "in_batch_file": False})  # fmt: skip
     return rows
 
 

@@ -16,7 +16,9 @@ import anyio
 
 from fastrouter_async import FastRouterSession, InvalidRequestError, PollPolicy
 
+from ._json import JsonLogHandler
 from ._simulated import SIMULATED_API_KEY, simulated_poll_policy, simulated_world
+from ._text import plain
 
 __all__ = [
     "EXIT_FAILED",
@@ -38,16 +40,40 @@ EXIT_USAGE: Final = 2
 
 
 class CommandError(Exception):
-    """Stops a command with a message for the user (no traceback) and an exit code."""
+    """Stops a command with a message for the user (no traceback) and an exit code.
 
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+    The keyword fields are what ``--json`` reports in its ``error`` object: the class name of
+    the error behind it (``UsageError`` for a refused command line), the message without the
+    advice meant for people (``reason``), the task and the command that fetches its video.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        exit_code: int = EXIT_USAGE,
+        *,
+        error: str | None = None,
+        reason: str | None = None,
+        task_id: str | None = None,
+        download_command: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.error = error or ("UsageError" if exit_code == EXIT_USAGE else "CommandError")
+        self.reason = message if reason is None else reason
+        self.task_id = task_id
+        self.download_command = download_command
+        self.status_code = status_code
 
 
 def say(text: str = "", *, file: TextIO | None = None) -> None:
-    """Print one line and flush it, so that a program reading the pipe sees it at once."""
-    print(text, file=file or sys.stdout, flush=True)
+    """Print one line and flush it, so that a program reading the pipe sees it at once.
+
+    Control and escape characters are shown as ``\\x1b``-style escapes (newlines kept): the
+    text may hold what a server sent, which must never reach the terminal as a command.
+    """
+    print(plain(text, newlines=True), file=file or sys.stdout, flush=True)
 
 
 def stdout_is_terminal() -> bool:
@@ -69,12 +95,22 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, value: TextIO) -> None:
         pass
 
+    def format(self, record: logging.LogRecord) -> str:
+        return plain(super().format(record), newlines=True)  # log messages quote what servers sent
 
-def configure_logging(verbosity: int) -> None:
-    """Warnings always go to stderr (they can name a task id worth keeping); ``-v`` adds info, ``-vv`` debug."""
+
+def configure_logging(verbosity: int, *, json_lines: bool = False) -> None:
+    """Warnings always go to stderr (they can name a task id worth keeping); ``-v`` adds info, ``-vv`` debug.
+
+    With ``json_lines`` (``--json``) each record is a JSON ``log`` object instead of a line of text.
+    """
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler: logging.Handler
+    if json_lines:
+        handler = JsonLogHandler()
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
