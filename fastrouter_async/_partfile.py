@@ -45,7 +45,7 @@ import attrs
 from ._errors import DownloadError, FastRouterError
 from ._integrity import ExpectedDigest
 from ._models import DownloadedFile
-from ._partfs import lock_part, read_sidecar, write_sidecar
+from ._partfs import lock_part, read_at, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
 from ._writer import ChunkWriter
 
@@ -395,10 +395,10 @@ class PartFile:
             current = None
         if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
             return f"{self.path} is no longer the file written (was it replaced by something else?)"
-        head = _read_at(fd, 0, min(SNIFF_BYTES, self.size))
+        head = read_at(fd, 0, min(SNIFF_BYTES, self.size))
         if sniff_video(head) is None:
             return f"the file does not start like a video: its first bytes look like {describe_bytes(head)}"
-        if self._tail and _read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
+        if self._tail and read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
             return "the end of the file on disk is not the bytes received (was it written to by something else?)"
         md5 = self._md5
         if md5 is None and any(d.algorithm == "md5" for d in self.digests):
@@ -436,18 +436,6 @@ class PartFile:
         finally:
             if self._done:
                 self._handle.close()
-
-
-def _read_at(fd: int, offset: int, size: int) -> bytes:
-    """``size`` bytes of the file at ``offset`` (fewer at its end), without moving its position."""
-    if hasattr(os, "pread"):
-        return os.pread(fd, size, offset)
-    position = os.lseek(fd, 0, os.SEEK_CUR)
-    try:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, size)
-    finally:
-        os.lseek(fd, position, os.SEEK_SET)
 
 
 def _link_into_place(temp: Path, destination: Path) -> None:
