@@ -45,7 +45,7 @@ import attrs
 from ._errors import DownloadError, FastRouterError
 from ._integrity import ExpectedDigest
 from ._models import DownloadedFile
-from ._partfs import lock_part, read_at, read_sidecar, write_sidecar
+from ._partfs import LOCKS_PART_FILES, lock_part, read_at, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
 from ._writer import ChunkWriter
 
@@ -401,8 +401,13 @@ class PartFile:
         if self._tail and read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
             return "the end of the file on disk is not the bytes received (was it written to by something else?)"
         md5 = self._md5
-        if md5 is None and any(d.algorithm == "md5" for d in self.digests):
-            md5 = self._md5_of_file_sync()
+        wants_md5 = md5 is None and any(d.algorithm == "md5" for d in self.digests)
+        if wants_md5 or not LOCKS_PART_FILES:
+            # Without file locks (Windows) another process may have written into the file: read it all back.
+            sha256, md5_read = self._hash_file_sync()
+            if sha256.digest() != self._sha256.digest():
+                return "the file on disk does not match the bytes received (was it written to by something else?)"
+            md5 = md5_read if md5 is None else md5
         for expected in self.digests:
             actual = self._sha256.digest() if expected.algorithm == "sha256" else md5.digest()
             if actual != expected.value:
@@ -412,13 +417,15 @@ class PartFile:
                 )
         return None
 
-    def _md5_of_file_sync(self) -> Any:
-        md5 = hashlib.md5(usedforsecurity=False)
+    def _hash_file_sync(self) -> tuple[Any, Any]:
+        """The sha256 and md5 of the whole file as stored (read back: the rare path)."""
+        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         self._handle.seek(0)
         while block := self._handle.read(_READ_BLOCK):
+            sha256.update(block)
             md5.update(block)
         self._handle.seek(0, os.SEEK_END)
-        return md5
+        return sha256, md5
 
     def _move_sync(self, destination: Path, overwrite: bool) -> None:
         if os.name == "nt":

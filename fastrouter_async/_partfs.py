@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["LockState", "lock_part", "read_at", "read_sidecar", "write_sidecar"]
+__all__ = ["LOCKS_PART_FILES", "LockState", "lock_part", "read_at", "read_sidecar", "write_sidecar"]
 
 LockState = Literal["locked", "busy", "stale"]
 
@@ -26,6 +26,9 @@ except ImportError:  # Windows: no advisory locks; one download per destination 
     _flock = None
 else:
     _flock = fcntl.flock
+
+LOCKS_PART_FILES = _flock is not None
+"""Whether part files are locked against other processes here (not on Windows: the file is then read back whole)."""
 
 
 def lock_part(fd: int, path: Path) -> LockState:
