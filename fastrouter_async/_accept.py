@@ -70,10 +70,12 @@ def _show(content_type: str) -> str:
     return text[:80] + ("..." if len(text) > 80 else "")
 
 
-async def peek(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> tuple[bytes, AsyncIterator[bytes]]:
+async def peek(
+    chunks: AsyncIterator[bytes | memoryview], size: int = SNIFF_BYTES
+) -> tuple[bytes, AsyncIterator[bytes | memoryview]]:
     """The first ``size`` bytes of ``chunks`` (fewer if it ends sooner), and an iterator over all of it."""
     head = bytearray()
-    pending: list[bytes] = []
+    pending: list[bytes | memoryview] = []
     ended = False
     while len(head) < size:
         try:
@@ -84,7 +86,7 @@ async def peek(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> tuple[b
         pending.append(chunk)
         head += chunk
 
-    async def replay() -> AsyncIterator[bytes]:
+    async def replay() -> AsyncIterator[bytes | memoryview]:
         for chunk in pending:
             yield chunk
         if not ended:

@@ -2,9 +2,10 @@
 
 One download writes to ``.NAME.part`` beside the destination (see ``_partfile``)
 and renames it into place only once complete and verified, so the destination
-never holds a partial or corrupt video. Memory stays bounded (one buffer of
-1 MiB) whatever the size, for every result form: a link, the poll answer's own
-body, or inline base64.
+never holds a partial or corrupt video. The body goes to the part file's writer
+thread as it arrives (see ``_writer``, and ``_rawbody`` for plain-HTTP answers),
+so memory stays bounded (8 MiB per download) whatever the size, for every result
+form: a link, the poll answer's own body, or inline base64.
 
 * **Resume.** A failed attempt keeps the bytes it received; the retry asks for the
   rest with ``Range: bytes=N-`` and, when the server gave a strong ETag,
@@ -68,7 +69,6 @@ logger = logging.getLogger("fastrouter_async")
 Refresh = Callable[[], Awaitable[VideoResult]]
 """Polls the task once and returns its result with fresh links (never submits anything)."""
 
-_CHUNK = 256 * 1024
 _GONE = frozenset({403, 404, 410})
 
 
@@ -342,7 +342,7 @@ class Downloader:
         if content_type_problem(content_type) is not None:
             problem = not_a_video(content_type, await resp.read_limited(512))
             raise _NotVideo(f"{source.call.method} {where} answered HTTP {status}: {problem}")
-        chunks = resp.iter_chunks(_CHUNK)
+        chunks = resp.iter_received()
         if not (status == 206 and offset):
             # The body starts the file: it must start like a video before a byte of it is kept.
             head, chunks = await peek(chunks)
@@ -381,7 +381,7 @@ class Downloader:
         await part.describe(
             source=identity, etag=etag, total=total, digests=expected_digests(headers, partial=status == 206)
         )
-        await part.write(chunks, progress=progress, max_bytes=max_bytes)
+        await part.write(chunks, progress=progress, max_bytes=max_bytes, recycle=resp.recycle)
         if total is not None and part.size != total:
             raise _Retryable(f"the download from {where} ended after {part.size} of {total} bytes")
 

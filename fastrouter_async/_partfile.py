@@ -8,19 +8,20 @@ strong ETag, because only then can a later call prove, with ``If-Range``, that
 the server still has the same file. A ``.part`` without a matching sidecar is
 a leftover of unknown content and is started over.
 
-Every write and every whole-file hash runs in a worker thread; the event loop only
-hands over buffers of ``WRITE_BUFFER`` bytes. Only opening the file happens on the
-event loop (a few quick system calls): so that no cancellation can come between
-the file being opened and this object owning it (a handle opened by a worker
+Every write and every hash runs in a thread: the download's writer thread (see
+``_writer``) takes the body's pieces as they arrive, writes them and hashes the very
+buffers it wrote. Only opening the file happens on the event loop (a few quick
+system calls): so that no cancellation can come between the file being opened
+and this object owning it (a handle opened by a worker
 thread whose caller was cancelled would be left open, and its file behind).
 
 **Two processes.** The ``.part`` file is locked (``flock``, where the platform has
 it) for as long as it is open. A download that finds it locked by another process
 (or another download) writes to a private ``.NAME.<random>.part`` instead, which is
 never resumed and always removed, so two downloads of one destination never
-write into one file. Before the rename the file is read back from the disk and its
-size, sha256 and first bytes checked: what is moved into place is what was
-verified, not only what was streamed.
+write into one file. Before the rename the file is fsynced, its size on disk, its
+identity (the path still names it) and its first and last bytes are checked; the
+whole file is not read back (see docs/downloads.md, "Which check guards what").
 
 The destination is only ever touched by the final rename, so it never holds a
 partial or unverified file.
@@ -44,8 +45,9 @@ import attrs
 from ._errors import DownloadError, FastRouterError
 from ._integrity import ExpectedDigest
 from ._models import DownloadedFile
-from ._partfs import lock_part, read_sidecar, write_sidecar
+from ._partfs import LOCKS_PART_FILES, lock_part, read_at, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
+from ._writer import ChunkWriter
 
 __all__ = [
     "WRITE_BUFFER",
@@ -63,9 +65,7 @@ logger = logging.getLogger("fastrouter_async")
 DownloadProgress = Callable[[int, int | None], object]
 """``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
 
-WRITE_BUFFER = 1024 * 1024
-# Writes go to a worker thread (no blocking disk I/O on the event loop); batching them into
-# 1 MiB keeps the number of thread hops low while memory stays at a megabyte per download.
+WRITE_BUFFER = 1024 * 1024  # progress is reported after each WRITE_BUFFER bytes received
 _READ_BLOCK = 1024 * 1024
 _HASH_HOP = 16  # read blocks hashed per worker-thread call when adopting a leftover (cancellable between calls)
 _SIDECAR_FORMAT = 1
@@ -121,6 +121,12 @@ class PartFile:
     private: bool = False
     """A file of this download alone (the shared ``.part`` was locked by another): never resumed, always removed."""
     _sha256: Any = attrs.field(factory=hashlib.sha256, alias="sha256", repr=False)
+    _md5: Any = attrs.field(default=None, init=False, repr=False)
+    """The md5 of every kept byte, when a header asked for one before the first byte was written."""
+    _tail: bytes = attrs.field(default=b"", init=False, repr=False)
+    """The last bytes written (checked against the file before the rename)."""
+    _unknown_tail: bool = attrs.field(default=False, init=False, repr=False)
+    """A writer thread outlived its cleanup: what the file holds is not known."""
     _done: bool = attrs.field(default=False, init=False, repr=False)
     _leftover: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False)
 
@@ -252,7 +258,12 @@ class PartFile:
     @property
     def resumable(self) -> bool:
         """Whether a later call could resume these bytes (a link identity, a strong ETag and a size are known)."""
-        return self.size > 0 and None not in (self.source, self.etag, self.total) and not self.private
+        return (
+            self.size > 0
+            and None not in (self.source, self.etag, self.total)
+            and not self.private
+            and not self._unknown_tail
+        )
 
     # --- state ----------------------------------------------------------------------------
 
@@ -269,7 +280,7 @@ class PartFile:
     def _truncate_sync(self) -> None:
         self._handle.seek(0)
         self._handle.truncate()
-        self._sha256 = hashlib.sha256()
+        self._sha256, self._md5, self._tail = hashlib.sha256(), None, b""
         self.size, self.source, self.etag, self.total = 0, None, None, None
         self.digests = []
         with contextlib.suppress(FileNotFoundError):
@@ -300,34 +311,51 @@ class PartFile:
 
     async def write(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         *,
         progress: DownloadProgress | None,
         max_bytes: int | None,
+        recycle: Callable[[bytes | memoryview], None] | None = None,
     ) -> None:
-        """Append ``chunks``, hashing them; bytes received before a failure are kept (and counted)."""
-        buffer = bytearray()
+        """Append ``chunks``, hashing them; bytes received before a failure are kept (and counted).
+
+        The chunks go, as they are, to this download's writer thread (see ``_writer``): the
+        event loop keeps receiving while the thread writes and hashes, and gets each chunk
+        back through ``recycle`` (on the event loop) once it is written.
+        """
+        if self.size == 0 and any(d.algorithm == "md5" for d in self.digests):
+            self._md5 = hashlib.md5(usedforsecurity=False)
+        hashes = [self._sha256] if self._md5 is None else [self._sha256, self._md5]
+        writer = ChunkWriter(self._handle.fileno(), self.size, hashes, on_written=recycle)
+        received = self.size
+        reported = received
         try:
             async for chunk in chunks:
-                if max_bytes is not None and self.size + len(buffer) + len(chunk) > max_bytes:
+                received += len(chunk)
+                if max_bytes is not None and received > max_bytes:
                     raise TooLarge(f"the video is larger than max_bytes={max_bytes}: stopped after {max_bytes} bytes")
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER:
-                    data = bytes(buffer)
-                    buffer.clear()
-                    await anyio.to_thread.run_sync(self._append_sync, data)
-                    await report(progress, self.size, self.total)
+                await writer.put(chunk)
+                if progress is not None and received - reported >= WRITE_BUFFER:
+                    reported = received
+                    await report(progress, received, self.total)
+        except BaseException:
+            # Keep what reached the writer before the failure (or cancellation): a retry resumes after it.
+            await writer.close(raise_error=False)
+            self._wrote(writer)
+            raise
+        try:
+            await writer.close()
         finally:
-            if buffer:
-                # Keep what arrived before the failure (or cancellation): a retry resumes after it.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_SECONDS):
-                    await anyio.to_thread.run_sync(self._append_sync, bytes(buffer))
+            self._wrote(writer)
         await report(progress, self.size, self.total)
 
-    def _append_sync(self, data: bytes) -> None:
-        self._handle.write(data)
-        self._sha256.update(data)  # hashlib releases the GIL for large buffers
-        self.size += len(data)
+    def _wrote(self, writer: ChunkWriter) -> None:
+        self.size += writer.written
+        if writer.written:
+            self._tail = writer.tail
+        if writer.running:  # the cleanup gave up waiting (a hung disk): what the file holds is not known
+            self._unknown_tail = True
+            raise OSError(f"the disk did not take the bytes of {self.path.name} in time")
 
     # --- finishing ------------------------------------------------------------------------
 
@@ -342,21 +370,46 @@ class PartFile:
         return DownloadedFile(path=destination, size=self.size, sha256=self._sha256.hexdigest(), task_id=self.task_id)
 
     def _verify_sync(self) -> str | None:
-        """Read the file back from the disk: its size, sha256 and first bytes must be what was received and checked."""
+        """Make the file durable and check it is the one written, whole: size, identity, ends, digests.
+
+        The bytes were hashed by the writer thread from the very buffers it wrote, and the
+        ``.part`` is locked against other downloads (see the module docstring), so the file is
+        not read back whole: its size on disk, that the path still names this file, its first
+        bytes (also those of a resumed part: they must start like a video) and its last bytes
+        are checked. Only an MD5 that a header asked for after the first bytes were written is
+        computed by reading the file back.
+        """
+        fd = self._handle.fileno()
         self._handle.flush()
-        os.fsync(self._handle.fileno())
-        on_disk = os.fstat(self._handle.fileno()).st_size
-        if on_disk != self.size:
-            return f"the file on disk has {on_disk} bytes, but {self.size} were received"
+        os.fsync(fd)  # durable before the rename; writeback started during the download keeps this short
+        if self._unknown_tail:
+            return "the file's last write did not finish in time"
+        mine = os.fstat(fd)
+        if mine.st_size != self.size:
+            return f"the file on disk has {mine.st_size} bytes, but {self.size} were received"
         if self.total is not None and self.size != self.total:
             return f"the file has {self.size} bytes, the server said {self.total}"
-        sha256, md5, head = self._hash_file_sync(md5=any(d.algorithm == "md5" for d in self.digests))
-        if sha256.digest() != self._sha256.digest():
-            return "the file on disk does not match the bytes received (was it written to by something else?)"
+        try:
+            current = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != (mine.st_dev, mine.st_ino):
+            return f"{self.path} is no longer the file written (was it replaced by something else?)"
+        head = read_at(fd, 0, min(SNIFF_BYTES, self.size))
         if sniff_video(head) is None:
             return f"the file does not start like a video: its first bytes look like {describe_bytes(head)}"
+        if self._tail and read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
+            return "the end of the file on disk is not the bytes received (was it written to by something else?)"
+        md5 = self._md5
+        wants_md5 = md5 is None and any(d.algorithm == "md5" for d in self.digests)
+        if wants_md5 or not LOCKS_PART_FILES:
+            # Without file locks (Windows) another process may have written into the file: read it all back.
+            sha256, md5_read = self._hash_file_sync()
+            if sha256.digest() != self._sha256.digest():
+                return "the file on disk does not match the bytes received (was it written to by something else?)"
+            md5 = md5_read if md5 is None else md5
         for expected in self.digests:
-            actual = sha256.digest() if expected.algorithm == "sha256" else md5.digest()
+            actual = self._sha256.digest() if expected.algorithm == "sha256" else md5.digest()
             if actual != expected.value:
                 return (
                     f"the {expected.algorithm} of the {self.size} bytes received is {actual.hex()}, "
@@ -364,19 +417,15 @@ class PartFile:
                 )
         return None
 
-    def _hash_file_sync(self, *, md5: bool) -> tuple[Any, Any, bytes]:
-        """The sha256 (and md5, if asked) of the whole file as stored, and its first bytes."""
-        sha256, md5_digest = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    def _hash_file_sync(self) -> tuple[Any, Any]:
+        """The sha256 and md5 of the whole file as stored (read back: the rare path)."""
+        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         self._handle.seek(0)
-        head = self._handle.read(SNIFF_BYTES)
-        block = head
-        while block:
+        while block := self._handle.read(_READ_BLOCK):
             sha256.update(block)
-            if md5:
-                md5_digest.update(block)
-            block = self._handle.read(_READ_BLOCK)
+            md5.update(block)
         self._handle.seek(0, os.SEEK_END)
-        return sha256, md5_digest, head
+        return sha256, md5
 
     def _move_sync(self, destination: Path, overwrite: bool) -> None:
         if os.name == "nt":

@@ -1,9 +1,10 @@
-"""The file-system steps of a part file that are not its bytes: its lock and its sidecar.
+"""The file-system steps of a part file besides writing it: its lock, its sidecar, reading bytes back.
 
 ``lock_part`` takes an exclusive ``flock`` on an open ``.part`` (released when the file is
 closed, also when the process dies), so two processes never write into one file; on
 platforms without ``flock`` (Windows) it always succeeds. The sidecar, ``.NAME.part.json``,
-says what the kept bytes are; it is replaced atomically.
+says what the kept bytes are; it is replaced atomically. ``read_at`` reads a few bytes of the
+file back (its ends, checked before the rename).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["LockState", "lock_part", "read_sidecar", "write_sidecar"]
+__all__ = ["LOCKS_PART_FILES", "LockState", "lock_part", "read_at", "read_sidecar", "write_sidecar"]
 
 LockState = Literal["locked", "busy", "stale"]
 
@@ -25,6 +26,9 @@ except ImportError:  # Windows: no advisory locks; one download per destination 
     _flock = None
 else:
     _flock = fcntl.flock
+
+LOCKS_PART_FILES = _flock is not None
+"""Whether part files are locked against other processes here (not on Windows: the file is then read back whole)."""
 
 
 def lock_part(fd: int, path: Path) -> LockState:
@@ -61,3 +65,15 @@ def write_sidecar(path: Path, meta: dict[str, Any]) -> None:
     with open(temp, "w", encoding="utf-8") as f:
         json.dump(meta, f)
     os.replace(temp, path)
+
+
+def read_at(fd: int, offset: int, size: int) -> bytes:
+    """``size`` bytes of the file at ``offset`` (fewer at its end), without moving its position."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    position = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
+    finally:
+        os.lseek(fd, position, os.SEEK_SET)

@@ -34,6 +34,7 @@ from yarl import URL
 from ._config import MAX_JSON_BYTES, Secret, Timeouts
 from ._errors import APIConnectionError, APITimeoutError, FastRouterError, UnexpectedResponseError
 from ._protocol import HttpCall, Response, scrub
+from ._rawbody import RawBody, raw_transport
 from ._sniff import SNIFF_BYTES, is_video_content_type, sniff_video
 from ._urls import loggable
 
@@ -102,6 +103,8 @@ class StreamedResponse:
     headers: Mapping[str, str]
     url: str
     _response: aiohttp.ClientResponse = attrs.field(repr=False, alias="response")
+    read_timeout: float | None = None
+    _raw: RawBody | None = attrs.field(default=None, init=False, repr=False)
 
     async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
         """The body in chunks of at most ``size`` bytes, errors mapped to ours."""
@@ -113,6 +116,62 @@ class StreamedResponse:
             failure = _map_exception(exc, "GET", self.url, sent=True)
         if failure is not None:
             raise failure  # outside the handler: the aiohttp exception is not kept as its context
+
+    async def iter_received(self, *, raw: bool = True) -> AsyncIterator[bytes | memoryview]:
+        """The body as it arrives, never copied or joined on the way (see ``_rawbody`` for ``raw``).
+
+        With ``raw`` (and a plain-HTTP answer of known length), the rest of the body is read
+        into reused buffers: pass each piece to :meth:`recycle` once done with it (pieces not
+        given back are simply not reused). Otherwise each piece is what aiohttp buffered.
+        """
+        content = self._response.content
+        failure: APIConnectionError | None = None
+        try:
+            body = self._raw_body() if raw else None
+            if body is not None:
+                # No await between measuring what aiohttp received and taking the transport over.
+                self._raw = body
+                body.take_over()
+                try:
+                    prefix = content.read_nowait(-1)  # what aiohttp read along with the headers
+                    if prefix:
+                        yield prefix
+                    async for view in body.chunks():
+                        yield view
+                finally:
+                    body.give_back()
+                return
+            while True:
+                chunk, _ = await content.readchunk()
+                if not chunk:
+                    if content.at_eof():
+                        return
+                    continue  # the end of an HTTP chunk, with no data
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            failure = _map_exception(exc, "GET", self.url, sent=True)
+        if failure is not None:
+            raise failure  # outside the handler: the underlying exception is not kept as its context
+
+    def recycle(self, chunk: bytes | memoryview) -> None:
+        """Give back a piece of :meth:`iter_received` once written (reused by the raw path; else nothing)."""
+        if self._raw is not None:
+            self._raw.recycle(chunk)
+
+    def _raw_body(self) -> RawBody | None:
+        """A :class:`RawBody` for the rest of this answer, if the raw path can read it (else ``None``)."""
+        resp, headers = self._response, self.headers
+        if "transfer-encoding" in headers or headers.get("content-encoding", "identity").lower() != "identity":
+            return None
+        length = resp.content_length
+        connection = resp.connection
+        if length is None or connection is None or resp.content.exception() is not None:
+            return None
+        transport = raw_transport(connection.transport)
+        if transport is None or getattr(connection.protocol, "_tail", None):  # bytes aiohttp holds unparsed
+            return None
+        remaining = length - resp.content.total_bytes  # bytes aiohttp has not received yet
+        return RawBody(transport, remaining, read_timeout=self.read_timeout) if remaining > 0 else None
 
     async def read_limited(self, limit: int = 64 * 1024) -> bytes:
         """Up to ``limit`` bytes of the body (for error messages)."""
@@ -288,7 +347,11 @@ class Transport:
             check_url=check_url,
         ) as resp:
             yield StreamedResponse(
-                status=resp.status, headers=_lower_headers(resp.headers), url=str(resp.url), response=resp
+                status=resp.status,
+                headers=_lower_headers(resp.headers),
+                url=str(resp.url),
+                response=resp,
+                read_timeout=self._stream_timeout.sock_read,
             )
 
     @asynccontextmanager

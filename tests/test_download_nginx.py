@@ -10,6 +10,7 @@ tests skip and say how to install it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -213,14 +214,15 @@ async def test_file_changed_between_cut_and_retry_is_not_spliced(
     assert_no_key_reached(nginx, proxy)
 
 
-def test_download_benchmark_runs() -> None:
-    """benchmarks/download.py runs end to end on a 1 MB file and prints its table."""
+def test_download_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/download.py --tiny runs end to end: the curl, curl-then-fsync and CPU table, and the no-stall case."""
     if find_nginx() is None:
         pytest.skip(NGINX_MISSING)
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed: apt-get install curl (Debian/Ubuntu); .ci/run installs it")
+    out = tmp_path / "download.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "download.py"), "--sizes", "1", "--repeat", "1"],
+        [sys.executable, str(ROOT / "benchmarks" / "download.py"), "--tiny", "--repeat", "1", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -228,5 +230,13 @@ def test_download_benchmark_runs() -> None:
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
-    assert "MB/s" in done.stdout
+    assert "curl+fsync MB/s" in done.stdout
+    assert "CPU s/GB ours" in done.stdout
     assert re.search(r"^\s*1 MB \|", done.stdout, re.MULTILINE), done.stdout
+    assert "no stall, loop lag while downloading and polling" in done.stdout
+    results = json.loads(out.read_text())
+    (row,) = results["rows"]
+    assert row["ours_cpu_s_per_gb"] > 0
+    assert len(row["vs_curl_fsync"]) == 1
+    assert results["lag"]["downloads"] == 4
+    assert results["lag"]["lag_ms"]["samples"] > 0
