@@ -20,6 +20,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from hypothesis import given
 
 from fastrouter_async import (
     AcceptedJob,
@@ -36,7 +37,9 @@ from fastrouter_async._replays import SubmitAttempts, found_again, replay_delay
 from fastrouter_async._submits import SubmitIdentity
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer, sample_video
 
+from ._hostile import Answer, HostileServer, Received, serve
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, SessionFactory
+from .test_hostile_answers import answers, arrives_whole, check_error, echoing
 
 VEO: dict[str, Any] = {"model": "google/veo3", "prompt": "a cat surfing", "length": 8}
 NO_REPLAYS = ReplayPolicy(enabled=False)
@@ -484,3 +487,52 @@ def test_found_again_from_the_answer(payload: dict[str, Any], fresh: bool, repla
     )
     attempts = SubmitAttempts(cache_key="k", first_attempt_at=0.0, fresh=fresh, replays=replays)
     assert found_again(accepted, attempts) is expected
+
+
+# --- any answer, with replays on ------------------------------------------------------------------------
+
+HOSTILE_REQUEST = VideoRequest(model="google/veo3", prompt="a hostile answer")
+FEW_REPLAYS = ReplayPolicy(max_replays=2)
+
+
+async def replayed_outcome(base_url: str) -> object:
+    """One submit with replays on: its job, or the exception it raised.
+
+    Caught in a frame whose locals hold nothing of the server's (its records hold the key).
+    """
+    async with FastRouterSession(
+        API_KEY,
+        base_url=base_url,
+        poll_policy=FAST_POLL,
+        retry_policy=FAST_RETRY,
+        timeouts=Timeouts(connect=2.0, request=3.0, read=3.0),
+        replay_policy=FEW_REPLAYS,
+    ) as session:
+        try:
+            return await session.submit(HOSTILE_REQUEST)
+        except Exception as exc:
+            return exc
+
+
+@given(answer=answers())
+def test_any_create_answer_with_replays_is_documented_and_sent_identically(answer: Answer) -> None:
+    """Whatever a create is answered with: a documented outcome; every attempt the same body and key, a few at most."""
+
+    async def run() -> tuple[object, list[Received]]:
+        async with serve(HostileServer(submit=echoing(answer))) as server:
+            outcome = await replayed_outcome(server.base_url)
+            return outcome, server.of("submit")
+
+    outcome, submits = asyncio.run(run())
+    check_error(outcome)
+    assert submits
+    assert len({r.body for r in submits}) == 1  # an identical body every time
+    keys = {r.headers.get("cache_key") for r in submits}
+    assert len(keys) == 1
+    assert None not in keys
+    if answer.status != 429:
+        assert len(submits) <= 1 + FEW_REPLAYS.max_replays
+    if 300 <= answer.status < 400 and arrives_whole(answer):
+        assert len(submits) == 1  # a redirected paid body is never sent again
+    if isinstance(outcome, SubmitUncertainError):
+        assert outcome.cache_key in keys
