@@ -162,12 +162,12 @@ async def replaying(
         )
         try:
             await anyio.sleep(delay)
-        except BaseException:
-            logger.warning(
-                "%s was stopped before its replay; the job may exist: re-send the same request with "
-                "cache_key=%r within %.0f s of its first attempt to find it unbilled",
-                what,
-                attempts.cache_key,
-                policy.window,
+        except BaseException as stopped:
+            advice = (
+                f"{what} was stopped before its replay; the job may exist: re-send the same request with "
+                f"cache_key={attempts.cache_key!r} within {policy.window:.0f} s of its first attempt"
+                " to find it unbilled"
             )
+            logger.warning("%s", advice)
+            stopped.add_note(f"fastrouter_async: {advice}")
             raise

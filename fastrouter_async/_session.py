@@ -186,6 +186,11 @@ class FastRouterSession:
     also when its caller was cancelled meanwhile: write the task id to durable
     storage there and no paid job is ever lost. An async callback is awaited for
     at most ``on_accepted_timeout`` seconds; its errors are logged, never raised.
+
+    ``replay_policy`` (a :class:`ReplayPolicy`) makes submits exactly-once: each
+    carries a ``cache_key``, and one whose answer was lost is sent again with the
+    same key, which FastRouter's response cache answers with the same task,
+    unbilled (``ReplayPolicy(enabled=False)``: no key, no replays).
     """
 
     def __init__(

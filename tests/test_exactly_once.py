@@ -28,6 +28,7 @@ from fastrouter_async import (
     InvalidRequestError,
     JobState,
     ReplayPolicy,
+    RetryPolicy,
     SubmitUncertainError,
     Timeouts,
     VideoRequest,
@@ -536,3 +537,25 @@ def test_any_create_answer_with_replays_is_documented_and_sent_identically(answe
         assert len(submits) == 1  # a redirected paid body is never sent again
     if isinstance(outcome, SubmitUncertainError):
         assert outcome.cache_key in keys
+
+
+async def test_cancelled_while_waiting_to_replay_says_how_to_recover(
+    make_session: SessionFactory, sim: FastRouterSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled in the backoff before a replay: the CancelledError's note names the key to re-send with."""
+    slow_backoff = RetryPolicy(max_attempts=4, base_delay=1000.0, max_delay=1000.0)  # the wait is cancelled
+    session = make_session(retry_policy=slow_backoff, replay_policy=ReplayPolicy(window=1800.0))
+    sim.inject(Fault.drop(route="submit", after_processing=True))
+    task = asyncio.ensure_future(session.submit(**VEO))
+    for _ in range(100_000):
+        if any("re-sending it with the same cache_key" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await task
+    [key] = set(cache_keys_sent(sim))
+    assert key is not None
+    assert any(key in note for note in getattr(caught.value, "__notes__", []))
+    assert sim.records.submit_count == 1
+    assert session.jobs_in_flight == 0
