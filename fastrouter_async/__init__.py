@@ -41,8 +41,19 @@ from ._errors import (
     SubmitUncertainError,
     UnexpectedResponseError,
 )
+from ._events import (
+    DownloadFinished,
+    DownloadProgressed,
+    Event,
+    JobEnded,
+    JobSubmitted,
+    PollRetried,
+    RateLimited,
+    StatusChanged,
+)
 from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
+from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
 from ._models import (
@@ -82,14 +93,20 @@ __all__ = [
     "BatchProgress",
     "BatchRun",
     "DownloadError",
+    "DownloadFinished",
+    "DownloadProgressed",
     "DownloadedFile",
+    "Event",
     "FastRouterError",
     "FastRouterSession",
     "InsufficientCreditsError",
     "InvalidRequestError",
+    "JobEnded",
+    "JobEvents",
     "JobFailedError",
     "JobState",
     "JobStatus",
+    "JobSubmitted",
     "JobTimeoutError",
     "JournalError",
     "JournalRecord",
@@ -100,14 +117,17 @@ __all__ = [
     "OutcomeStatus",
     "PermissionDeniedError",
     "PollPolicy",
+    "PollRetried",
     "PollRoute",
     "Price",
     "RateLimitError",
+    "RateLimited",
     "ReplayPolicy",
     "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",
+    "StatusChanged",
     "SubmitEstimate",
     "SubmitUncertainError",
     "Timeouts",

@@ -39,10 +39,11 @@ from ._errors import (
     PermissionDeniedError,
     SubmitUncertainError,
 )
+from ._events import Event, StatusChanged
 from ._filenames import plan_names, unique_path
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
 from ._journal_read import BatchJournal, match_records, read_journal
-from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
+from ._models import DownloadedFile, VideoRequest, VideoResult
 from ._protocol import build_submit_body
 
 if TYPE_CHECKING:
@@ -458,7 +459,7 @@ class BatchRun:
                         exc.task_id, item.request.model, item.request, slot, submitted_wall_time=time.time()
                     )
                     self._moved("submitting", "running")
-                    job._observer = self._observer(item)
+                    session._events.follow(job.task_id, self._observer(item))
                     return await self._finish_job(item, job, False)
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, exc.reason)
@@ -479,7 +480,7 @@ class BatchRun:
                     await self._journal.uncertain(item.key, uncertain.reason)
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
             self._moved("submitting", "running")
-        job._observer = self._observer(item)
+        session._events.follow(job.task_id, self._observer(item))
         return await self._finish_job(item, job, resumed)
 
     async def _finish_job(self, item: _Item, job: VideoJob, resumed: bool) -> BatchOutcome:
@@ -546,8 +547,11 @@ class BatchRun:
         self._reserved.add(candidate)
         return candidate
 
-    def _observer(self, item: _Item) -> Callable[[JobStatus], None]:
-        def observe(status: JobStatus) -> None:
+    def _observer(self, item: _Item) -> Callable[[Event], None]:
+        def observe(event: Event) -> None:
+            if not isinstance(event, StatusChanged):
+                return
+            status = event.status
             if self._journal is not None and self._status_send is not None and not status.done:
                 # Recorded by the batch's journal writer, in order, without holding up the poll.
                 self._status_send.send_nowait((item.key, status.raw_status or status.state.value))

@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import logging
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -15,6 +15,9 @@ import attrs
 from ._config import check_wait_timeout
 from ._errors import JobFailedError, JobTimeoutError
 from ._estimates import learned_delay
+from ._event_hub import polling_task
+from ._events import JobEnded, StatusChanged
+from ._job_events import JobEvents
 from ._models import JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
 from ._polling import RetryCounter, poll_delay
 from ._protocol import HttpCall
@@ -72,8 +75,8 @@ class VideoJob:
     """Set while the job is on the session's poll schedule (see ``_poller``)."""
     _retries: RetryCounter | None = attrs.field(default=None, init=False)
     _call: HttpCall | None = attrs.field(default=None, init=False)
-    _observer: Callable[[JobStatus], object] | None = attrs.field(default=None, init=False)
-    """Called with each snapshot that changes the state or status word (used by batches)."""
+    _ended_event: JobEnded | None = attrs.field(default=None, init=False)
+    """The event that told of the job's end (replayed by ``events()`` begun afterwards)."""
 
     def __attrs_post_init__(self) -> None:
         if self._slot is not None:
@@ -114,9 +117,29 @@ class VideoJob:
         Inside the not-visible-yet window right after submit, a 404 comes back
         as a ``PENDING`` snapshot instead of :class:`NotFoundError`.
         """
-        snapshot = await self._session._poll_once(self)
+        token = polling_task.set(self.task_id)
+        try:
+            snapshot = await self._session._poll_once(self)
+        finally:
+            polling_task.reset(token)
         self._record(snapshot)
         return snapshot
+
+    def events(self) -> JobEvents:
+        """Follow this job: ``async for event in job.events():`` yields its events as they happen.
+
+        The events are :class:`StatusChanged` (the first answer counts as a change),
+        :class:`PollRetried` and :class:`RateLimited` (for this job's polls), and last
+        :class:`JobEnded`, after which the iteration ends (begun after the end, it yields
+        just that one). Iterating makes the job be polled, as ``result()`` does, whether
+        or not anything else awaits it; it raises what ``result()`` would raise when
+        polling fails for good (not :class:`JobFailedError`: a failed job ends with a
+        ``JobEnded`` event). Up to 256 events not yet taken are kept
+        (the oldest are dropped beyond; ``JobEnded`` never is). Cancel-safe: events not
+        yet taken stay buffered for the next iteration step. Events of the submit and of
+        downloads are sent to the session's ``on_event`` callback.
+        """
+        return JobEvents(self, self._session._events, self._ended_event)
 
     async def result(self, *, timeout: float | None = None) -> VideoResult:
         """Poll until the task ends; return its :class:`VideoResult`.
@@ -235,8 +258,7 @@ class VideoJob:
         self._last_status = snapshot if snapshot.done or snapshot.payload is None else snapshot._without_payload()
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
-            if self._observer is not None:
-                self._observer(snapshot)
+            self._session._events.emit(StatusChanged(task_id=self.task_id, model=self.model, status=snapshot))
         if self._outcome is not None or not snapshot.done:
             return
         if snapshot.state is JobState.SUCCEEDED:
@@ -251,7 +273,40 @@ class VideoJob:
             )
         self._schedule_token = None
         self._release_slot()
+        self._announce_end(snapshot, now)
         self._wake()
+
+    def _announce_end(self, snapshot: JobStatus, now: float) -> None:
+        ended = self._ended_event = JobEnded(
+            task_id=self.task_id,
+            model=self.model,
+            state=snapshot.state,
+            status=snapshot,
+            cost_usd=snapshot.cost_usd,
+            error=snapshot.error if snapshot.state is not JobState.SUCCEEDED else None,
+            polls=self._polls_done,
+            seconds=None if self._submitted_at is None else max(0.0, now - self._submitted_at),
+        )
+        self._session._events.emit(ended)
+
+    async def _until_event(self, arrived: asyncio.Future[None]) -> None:
+        """Keep this job polled (as ``result()`` does) until ``arrived`` resolves or the job ends."""
+        loop = asyncio.get_running_loop()
+        self._session._ensure_open()
+        waiter: asyncio.Future[BaseException | None] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            poller = self._session._poller
+            if not poller.is_scheduled(self):
+                poller.schedule(self, self._due_at_jittered(loop.time()))
+            await asyncio.wait((waiter, arrived), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiters.remove(waiter)
+        failure = waiter.result() if waiter.done() else None
+        if failure is not None and not arrived.done():
+            raise failure
 
     def _finish(self) -> VideoResult:
         outcome = self._outcome

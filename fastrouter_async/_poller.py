@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 from ._answers import unexpected_error
 from ._errors import FastRouterError, NotFoundError
+from ._event_hub import polling_task
+from ._events import PollRetried
 from ._polling import RetryCounter, is_transient
 
 if TYPE_CHECKING:
@@ -149,6 +151,7 @@ class Poller:
         assert loop is not None
         self.polls += 1
         self._polling.add(job)
+        token = polling_task.set(job.task_id)  # the request hook (tracing) tells polls apart by it
         try:
             snapshot = await session._poll_once(job)
         except FastRouterError as exc:
@@ -159,6 +162,11 @@ class Poller:
             if delay is not None:
                 logger.warning("status of task %s: %s; asking again in %.2fs", job.task_id, exc, delay)
                 self.schedule(job, loop.time() + delay)
+                session._events.emit(
+                    PollRetried(
+                        task_id=job.task_id, model=job.model, attempt=counter.attempt, delay=delay, error=str(exc)
+                    )
+                )
                 return
             job._retries = None
             self._failed(job, exc)
@@ -170,6 +178,7 @@ class Poller:
             self._failed(job, unexpected_error(exc, f"polling task {job.task_id}"))
             return
         finally:
+            polling_task.reset(token)
             self._polling.discard(job)
         job._retries = None
         try:

@@ -145,7 +145,7 @@ class HttpCall:
     follow_redirects: bool = attrs.field(default=True, kw_only=True)
     """``False`` for a paid submit: a redirect answer is handed back, never followed (the body is never re-sent)."""
     headers: Mapping[str, str] | None = attrs.field(default=None, kw_only=True, eq=False)
-    """Extra request headers for this call (a submit's ``cache_key``); sent only with this call, to its URL."""
+    """Extra request headers for this call (a submit's ``cache_key``); sent to the API origin only."""
 
     @classmethod
     def post_json(cls, url: str, body: Mapping[str, Any]) -> HttpCall:

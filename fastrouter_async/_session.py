@@ -51,8 +51,11 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._estimates import DurationEstimates
+from ._event_hub import EventCallback, EventHub, announcing, check_on_event, polling_task
+from ._events import DownloadFinished, DownloadProgressed, RateLimited
 from ._job import VideoJob
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
+from ._otel import Telemetry
 from ._poller import Poller
 from ._polling import RetryCounter, is_transient, retrying
 from ._protocol import (
@@ -75,7 +78,7 @@ from ._submits import (
     complete_despite_cancellation,
     submitted_wall_time,
 )
-from ._transport import Transport
+from ._transport import Transport, loggable
 from ._validate import validate as validate_request
 
 if TYPE_CHECKING:
@@ -191,6 +194,15 @@ class FastRouterSession:
     carries a ``cache_key``, and one whose answer was lost is sent again with the
     same key, which FastRouter's response cache answers with the same task,
     unbilled (``ReplayPolicy(enabled=False)``: no key, no replays).
+
+    ``on_event`` (a function, sync or async) hears every :data:`Event` of the
+    session: submits, status changes, retried polls, 429s, download progress,
+    downloads finished and job ends (docs/observability.md). A sync one is called
+    inline, in order; an async one runs on a task of the session, one event at a
+    time and in order, never holding up polling. Its errors are logged, never raised.
+    With ``opentelemetry-api`` installed and an SDK configured, each job is traced
+    and measured (``telemetry=False`` turns it off; ``telemetry_prompts=True``
+    adds prompts to the spans).
     """
 
     def __init__(
@@ -212,10 +224,18 @@ class FastRouterSession:
         on_accepted: AcceptedCallback | None = None,
         on_accepted_timeout: float = DEFAULT_ON_ACCEPTED_TIMEOUT,
         replay_policy: ReplayPolicy = DEFAULT_REPLAY_POLICY,
+        on_event: EventCallback | None = None,
+        telemetry: bool = True,
+        telemetry_prompts: bool = False,
     ) -> None:
         self._secret = resolve_api_key(api_key)
         on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
-        self._announcer = Announcer(on_accepted, timeout=on_accepted_timeout, secret=self._secret.reveal)
+        self._events = EventHub(check_on_event(on_event), secret=self._secret.reveal)
+        self._announcer = Announcer(
+            announcing(self._events, on_accepted, self._estimated_seconds),  # sends JobSubmitted first
+            timeout=on_accepted_timeout,
+            secret=self._secret.reveal,
+        )
         self._base_url = resolve_base_url(base_url)
         if max_concurrent_jobs is not None and (
             not isinstance(max_concurrent_jobs, int) or isinstance(max_concurrent_jobs, bool) or max_concurrent_jobs < 1
@@ -267,6 +287,9 @@ class FastRouterSession:
             max_bytes=max_download_bytes,
             allow_link_local=allow_link_local_downloads,
         )
+        self._telemetry = Telemetry.start(
+            self._events, self._transport, submit_url=self._submit_url, enabled=telemetry, prompts=telemetry_prompts
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -294,6 +317,9 @@ class FastRouterSession:
             for batch in list(self._batches):  # batches left open: stopped cleanly, journals closed
                 await batch.aclose()
             await self._poller.aclose()  # result() calls still waiting get the RuntimeError of a closed session
+            await self._events.aclose()  # an async on_event finishes the queued events (bounded)
+            if self._telemetry is not None:
+                self._telemetry.close()  # spans of jobs nobody saw end are ended as such
             await self._transport.aclose()
 
     @property
@@ -783,6 +809,9 @@ class FastRouterSession:
         if wait is not None:
             wait = min(max(wait, 0.0), self._retry_policy.max_retry_after)
         self._throttle.rate_limited_by(ticket, wait)
+        self._events.emit(
+            RateLimited(method=call.method, url=loggable(call.url), retry_after=wait, task_id=polling_task.get())
+        )
 
     # --- polling --------------------------------------------------------------------------
 
@@ -866,7 +895,8 @@ class FastRouterSession:
                 raise DownloadError(f"task {result.task_id} now reports {status.describe()}", task_id=result.task_id)
             return self._result_from(job, status)
 
-        return await self._downloader.download(
+        progress, started = self._downloads_told(result, progress), anyio.current_time()
+        file = await self._downloader.download(
             result,
             path,
             overwrite=overwrite,
@@ -875,6 +905,33 @@ class FastRouterSession:
             refresh=refresh,
             poll_body=poll_call(self._poll_route, self._base_url, result.task_id, result.model),
         )
+        self._events.emit(
+            DownloadFinished(
+                task_id=result.task_id,
+                model=result.model,
+                path=file.path,
+                bytes=file.size,
+                seconds=anyio.current_time() - started,
+            )
+        )
+        return file
+
+    def _downloads_told(self, result: VideoResult, progress: DownloadProgress | None) -> DownloadProgress | None:
+        """``progress``, also sending a :class:`DownloadProgressed` event per chunk when anything listens."""
+        events = self._events
+        if not events.active:
+            return progress
+        task_id = result.task_id
+
+        def told(received: int, total: int | None) -> object:
+            events.emit(DownloadProgressed(task_id=task_id, received=received, total=total))
+            return None if progress is None else progress(received, total)
+
+        return told
+
+    def _estimated_seconds(self, model: str, request: VideoRequest) -> float:
+        """The learned median duration of a job like ``request`` (for ``JobSubmitted``)."""
+        return math.exp(self._durations.log_normal(model, request)[0])
 
 
 def _request_from_fields(fields: Mapping[str, Any], extra: Mapping[str, Any]) -> VideoRequest:

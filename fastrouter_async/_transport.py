@@ -122,6 +122,11 @@ class StreamedResponse:
             return b""
 
 
+RequestHook = Callable[[HttpCall, dict[str, str]], Callable[[int | None, BaseException | None], None]]
+"""Called before an API request with a dict of headers to add (sent to the API origin only);
+returns what to call at its end, with the status (or the exception)."""
+
+
 class Transport:
     """Sends requests for one FastRouterSession."""
 
@@ -151,6 +156,8 @@ class Transport:
         self._json_api_headers = _auth_headers(self._json_headers, secret)
         self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
+        self.request_hook: RequestHook | None = None
+        """Hears of each API request (tracing: see ``_otel``); ``None``: nothing to tell."""
 
     @property
     def owns_session(self) -> bool:
@@ -194,8 +201,24 @@ class Transport:
     async def request(self, call: HttpCall) -> Response:
         """One API request (authenticated), its answer read into memory.
 
-        A body that is the video itself is not read (``Response.media``).
+        A body that is the video itself is not read (``Response.media``). With a
+        ``request_hook`` (tracing), the hook hears of the request and its end, and the
+        headers it adds (``traceparent``) are sent to the API origin only.
         """
+        hook = self.request_hook
+        if hook is None:
+            return await self._request(call, call.headers)
+        api_headers: dict[str, str] = dict(call.headers or {})  # a submit's cache_key: the API origin only
+        ended = hook(call, api_headers)
+        try:
+            response = await self._request(call, api_headers or None)
+        except BaseException as exc:
+            ended(None, exc)
+            raise
+        ended(response.status, None)
+        return response
+
+    async def _request(self, call: HttpCall, api_headers: Mapping[str, str] | None) -> Response:
         # The hot path of every poll: no context manager around the send, no log formatting unless asked.
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic() if debug else 0.0
@@ -205,9 +228,9 @@ class Transport:
             json=call.json,
             auth=True,
             client_timeout=self._api_timeout,
-            headers=call.headers,
             encoded=call.encoded,
             follow_redirects=call.follow_redirects,
+            api_headers=api_headers,
         )
         failure: FastRouterError | None = None
         try:
@@ -316,12 +339,15 @@ class Transport:
         encoded: bytes | None = None,
         follow_redirects: bool = True,
         check_url: Callable[[URL], Awaitable[None]] | None = None,
+        api_headers: Mapping[str, str] | None = None,
     ) -> tuple[aiohttp.ClientResponse, str, URL]:
         """Send, following redirects by hand; the answer, with the method and URL that got it.
 
         The key goes only to the API origin. The caller reads the answer and releases it.
         ``encoded`` is ``json`` already serialized (sent as is, with its content type).
         Without ``follow_redirects`` a redirect answer is returned as it is.
+        ``api_headers`` (tracing) are added only when the URL is the API's, never after a
+        redirect to another host.
         """
         client = self._client()
         try:
@@ -340,13 +366,15 @@ class Transport:
             authorized = auth and api
             if check_url is not None:
                 await check_url(current)  # may refuse the URL (a download to a metadata address)
-            if encoded is not None and body is not None and not headers:
+            if encoded is not None and body is not None and not headers and not (api_headers and api):
                 request_headers = self._json_api_headers if authorized else self._json_headers
             else:
                 encoded = None
                 request_headers = _Headers({"User-Agent": self._user_agent, "Accept": _ACCEPT})
                 if headers:
                     request_headers.update(headers)
+                if api_headers and api:
+                    request_headers.update(api_headers)
                 if authorized:
                     request_headers = _auth_headers(request_headers, self._secret)
             failure: FastRouterError | None = None

@@ -98,8 +98,8 @@ async def test_jobs_of_another_file_are_named_kept_and_listed(
     prompts_file(tmp_path, ["a cat", "a dog, edited"])
     code, child = await run(cli, *batch_args(server, source.name))
     assert code == 0, child.stdout + child.stderr
-    assert "1 jobs in the journal are not in prompts.jsonl" in child.stdout
-    assert "1 of them were submitted (running or paid)" in child.stdout
+    assert "1 job in the journal is not in prompts.jsonl" in child.stdout
+    assert "it was submitted (running or paid)" in child.stdout
     command = shlex.join(
         ["fastrouter-video", "download", dog_task, "--model", "google/veo3", "-o", str(Path("out") / f"{dog_task}.mp4"),
          "--base-url", server.base_url]

@@ -21,7 +21,9 @@ from aiohttp import web
 
 from .test_cli import child_env
 
-HOSTILE_ID = "fr_[/red]\x1b]52;c;aGFja2Vk\x07x"
+# Control characters in a task id are refused by the protocol itself (the answer is unreadable);
+# markup is printable and reaches the terminal, where it must stay inert.
+HOSTILE_ID = "fr_[/red][bold]x"
 HOSTILE_WORD = "processing[/bold]\x1b]52;c;b3duZWQ=\x07"
 HOSTILE_MESSAGE = "upstream said \x1b[2J\x1b[31mred\x1b[0m [/red] \u202egnp.exe\u202c \x9b6n"
 RAW_ESCAPES = (b"\x1b]52", b"\x1b[2J", b"\x1b[31mred", b"\xe2\x80\xae", b"\xc2\x9b")
@@ -122,7 +124,7 @@ async def test_generate_on_a_terminal_shows_hostile_text_as_plain_text(
     assert server.submits == 1
     assert_inert(output)
     text = output.decode("utf-8", "replace")
-    assert "fr_[/red]\\x1b]52;c;aGFja2Vk\\x07x" in text
+    assert HOSTILE_ID in text
     assert "\\x1b[2J\\x1b[31mred" in text
     assert "\\u202egnp.exe" in text
 

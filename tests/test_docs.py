@@ -1,4 +1,4 @@
-"""Every code block of README.md and docs/*.md runs against the simulator and passes ``mypy --strict``.
+"""Every code block of README.md and docs/**/*.md runs against the simulator and passes ``mypy --strict``.
 
 The rules for code blocks in the docs (also in docs/index.md, "Writing docs"):
 
@@ -27,6 +27,12 @@ The rules for code blocks in the docs (also in docs/index.md, "Writing docs"):
       ``os``, ``pytest``, ``AsyncIterator``, ``Path`` and every public name of ``fastrouter_async``
       and ``fastrouter_async.testing`` in scope. A snippet that defines its own ``test_*``
       functions (or fixtures) is placed at module level instead.
+  ``<!-- in: notebook -->``
+      A notebook cell (docs/notebooks.md), written as in Jupyter or IPython: top-level ``await`` and
+      ``async with``, no ``asyncio.run``. A script cannot do that, so all the notebook cells of the
+      page are run (and type-checked) in order, as one program: the body of ``async def main()``,
+      run by ``asyncio.run``, as Jupyter runs them on its own event loop. Each cell's test runs the
+      whole notebook and reports the errors of its own lines.
   ``<!-- continues -->``
       The block continues the python block before it on the page: the two (or more) are run and
       type-checked as one program.
@@ -69,7 +75,7 @@ import attrs
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 PYTHON_LANGS = frozenset({"python", "py"})
 SHELL_LANGS = frozenset({"sh", "console", "bash", "shell"})
 MARKERS = frozenset({"fragment", "no-run", "continues", "in", "requires"})
@@ -233,6 +239,11 @@ _SIMULATOR_TEST = (
 )
 
 
+# Jupyter and IPython run a cell's top-level ``await`` on their own event loop; a script has none.
+_NOTEBOOK_PREAMBLE = "import asyncio\n\n\nasync def main() -> None:\n"
+_NOTEBOOK_END = "\n\nasyncio.run(main())\n"
+
+
 @attrs.frozen
 class Program:
     """What is run (and type-checked) for a block: its source, and where the block's own lines start."""
@@ -253,8 +264,17 @@ def _program(block: Block) -> Program:
         head = _SIMULATOR_PREAMBLE if _TEST_DEF.search(block.code) else _SIMULATOR_PREAMBLE + _SIMULATOR_TEST
         body = block.code if _TEST_DEF.search(block.code) else textwrap.indent(block.code, " " * 4)
         return Program(head + body, head.count("\n") + 1, pytest=True)
+    if setup == "notebook":
+        cells = [b for b in PYTHON_BLOCKS if b.page == block.page and b.markers.get("in") == "notebook"]
+        earlier = "".join(cell.code + "\n" for cell in cells if cell.line < block.line)
+        later = "".join("\n" + cell.code for cell in cells if cell.line > block.line)
+        head = _NOTEBOOK_PREAMBLE + textwrap.indent(earlier, " " * 4)
+        body = textwrap.indent(block.code + later, " " * 4)
+        return Program(head + body + _NOTEBOOK_END, head.count("\n") + 1, pytest=False)
     if setup is not None:
-        raise AssertionError(f"{block.id}: unknown setup {setup!r} in <!-- in: ... -->; known: session, simulator")
+        raise AssertionError(
+            f"{block.id}: unknown setup {setup!r} in <!-- in: ... -->; known: session, simulator, notebook"
+        )
     head = ""
     if "continues" in block.markers:
         before = _previous_python_block(block)
@@ -408,8 +428,8 @@ def _typecheck(blocks: list[Block], workdir: Path) -> dict[str, Outcome]:
             continue
         block, program = files[match[1]]
         offset = int(match[2]) - program.body_start
-        if offset < 0:  # in a preamble or an earlier block that this one continues
-            errors.setdefault(block.id, []).append(f"(before the block, line {match[2]}) {match[3]}: {match[4]}")
+        if offset < 0 or offset >= block.code.count("\n"):  # a preamble, another block it runs with
+            errors.setdefault(block.id, []).append(f"(outside the block, line {match[2]}) {match[3]}: {match[4]}")
             continue
         errors.setdefault(block.id, []).append(f"{block.page}:{block.line + 1 + offset}: {match[3]}: {match[4]}")
     if done.returncode not in (0, 1) or (done.returncode == 1 and not errors):
@@ -537,3 +557,58 @@ def test_parser_reads_markers_and_commands(tmp_path: Path) -> None:
     assert fragment.is_fragment
     command = ["batch", "p.txt", "--simulate", "--out", "v", "--simulate-time-scale", "0"]
     assert _simulated_commands(shell) == [[sys.executable, "-m", "fastrouter_async", *command]]
+
+
+# -- the docs site (mkdocs.yml; `make docs` builds it with --strict) --------------------------------
+
+
+def _public_names(module_name: str) -> list[str]:
+    import importlib  # noqa: PLC0415
+
+    return list(importlib.import_module(module_name).__all__)
+
+
+def test_reference_renders_every_public_name() -> None:
+    """Every name of ``fastrouter_async.__all__`` (and of ``.testing``) has a ``:::`` entry in docs/reference."""
+    reference = "\n".join(page.read_text(encoding="utf-8") for page in (ROOT / "docs" / "reference").glob("*.md"))
+    rendered = set(re.findall(r"^::: (fastrouter_async(?:\.testing)?\.\w+)\s*$", reference, re.MULTILINE))
+    for module_name in ("fastrouter_async", "fastrouter_async.testing"):
+        missing = [name for name in _public_names(module_name) if f"{module_name}.{name}" not in rendered]
+        assert not missing, f"not in docs/reference/*.md as '::: {module_name}.NAME': {missing}"
+
+
+def test_every_page_is_in_the_site_nav() -> None:
+    """Each page under docs/ is listed in mkdocs.yml's nav (the site would hide it otherwise)."""
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\s*- (?:[^:\n]+: )?(\S+\.md)\s*$", config, re.MULTILINE))
+    pages = {str(page.relative_to(ROOT / "docs")) for page in PAGES if page.parent != ROOT}
+    assert pages - listed == set(), f"pages missing from mkdocs.yml's nav: {sorted(pages - listed)}"
+    assert listed - pages == set(), f"mkdocs.yml's nav lists missing pages: {sorted(listed - pages)}"
+
+
+def test_notebook_cells_run_as_one_script() -> None:
+    """``<!-- in: notebook -->`` cells (top-level ``await``) run as one script: all the page's cells, in order."""
+    cells = [block for block in PYTHON_BLOCKS if block.markers.get("in") == "notebook"]
+    assert len(cells) >= 2, "docs/notebooks.md shows a notebook in several cells"
+    for cell in cells:
+        program = _program(cell)
+        compile(program.source, cell.id, "exec")  # no top-level await left: a plain script
+        positions = [program.source.index(textwrap.indent(other.code, " " * 4)) for other in cells]
+        assert positions == sorted(positions)
+        assert program.source.splitlines()[program.body_start - 1].strip() == cell.code.splitlines()[0].strip()
+
+
+def test_docstring_roles_become_markdown() -> None:
+    """The site's griffe extension turns reST roles into code spans and drops ``::`` literal markers."""
+    pytest.importorskip("griffe")
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("griffe_rest", ROOT / "tools" / "griffe_rest.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Takes a :class:`~fastrouter_async.VideoJob`, see :meth:`VideoJob.result`.\n\nLike this::\n\n    x = 1\n"
+    expected = "Takes a `VideoJob`, see `VideoJob.result`.\n\nLike this:\n\n    x = 1\n"
+    assert module.rest_to_markdown(text) == expected
+    assert module.rest_to_markdown("Text.\n\n::\n\n    code\n") == "Text.\n\n\n\n    code\n"

@@ -6,6 +6,15 @@ import fastrouter_async
 import fastrouter_async.testing
 
 PUBLIC = {
+    "DownloadFinished",
+    "DownloadProgressed",
+    "Event",
+    "JobEnded",
+    "JobEvents",
+    "JobSubmitted",
+    "PollRetried",
+    "RateLimited",
+    "StatusChanged",
     "DEFAULT_BASE_URL",
     "DEFAULT_REPLAY_POLICY",
     "MODELS",

@@ -169,8 +169,8 @@ async def test_killed_process_gives_back_its_slot_and_watch_lease(
 async def test_bucket_holds_the_global_rate_across_processes(
     client: Redis, namespace: str, redis_server: RedisServer
 ) -> None:
-    """3 processes taking from one 50/s bucket: grants stay within 10% of 50/s on the server's clock."""
-    rate, burst, per_process = 50.0, 2.0, 25
+    """3 processes taking from one 20/s bucket: grants stay within 10% of 20/s on the server's clock."""
+    rate, burst, per_process = 20.0, 2.0, 12  # a rate a loaded CI machine's processes still keep up with
     await run_workers(
         [worker_command("bucket", redis_server.url, namespace, rate, burst, per_process) for _ in range(3)]
     )

@@ -12,10 +12,12 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from fastrouter_async import (
     MODELS,
@@ -209,6 +211,54 @@ _LEGEND = (
 )
 
 
+_DROPPED_FIRST: Final = ("size", "mode", "provider", "audio", "aspect ratio", "image", "price", "resolution")
+# On a terminal too narrow for every column, these are left out, in this order, until the
+# table fits with every model id whole; "length / seconds" and the model always stay.
+
+
+_UNBOUNDED: Final = 100_000
+# Columns: a width no table reaches, to measure the narrowest the table can be.
+
+
+def _model_text(cell: str) -> str:
+    """The id on a line of its own: a "(retired ...)" or "(listed only)" note goes on the next line."""
+    model, space, note = cell.partition(" ")
+    return f"{model}\n{note}" if space else model
+
+
+def _table(rows: list[tuple[str, ...]], shown: list[int], longest: int, hidden: list[str]) -> Table:
+    caption = _LEGEND
+    if hidden:
+        caption += f" Left out to fit the terminal: {', '.join(hidden)} (widen it, or use --json)."
+    table = Table(title="Known FastRouter video models", caption=caption)
+    table.add_column(_HEADERS[0], no_wrap=True, overflow="fold", min_width=longest)
+    for index in shown:
+        table.add_column(_HEADERS[index], overflow="fold")
+    for row in rows:
+        table.add_row(Text(_model_text(row[0])), *(Text(row[index]) for index in shown))
+    return table
+
+
+def terminal_table(rows: list[tuple[str, ...]], console: Console) -> tuple[Table, int]:
+    """The models as a rich table whose model ids are never cut or folded, and the width to print it at.
+
+    The id column is as wide as the longest id; the other columns wrap between words, and when
+    even their narrowest layout does not fit the terminal, the least needed ones are left out
+    (the caption says which). On a terminal narrower than the id column and the durations, the
+    table is printed wider than the terminal, which then wraps its lines: ids stay whole.
+    """
+    longest = max((len(_model_text(row[0]).split("\n")[0]) for row in rows), default=len(_HEADERS[0]))
+    unbounded = console.options.update_width(_UNBOUNDED)
+    for dropped in range(len(_DROPPED_FIRST) + 1):
+        hidden = list(_DROPPED_FIRST[:dropped])
+        shown = [index for index in range(1, len(_HEADERS)) if _HEADERS[index] not in hidden]
+        table = _table(rows, shown, longest, hidden)
+        minimum = Measurement.get(console, unbounded, table).minimum
+        if minimum <= console.width:
+            return table, console.width
+    return table, minimum
+
+
 async def _refreshed(options: argparse.Namespace) -> ListedCatalog | None:
     """Fetch FastRouter's model list into the cache; on failure say so in one line and use what there is."""
     try:
@@ -237,10 +287,11 @@ async def run_models(options: argparse.Namespace) -> int:
         return EXIT_OK
     rows = _table_rows(listed)
     if stdout_is_terminal():
-        table = Table(*_HEADERS, title="Known FastRouter video models", caption=_LEGEND)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
+        console = Console()
+        table, width = terminal_table(rows, console)
+        if width > console.width:
+            console = Console(width=width)  # the terminal wraps the lines, the ids stay whole
+        console.print(table)
         return EXIT_OK
     widths = [max(len(cells[i]) for cells in [_HEADERS, *rows]) for i in range(len(_HEADERS))]
     for cells in [_HEADERS, *rows]:

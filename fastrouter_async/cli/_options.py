@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from fastrouter_async import __version__
+
+from ._json import emit, error_object
 
 __all__ = ["build_parser"]
 
@@ -25,7 +28,8 @@ _EPILOG = """\
 exit codes: 0 success; 1 a job failed, is uncertain, still running or not sent, or the API
 refused (a batch stopped by a 401/402/403 account error exits 1 after one message naming it);
 2 bad usage, a bad batch file, a bad -o path or a missing key (nothing was sent); 130 stopped
-by Ctrl-C (143 by SIGTERM). Run 'fastrouter-video COMMAND --help' for a command's options.
+by Ctrl-C (143 by SIGTERM). With --json (generate, status, download, jobs) the output is one JSON
+object per line on stdout, errors included. Run 'fastrouter-video COMMAND --help' for a command's options.
 """
 
 
@@ -64,6 +68,26 @@ def _positive_number(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are a JSON ``error`` object on stdout when ``--json`` was given."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if not self.json_errors:
+            super().error(message)
+        emit("error", **error_object("UsageError", f"{self.prog}: {message}", exit_code=2))
+        sys.exit(2)
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=f"machine-readable output: {what} as one JSON object per line on stdout (see docs/cli.md)",
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -141,15 +165,16 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line."""
-    parser = argparse.ArgumentParser(
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The whole command line (with ``json_errors``, usage errors are printed as a JSON ``error`` object)."""
+    parser = _Parser(
         prog=PROG,
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.json_errors = json_errors
     _add_common(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -157,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name, help=help_text, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
         )
+        assert isinstance(sub, _Parser)
+        sub.json_errors = json_errors
         _add_common(sub, suppress=True)
         return sub
 
@@ -165,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
     generate.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
     _add_request_options(generate)
+    _add_json(generate, "submitted, each status change, download progress, the file and the result")
 
     batch = command(
         "batch",
@@ -207,10 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one 'download' command per submitted job whose video is not on disk, instead of the table",
     )
+    _add_json(jobs, "one object per job, then a summary")
 
     status = command("status", "ask once how a task is doing", "Ask once how a task is doing (one request).")
     status.add_argument("task_id", metavar="TASK_ID")
     status.add_argument("--model", required=True, help="the model the task was submitted with")
+    _add_json(status, "the task's status")
 
     download = command(
         "download", "wait for a task and download its video", "Wait for a task to end, then download its video."
@@ -219,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--model", required=True, help="the model the task was submitted with")
     download.add_argument("-o", "--output", metavar="FILE", required=True, help="where to write the video (.mp4)")
     download.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
+    _add_json(download, "each status change, download progress, the file and the result")
 
     models = command(
         "models", "list the known models and their parameters", "List the known models and the parameters each accepts."

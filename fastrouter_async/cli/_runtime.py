@@ -16,6 +16,7 @@ import anyio
 
 from fastrouter_async import FastRouterSession, InvalidRequestError, PollPolicy
 
+from ._json import JsonLogHandler
 from ._simulated import SIMULATED_API_KEY, simulated_poll_policy, simulated_world
 from ._text import plain
 
@@ -39,11 +40,31 @@ EXIT_USAGE: Final = 2
 
 
 class CommandError(Exception):
-    """Stops a command with a message for the user (no traceback) and an exit code."""
+    """Stops a command with a message for the user (no traceback) and an exit code.
 
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+    The keyword fields are what ``--json`` reports in its ``error`` object: the class name of
+    the error behind it (``UsageError`` for a refused command line), the message without the
+    advice meant for people (``reason``), the task and the command that fetches its video.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        exit_code: int = EXIT_USAGE,
+        *,
+        error: str | None = None,
+        reason: str | None = None,
+        task_id: str | None = None,
+        download_command: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.error = error or ("UsageError" if exit_code == EXIT_USAGE else "CommandError")
+        self.reason = message if reason is None else reason
+        self.task_id = task_id
+        self.download_command = download_command
+        self.status_code = status_code
 
 
 def say(text: str = "", *, file: TextIO | None = None) -> None:
@@ -78,11 +99,18 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return plain(super().format(record), newlines=True)  # log messages quote what servers sent
 
 
-def configure_logging(verbosity: int) -> None:
-    """Warnings always go to stderr (they can name a task id worth keeping); ``-v`` adds info, ``-vv`` debug."""
+def configure_logging(verbosity: int, *, json_lines: bool = False) -> None:
+    """Warnings always go to stderr (they can name a task id worth keeping); ``-v`` adds info, ``-vv`` debug.
+
+    With ``json_lines`` (``--json``) each record is a JSON ``log`` object instead of a line of text.
+    """
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler: logging.Handler
+    if json_lines:
+        handler = JsonLogHandler()
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -131,8 +131,9 @@ def print_others(journal: BatchJournal, *, source: Path, folder: Path, options: 
     submitted = [record for record in others if record.submitted]
     say()
     say(
-        f"{len(others)} jobs in the journal are not in {source} (a prompt edited after a stop, or another file "
-        f"run into {folder}/); {len(submitted)} of them were submitted (running or paid). "
+        f"{_jobs(len(others))} in the journal {'is' if len(others) == 1 else 'are'} not in {source} "
+        f"(a prompt edited after a stop, or another file run into {folder}/); "
+        f"{_how_many_submitted(len(others), len(submitted))} (running or paid). "
         "They are kept in the manifest with in_batch_file: false."
     )
     for record in others[:MAX_LISTED]:
@@ -165,3 +166,13 @@ def download_command(record: JournalRecord, folder: Path, options: argparse.Name
 
 def _base_url(options: argparse.Namespace) -> Sequence[str]:
     return ["--base-url", without_secrets(options.base_url)] if options.base_url else []
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
+
+
+def _how_many_submitted(total: int, submitted: int) -> str:
+    if total == 1:
+        return "it was submitted" if submitted else "it was never submitted"
+    return f"{submitted} of them {'was' if submitted == 1 else 'were'} submitted"
