@@ -20,7 +20,7 @@ from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
 from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
-from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
+from ._config import DEFAULT_BASE_URL, DEFAULT_REPLAY_POLICY, PollPolicy, PollRoute, ReplayPolicy, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -56,7 +56,16 @@ from ._job import VideoJob
 from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
-from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._models import (
+    AcceptedJob,
+    DownloadedFile,
+    JobState,
+    JobStatus,
+    ResultSource,
+    SubmitEstimate,
+    VideoRequest,
+    VideoResult,
+)
 from ._session import FastRouterSession
 from ._validate import validate as validate_request
 
@@ -70,6 +79,7 @@ except PackageNotFoundError:  # pragma: no cover - running from an uninstalled s
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_REPLAY_POLICY",
     "MODELS",
     "APIConnectionError",
     "APIError",
@@ -112,11 +122,13 @@ __all__ = [
     "Price",
     "RateLimitError",
     "RateLimited",
+    "ReplayPolicy",
     "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",
     "StatusChanged",
+    "SubmitEstimate",
     "SubmitUncertainError",
     "Timeouts",
     "UnexpectedResponseError",

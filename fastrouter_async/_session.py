@@ -27,10 +27,12 @@ from ._config import (
     DEFAULT_MAX_CONCURRENT_JOBS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_POLL_POLICY,
+    DEFAULT_REPLAY_POLICY,
     DEFAULT_RETRY_POLICY,
     DEFAULT_TIMEOUTS,
     PollPolicy,
     PollRoute,
+    ReplayPolicy,
     RetryPolicy,
     Timeouts,
     check_wait_timeout,
@@ -63,11 +65,15 @@ from ._protocol import (
     poll_call,
     retry_after_seconds,
     submit_call,
+    submit_estimate,
 )
+from ._replays import SubmitAttempts, found_again, replaying
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
     Announcer,
+    SubmitIdentity,
+    SubmitWin,
     check_on_accepted,
     complete_despite_cancellation,
     submitted_wall_time,
@@ -92,11 +98,13 @@ _PARSE_IN_THREAD_BYTES = 256 * 1024
 class SubmitHooks(Protocol):
     """What a batch journal needs to hear about one submit (internal)."""
 
-    async def before_send(self) -> None:
-        """Called before each attempt is sent; the intent must be durable when it returns."""
+    async def before_send(self, attempt: int) -> None:
+        """Called before each attempt is sent (0: the first; 1..n: replays with the same cache key);
+        the intent must be durable when it returns."""
 
-    async def accepted(self, task_id: str) -> None:
-        """Called with the task id, even when the caller has been cancelled meanwhile."""
+    async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
+        """Called with the task id, even when the caller has been cancelled meanwhile; ``found_again``
+        tells whether a replay found the job an earlier attempt created (see ``VideoJob.found_again``)."""
 
     async def not_created(self, reason: str) -> None:
         """Called when an attempt definitely created no job."""
@@ -182,6 +190,11 @@ class FastRouterSession:
     storage there and no paid job is ever lost. An async callback is awaited for
     at most ``on_accepted_timeout`` seconds; its errors are logged, never raised.
 
+    ``replay_policy`` (a :class:`ReplayPolicy`) makes submits exactly-once: each
+    carries a ``cache_key``, and one whose answer was lost is sent again with the
+    same key, which FastRouter's response cache answers with the same task,
+    unbilled (``ReplayPolicy(enabled=False)``: no key, no replays).
+
     ``on_event`` (a function, sync or async) hears every :data:`Event` of the
     session: submits, status changes, retried polls, 429s, download progress,
     downloads finished and job ends (docs/observability.md). A sync one is called
@@ -210,6 +223,7 @@ class FastRouterSession:
         allow_link_local_downloads: bool = False,
         on_accepted: AcceptedCallback | None = None,
         on_accepted_timeout: float = DEFAULT_ON_ACCEPTED_TIMEOUT,
+        replay_policy: ReplayPolicy = DEFAULT_REPLAY_POLICY,
         on_event: EventCallback | None = None,
         telemetry: bool = True,
         telemetry_prompts: bool = False,
@@ -241,6 +255,7 @@ class FastRouterSession:
             ("poll_policy", poll_policy, PollPolicy),
             ("retry_policy", retry_policy, RetryPolicy),
             ("timeouts", timeouts, Timeouts),
+            ("replay_policy", replay_policy, ReplayPolicy),
         ):
             if not isinstance(value, cls):
                 raise InvalidRequestError(name, value, f"a {cls.__name__} instance")
@@ -250,6 +265,7 @@ class FastRouterSession:
         self._throttle = Throttle(self._budget, first_pause=retry_policy.base_delay, max_pause=retry_policy.max_delay)
         self._poll_policy = poll_policy
         self._retry_policy = retry_policy
+        self._replay_policy = replay_policy
         self._poll_route = _poll_route(poll_route)
         self._validate = validate
         self._transport = Transport(
@@ -365,6 +381,11 @@ class FastRouterSession:
     def poll_policy(self) -> PollPolicy:
         return self._poll_policy
 
+    @property
+    def replay_policy(self) -> ReplayPolicy:
+        """How submits whose answer was lost are sent again with the same cache key (exactly-once submits)."""
+        return self._replay_policy
+
     def export_durations(self) -> dict[str, Any]:
         """What this session has learned about how long jobs take, as JSON-ready data.
 
@@ -414,6 +435,7 @@ class FastRouterSession:
         mode: str | None = None,
         seed: int | None = None,
         generate_audio: bool | None = None,
+        cache_key: str | None = None,
         **extra: Any,
     ) -> VideoJob:
         """Submit one generation task and return its :class:`VideoJob`.
@@ -423,8 +445,13 @@ class FastRouterSession:
         for a slot when ``max_concurrent_jobs`` jobs are in flight.
 
         The submit creates a paid job, so it is retried only when no job can
-        have been created (the connection failed before sending; 429). When the
-        answer is lost after sending (timeout, 5xx, broken connection),
+        have been created (the connection failed before sending; 429). Every
+        submit carries a ``cache_key`` (``cache_key=``, yours for this job, or
+        a fresh one): when the answer is lost after sending (timeout, 5xx,
+        broken connection) the same request is sent again with the same key,
+        and FastRouter's response cache answers the task the first attempt
+        created, unbilled, or creates it once if it never arrived (see
+        :class:`ReplayPolicy`). Past the replay window, or with replays off,
         :class:`SubmitUncertainError` is raised and nothing is resubmitted.
         """
         fields = {
@@ -439,6 +466,7 @@ class FastRouterSession:
             "mode": mode,
             "seed": seed,
             "generate_audio": generate_audio,
+            "cache_key": cache_key,
         }
         if request is not None:
             given = sorted([k for k, v in fields.items() if v is not None] + list(extra))
@@ -453,16 +481,26 @@ class FastRouterSession:
         self._ensure_open()
         return await self._start_job(request, await self._acquire_slot(), None)
 
-    async def _start_job(self, request: VideoRequest, slot: _Slot | None, hooks: SubmitHooks | None) -> VideoJob:
+    async def _start_job(
+        self,
+        request: VideoRequest,
+        slot: _Slot | None,
+        hooks: SubmitHooks | None,
+        identity: SubmitIdentity | None = None,
+    ) -> VideoJob:
         """Submit an already validated request on an already acquired slot (released on failure).
+
+        ``identity`` is the job's cache key and the time of its first attempt (a resumed batch job);
+        ``None``: the request's own ``cache_key``, or a fresh one, first sent now.
 
         A submit refused with "too many jobs at once" lowers the job cap, gives its slot
         back, waits for a slot under the lower cap (and a backoff), and tries again.
         """
         refusals = RetryCounter(self._retry_policy)
+        attempts = SubmitAttempts.start(request, identity, self._replay_policy)  # one key for every attempt
         while True:
             try:
-                accepted = await self._submit_with_retries(request, hooks)
+                accepted = await self._submit_with_retries(request, hooks, attempts)
                 break
             except RateLimitError as exc:
                 if not is_concurrency_limit_error(exc):
@@ -499,6 +537,9 @@ class FastRouterSession:
             submitted_at=anyio.current_time(),
             submitted_wall=accepted.submitted_at.timestamp(),
             slot=slot,
+            cache_key=accepted.cache_key,
+            found_again=accepted.found_again,
+            submit_estimate=accepted.submit_estimate,
         )
         if slot is not None:
             self._slot_holders.add(job)
@@ -644,51 +685,83 @@ class FastRouterSession:
             if job._holds_slot and not self._poller.is_scheduled(job):
                 self._poller.schedule(job, max(now, job._due_at()))
 
-    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> AcceptedJob:
-        call = submit_call(self._base_url, request)
-
-        async def attempt() -> AcceptedJob:
-            self._ensure_open()
-            # The budget is waited for first, where a cancellation still sends nothing (and before
-            # a journal records the intent, so that the window in which a crash leaves the outcome
-            # unknown spans the HTTP exchange alone).
-            ticket = await self._throttle.acquire()
-            if hooks is None:
-
-                async def send() -> str:
-                    return (await self._submit_once(call, request, ticket)).task_id
-
-                # Once sent, the request runs to completion even if the caller is cancelled:
-                # abandoning it half-way would lose the task id of a job that is being paid for.
-                return await complete_despite_cancellation(send, request, self._announcer)
-            try:
-                await hooks.before_send()
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await hooks.not_created("stopped before the submit was sent")
-                raise
-            try:
-                return await complete_despite_cancellation(
-                    functools.partial(self._submit_and_record, call, request, hooks, ticket), request, self._announcer
-                )
-            except SubmitUncertainError:
-                raise
-            except FastRouterError as exc:  # refused, rate limited or never sent: no job exists
-                await hooks.not_created(str(exc))
-                raise
-
-        return await retrying(
-            attempt,
-            policy=self._retry_policy,
-            should_retry=_submit_may_retry,
+    async def _submit_with_retries(
+        self,
+        request: VideoRequest,
+        hooks: SubmitHooks | None = None,
+        attempts: SubmitAttempts | None = None,
+    ) -> AcceptedJob:
+        """Submit ``request``: retried while no job can have been created, replayed with the same
+        cache key when an answer is lost (see ``_replays``), else :class:`SubmitUncertainError`."""
+        if attempts is None:
+            attempts = SubmitAttempts.start(request, None, self._replay_policy)
+        call = submit_call(self._base_url, request, cache_key=attempts.cache_key, cache_ttl=self._replay_policy.ttl)
+        what = f"submit of {request.describe()}"
+        return await replaying(
+            functools.partial(
+                retrying,
+                functools.partial(self._submit_attempt, call, request, hooks, attempts),
+                policy=self._retry_policy,
+                should_retry=_submit_may_retry,
+                rng=self._rng,
+                what=what,
+            ),
+            attempts,
+            policy=self._replay_policy,
+            retry_policy=self._retry_policy,
             rng=self._rng,
-            what=f"submit of {request.describe()}",
+            what=what,
         )
 
-    async def _submit_and_record(self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int) -> str:
+    async def _submit_attempt(
+        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks | None, attempts: SubmitAttempts
+    ) -> AcceptedJob:
+        """One attempt (the first, a retry that sent nothing before, or a replay), completed despite cancellation."""
+        self._ensure_open()
+        # The budget is waited for first, where a cancellation still sends nothing (and before
+        # a journal records the intent, so that the window in which a crash leaves the outcome
+        # unknown spans the HTTP exchange alone).
+        ticket = await self._throttle.acquire()
+        if attempts.first_attempt_at is None:
+            attempts.first_attempt_at = time.time()  # the replay window counts from the first send
+        send = functools.partial(self._submit_and_record, call, request, hooks, ticket, attempts)
+        if hooks is None:
+            # Once sent, the request runs to completion even if the caller is cancelled:
+            # abandoning it half-way would lose the task id of a job that is being paid for.
+            return await complete_despite_cancellation(send, request, self._announcer)
+        try:
+            await hooks.before_send(attempts.replays)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await hooks.not_created("stopped before the submit was sent")
+            raise
+        try:
+            return await complete_despite_cancellation(send, request, self._announcer)
+        except SubmitUncertainError:
+            raise
+        except FastRouterError as exc:  # refused, rate limited or never sent: no job exists
+            await hooks.not_created(str(exc))
+            raise
+
+    async def _submit_and_record(
+        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks | None, ticket: int, attempts: SubmitAttempts
+    ) -> SubmitWin:
         accepted = await self._submit_once(call, request, ticket)
-        await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
-        return accepted.task_id
+        again = found_again(accepted, attempts)
+        if hooks is not None:
+            await hooks.accepted(accepted.task_id, found_again=again)  # inside the shielded completion
+        if again:
+            logger.info(
+                "%s found task %s, created by an earlier attempt (not billed again)",
+                request.describe(),
+                accepted.task_id,
+            )
+        return SubmitWin(
+            task_id=accepted.task_id,
+            cache_key=attempts.cache_key,
+            found_again=again,
+            estimate=submit_estimate(accepted.payload),
+        )
 
     async def _submit_once(self, call: HttpCall, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
         """One submit: the accepted job, or a documented error raised without the frames below."""

@@ -266,8 +266,8 @@ class Transport:
         """
         hook = self.request_hook
         if hook is None:
-            return await self._request(call, None)
-        api_headers: dict[str, str] = {}
+            return await self._request(call, call.headers)
+        api_headers: dict[str, str] = dict(call.headers or {})  # a submit's cache_key: the API origin only
         ended = hook(call, api_headers)
         try:
             response = await self._request(call, api_headers or None)
