@@ -20,7 +20,7 @@ from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
 from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
-from ._config import DEFAULT_BASE_URL, PollPolicy, PollRoute, RetryPolicy, Timeouts
+from ._config import DEFAULT_BASE_URL, DEFAULT_REPLAY_POLICY, PollPolicy, PollRoute, ReplayPolicy, RetryPolicy, Timeouts
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -45,7 +45,16 @@ from ._filenames import safe_filename, unique_path
 from ._job import VideoJob
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
-from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._models import (
+    AcceptedJob,
+    DownloadedFile,
+    JobState,
+    JobStatus,
+    ResultSource,
+    SubmitEstimate,
+    VideoRequest,
+    VideoResult,
+)
 from ._session import FastRouterSession
 from ._validate import validate as validate_request
 
@@ -59,6 +68,7 @@ except PackageNotFoundError:  # pragma: no cover - running from an uninstalled s
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_REPLAY_POLICY",
     "MODELS",
     "APIConnectionError",
     "APIError",
@@ -93,10 +103,12 @@ __all__ = [
     "PollRoute",
     "Price",
     "RateLimitError",
+    "ReplayPolicy",
     "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",
+    "SubmitEstimate",
     "SubmitUncertainError",
     "Timeouts",
     "UnexpectedResponseError",

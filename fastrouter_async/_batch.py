@@ -619,11 +619,11 @@ class _JournalHooks:
         self._journal = journal
         self._item = item
 
-    async def before_send(self) -> None:
+    async def before_send(self, attempt: int) -> None:
         item = self._item
         await self._journal.submitting(item.key, position=item.index, model=item.request.model, body=item.body)
 
-    async def accepted(self, task_id: str) -> None:
+    async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
         try:
             await self._journal.submitted(self._item.key, task_id)
         except JournalError:

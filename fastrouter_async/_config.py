@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._cachekey import MAX_CACHE_TTL_S, MIN_CACHE_TTL_S, PENDING_TIMEOUT_S
 from ._errors import InvalidRequestError
 from ._urls import loggable
 
@@ -25,10 +26,12 @@ __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MAX_LINK_REFRESHES",
     "DEFAULT_POLL_POLICY",
+    "DEFAULT_REPLAY_POLICY",
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUTS",
     "PollPolicy",
     "PollRoute",
+    "ReplayPolicy",
     "RetryPolicy",
     "Secret",
     "Timeouts",
@@ -213,6 +216,54 @@ class RetryPolicy:
 
 
 @attrs.frozen(kw_only=True)
+class ReplayPolicy:
+    """Exactly-once submits: how a submit whose answer was lost is sent again.
+
+    Every submit carries a ``cache_key`` header (one key per intended job) and a ``cache`` body
+    object, so FastRouter's documented response cache answers a repeat of it with the **same task
+    id, unbilled**. When a submit's answer is lost after sending (timeout, 5xx, a broken
+    connection), it is re-sent with the same key and an identical body while the first attempt is
+    younger than ``window`` seconds, at most ``max_replays`` times: a hit returns the task the first
+    attempt created, a miss creates it now, once. ``enabled=False`` sends no key and never replays
+    (a lost answer raises :class:`SubmitUncertainError`, as before).
+    """
+
+    enabled: bool = True
+    window: float = 1200.0
+    # 20 minutes after the first attempt. FastRouter matches an unfinished task for at most 30 minutes
+    # (its "pending-job safety timeout"): past that a replay could miss although the job exists, and
+    # pay twice. Ten minutes of margin cover clock skew, backoff and a slow answer.
+    ttl: int = 86_400
+    # One day: the cache entry (``cache.expiration_time``) must outlive the window by a wide margin so a
+    # replay never misses because the entry expired; a key names one job only, so a long life is safe.
+    max_replays: int = 5
+    # Each replay is free when the job exists; five ride out a few minutes of a flaky connection
+    # (with the retry policy's backoff between them) without hammering a server in trouble.
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            _invalid("enabled", self.enabled, "True or False")
+        if not (_is_number(self.window) and 0 < self.window <= PENDING_TIMEOUT_S):
+            _invalid(
+                "window",
+                self.window,
+                f"a number of seconds > 0 and <= {PENDING_TIMEOUT_S} (FastRouter's 30-minute pending-job timeout)",
+            )
+        if (
+            isinstance(self.ttl, bool)
+            or not isinstance(self.ttl, int)
+            or not MIN_CACHE_TTL_S <= self.ttl <= MAX_CACHE_TTL_S
+        ):
+            _invalid("ttl", self.ttl, f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S}")
+        if self.ttl < self.window:
+            _invalid(
+                "ttl", self.ttl, f"at least the window ({self.window:g} s), so a replay never finds the entry gone"
+            )
+        if isinstance(self.max_replays, bool) or not isinstance(self.max_replays, int) or self.max_replays < 0:
+            _invalid("max_replays", self.max_replays, "an integer >= 0")
+
+
+@attrs.frozen(kw_only=True)
 class Timeouts:
     """Network timeouts in seconds."""
 
@@ -340,5 +391,6 @@ def _invalid(name: str, value: object, allowed: str) -> NoReturn:
 
 
 DEFAULT_POLL_POLICY = PollPolicy()
+DEFAULT_REPLAY_POLICY = ReplayPolicy()
 DEFAULT_RETRY_POLICY = RetryPolicy()
 DEFAULT_TIMEOUTS = Timeouts()

@@ -199,9 +199,16 @@ class SubmitUncertainError(FastRouterError):
     """A submit may have created a paid job, but its answer was lost.
 
     Raised when the request was sent and then timed out, the connection broke,
-    the server answered 5xx, or the answer could not be read. The request is
-    **never** resubmitted automatically: resubmitting could pay twice. Check the
-    FastRouter dashboard (or your journal) before submitting ``request`` again.
+    the server answered 5xx, or the answer could not be read, and it could not be
+    sent again safely: replays are off (``ReplayPolicy(enabled=False)``), the
+    first attempt is older than the replay window, or the replays ran out.
+
+    ``cache_key`` is the key the submit was sent with and ``first_attempt_at``
+    (a unix time) when it was first sent. Within the window, re-sending with the
+    same key is safe, and finds the job if it exists, unbilled:
+    ``await session.submit(attrs.evolve(exc.request, cache_key=exc.cache_key))``.
+    Without a key (replays off) check the FastRouter dashboard (or your journal)
+    before submitting ``request`` again: resubmitting could pay twice.
 
     ``task_id`` is a task id salvaged from the raw answer (a best-effort scan of
     an answer that could not be interpreted), or ``None`` when it showed none:
@@ -216,12 +223,22 @@ class SubmitUncertainError(FastRouterError):
         *,
         task_id: str | None = None,
         status_code: int | None = None,
+        cache_key: str | None = None,
+        first_attempt_at: float | None = None,
     ) -> None:
         self.request = request
         self.reason = reason
         self.task_id = task_id
         self.status_code = status_code
-        if task_id is None:
+        self.cache_key = cache_key
+        self.first_attempt_at = first_attempt_at
+        if task_id is None and cache_key is not None:
+            advice = (
+                f"it was not resubmitted automatically. It was sent with cache_key {cache_key!r}: within the "
+                "replay window after the first attempt (ReplayPolicy.window, 20 minutes by default) re-sending the "
+                "same request with that key finds the job if it exists, unbilled; later, check before submitting again."
+            )
+        elif task_id is None:
             advice = "it was not resubmitted. Check before submitting it again."
         else:
             advice = (

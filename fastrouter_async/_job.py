@@ -15,7 +15,7 @@ import attrs
 from ._config import check_wait_timeout
 from ._errors import JobFailedError, JobTimeoutError
 from ._estimates import learned_delay
-from ._models import JobState, JobStatus, VideoRequest, VideoResult
+from ._models import JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
 from ._polling import RetryCounter, poll_delay
 from ._protocol import HttpCall
 
@@ -53,6 +53,13 @@ class VideoJob:
     _submitted_wall: float | None = attrs.field(default=None, alias="submitted_wall", kw_only=True)
     """The same moment as a unix timestamp, for other processes (see ``submitted_at``)."""
     _slot: _Slot | None = attrs.field(default=None, alias="slot", kw_only=True)
+    cache_key: str | None = attrs.field(default=None, kw_only=True)
+    """The ``cache_key`` its submit was sent with (``None``: replays off, or a re-attached job)."""
+    found_again: bool | None = attrs.field(default=None, kw_only=True)
+    """True: a replay of a submit whose answer was lost found the job the first attempt had created
+    (unbilled); False: created by this submit's attempt; None: unknown (e.g. a re-attached job)."""
+    submit_estimate: SubmitEstimate | None = attrs.field(default=None, kw_only=True)
+    """The cost the create answer stated; a job found again shows no credits: it is never a second cost."""
     _last_status: JobStatus | None = attrs.field(default=None, init=False)
     _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
     _polls_done: int = attrs.field(default=0, init=False)

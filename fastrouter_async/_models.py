@@ -16,12 +16,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from ._cachekey import validate_user_cache_key
 from ._errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from ._download import DownloadProgress
 
-__all__ = ["AcceptedJob", "DownloadedFile", "JobState", "JobStatus", "ResultSource", "VideoRequest", "VideoResult"]
+__all__ = [
+    "AcceptedJob",
+    "DownloadedFile",
+    "JobState",
+    "JobStatus",
+    "ResultSource",
+    "SubmitEstimate",
+    "VideoRequest",
+    "VideoResult",
+]
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -53,6 +63,12 @@ class VideoRequest:
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, hash=False)
     allow_retired: bool = False
     """Submit even to a model the catalog marks retired (never sent to the server)."""
+    cache_key: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(lambda _i, _a, v: _check_key(v))
+    )
+    """Your own key for this one job (FastRouter's ``cache_key`` header, never part of the body);
+    ``None``: the session makes a fresh one. Requests sent with the same key and the same
+    parameters are the same job: the second gets the first one's task id, unbilled."""
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
@@ -95,9 +111,27 @@ class VideoRequest:
 
 _FIELD_NAMES = frozenset(
     {"model", "prompt", "image", "length", "seconds", "resolution"}
-    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired"}
+    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired", "cache_key"}
 )
 _PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
+
+
+def _check_key(value: object) -> None:
+    validate_user_cache_key(value)
+
+
+@attrs.frozen(kw_only=True)
+class SubmitEstimate:
+    """What the create answer's ``estimate_usage`` said the job costs.
+
+    A submit answered from FastRouter's response cache (a replay that found the job an earlier
+    attempt created) shows no credits or 0: it is the same job, never a second cost.
+    """
+
+    credits: float | None = None
+    """The credits charged for the job, as estimated at submit (``None``: not stated)."""
+    usd: float | None = None
+    """The same in US dollars, when the answer states it."""
 
 
 def _put_once(target: dict[str, Any], key: str, value: Any) -> None:
@@ -201,6 +235,13 @@ class AcceptedJob:
     cancelled: bool = False
     """True when the caller of ``submit()`` had been cancelled by the time the answer arrived:
     it gets a ``CancelledError`` (carrying this value) instead of a job."""
+    cache_key: str | None = None
+    """The ``cache_key`` the submit was sent with (``None``: replays were off)."""
+    found_again: bool | None = None
+    """True: a replay found the job an earlier attempt had created (unbilled); False: this attempt
+    created it; None: the answer does not say."""
+    submit_estimate: SubmitEstimate | None = None
+    """The cost the create answer stated (``estimate_usage``), or ``None`` when it stated none."""
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> AcceptedJob | None:

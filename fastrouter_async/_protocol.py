@@ -45,6 +45,7 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 
+from ._cachekey import CACHE_BODY_FIELD, CACHE_KEY_HEADER, cache_body
 from ._config import PollRoute, Secret
 from ._errors import (
     APIStatusError,
@@ -142,6 +143,8 @@ class HttpCall:
     """``json`` serialized once, for a call sent many times (a job's polls); the transport sends it as is."""
     follow_redirects: bool = attrs.field(default=True, kw_only=True)
     """``False`` for a paid submit: a redirect answer is handed back, never followed (the body is never re-sent)."""
+    headers: Mapping[str, str] | None = attrs.field(default=None, kw_only=True, eq=False)
+    """Extra request headers for this call (a submit's ``cache_key``); sent only with this call, to its URL."""
 
     @classmethod
     def post_json(cls, url: str, body: Mapping[str, Any]) -> HttpCall:
@@ -195,9 +198,18 @@ def build_submit_body(request: VideoRequest) -> dict[str, Any]:
     return body
 
 
-def submit_call(base_url: str, request: VideoRequest) -> HttpCall:
-    """The paid job-creation request; a redirect answer to it is never followed."""
-    return HttpCall("POST", f"{base_url}/videos", build_submit_body(request), follow_redirects=False)
+def submit_call(base_url: str, request: VideoRequest, *, cache_key: str | None = None, cache_ttl: int = 0) -> HttpCall:
+    """The paid job-creation request; a redirect answer to it is never followed.
+
+    With ``cache_key`` the request carries FastRouter's ``cache_key`` header and the body's ``cache``
+    object (exact matching, entries kept ``cache_ttl`` seconds), so a repeat of it with the same key
+    answers the same task, unbilled. The generation parameters are the same either way.
+    """
+    body = build_submit_body(request)
+    if cache_key is None:
+        return HttpCall("POST", f"{base_url}/videos", body, follow_redirects=False)
+    body[CACHE_BODY_FIELD] = cache_body(cache_ttl)
+    return HttpCall("POST", f"{base_url}/videos", body, follow_redirects=False, headers={CACHE_KEY_HEADER: cache_key})
 
 
 def poll_call(route: PollRoute, base_url: str, task_id: str, model: str | None) -> HttpCall:

@@ -27,10 +27,12 @@ from ._config import (
     DEFAULT_MAX_CONCURRENT_JOBS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_POLL_POLICY,
+    DEFAULT_REPLAY_POLICY,
     DEFAULT_RETRY_POLICY,
     DEFAULT_TIMEOUTS,
     PollPolicy,
     PollRoute,
+    ReplayPolicy,
     RetryPolicy,
     Timeouts,
     check_wait_timeout,
@@ -65,6 +67,8 @@ from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
     Announcer,
+    SubmitIdentity,
+    SubmitWin,
     check_on_accepted,
     complete_despite_cancellation,
     submitted_wall_time,
@@ -89,11 +93,13 @@ _PARSE_IN_THREAD_BYTES = 256 * 1024
 class SubmitHooks(Protocol):
     """What a batch journal needs to hear about one submit (internal)."""
 
-    async def before_send(self) -> None:
-        """Called before each attempt is sent; the intent must be durable when it returns."""
+    async def before_send(self, attempt: int) -> None:
+        """Called before each attempt is sent (0: the first; 1..n: replays with the same cache key);
+        the intent must be durable when it returns."""
 
-    async def accepted(self, task_id: str) -> None:
-        """Called with the task id, even when the caller has been cancelled meanwhile."""
+    async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
+        """Called with the task id, even when the caller has been cancelled meanwhile; ``found_again``
+        tells whether a replay found the job an earlier attempt created (see ``VideoJob.found_again``)."""
 
     async def not_created(self, reason: str) -> None:
         """Called when an attempt definitely created no job."""
@@ -198,6 +204,7 @@ class FastRouterSession:
         allow_link_local_downloads: bool = False,
         on_accepted: AcceptedCallback | None = None,
         on_accepted_timeout: float = DEFAULT_ON_ACCEPTED_TIMEOUT,
+        replay_policy: ReplayPolicy = DEFAULT_REPLAY_POLICY,
     ) -> None:
         self._secret = resolve_api_key(api_key)
         on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
@@ -221,6 +228,7 @@ class FastRouterSession:
             ("poll_policy", poll_policy, PollPolicy),
             ("retry_policy", retry_policy, RetryPolicy),
             ("timeouts", timeouts, Timeouts),
+            ("replay_policy", replay_policy, ReplayPolicy),
         ):
             if not isinstance(value, cls):
                 raise InvalidRequestError(name, value, f"a {cls.__name__} instance")
@@ -230,6 +238,7 @@ class FastRouterSession:
         self._throttle = Throttle(self._budget, first_pause=retry_policy.base_delay, max_pause=retry_policy.max_delay)
         self._poll_policy = poll_policy
         self._retry_policy = retry_policy
+        self._replay_policy = replay_policy
         self._poll_route = _poll_route(poll_route)
         self._validate = validate
         self._transport = Transport(
@@ -339,6 +348,11 @@ class FastRouterSession:
     def poll_policy(self) -> PollPolicy:
         return self._poll_policy
 
+    @property
+    def replay_policy(self) -> ReplayPolicy:
+        """How submits whose answer was lost are sent again with the same cache key (exactly-once submits)."""
+        return self._replay_policy
+
     def export_durations(self) -> dict[str, Any]:
         """What this session has learned about how long jobs take, as JSON-ready data.
 
@@ -427,8 +441,17 @@ class FastRouterSession:
         self._ensure_open()
         return await self._start_job(request, await self._acquire_slot(), None)
 
-    async def _start_job(self, request: VideoRequest, slot: _Slot | None, hooks: SubmitHooks | None) -> VideoJob:
+    async def _start_job(
+        self,
+        request: VideoRequest,
+        slot: _Slot | None,
+        hooks: SubmitHooks | None,
+        identity: SubmitIdentity | None = None,
+    ) -> VideoJob:
         """Submit an already validated request on an already acquired slot (released on failure).
+
+        ``identity`` is the job's cache key and the time of its first attempt (a resumed batch job);
+        ``None``: the request's own ``cache_key``, or a fresh one, first sent now.
 
         A submit refused with "too many jobs at once" lowers the job cap, gives its slot
         back, waits for a slot under the lower cap (and a backoff), and tries again.
@@ -629,14 +652,14 @@ class FastRouterSession:
             ticket = await self._throttle.acquire()
             if hooks is None:
 
-                async def send() -> str:
-                    return (await self._submit_once(call, request, ticket)).task_id
+                async def send() -> SubmitWin:
+                    return SubmitWin(task_id=(await self._submit_once(call, request, ticket)).task_id)
 
                 # Once sent, the request runs to completion even if the caller is cancelled:
                 # abandoning it half-way would lose the task id of a job that is being paid for.
                 return await complete_despite_cancellation(send, request, self._announcer)
             try:
-                await hooks.before_send()
+                await hooks.before_send(0)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await hooks.not_created("stopped before the submit was sent")
@@ -659,10 +682,14 @@ class FastRouterSession:
             what=f"submit of {request.describe()}",
         )
 
-    async def _submit_and_record(self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int) -> str:
+    async def _submit_and_record(
+        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int
+    ) -> SubmitWin:
         accepted = await self._submit_once(call, request, ticket)
-        await hooks.accepted(accepted.task_id)  # inside the shielded completion: recorded even on Ctrl-C
-        return accepted.task_id
+        await hooks.accepted(
+            accepted.task_id, found_again=None
+        )  # inside the shielded completion: recorded even on Ctrl-C
+        return SubmitWin(task_id=accepted.task_id)
 
     async def _submit_once(self, call: HttpCall, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
         """One submit: the accepted job, or a documented error raised without the frames below."""

@@ -22,7 +22,7 @@ import anyio
 import attrs
 
 from ._errors import InvalidRequestError
-from ._models import AcceptedJob, VideoRequest
+from ._models import AcceptedJob, SubmitEstimate, VideoRequest
 from ._protocol import scrub
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "SUBMIT_TIME_SKEW",
     "AcceptedCallback",
     "Announcer",
+    "SubmitIdentity",
+    "SubmitWin",
     "check_on_accepted",
     "complete_despite_cancellation",
     "submitted_wall_time",
@@ -47,6 +49,29 @@ DEFAULT_ON_ACCEPTED_TIMEOUT = 10.0
 SUBMIT_TIME_SKEW = 300.0
 # How far in the future a submit time given to ``session.job()`` may lie: the clocks of two
 # machines of one deployment may differ by a few seconds to minutes, never by more.
+
+
+@attrs.frozen
+class SubmitIdentity:
+    """What makes the attempts of one submit the same job: its cache key and when it was first sent.
+
+    ``cache_key`` is ``None`` when replays are off. ``first_attempt_at`` (a unix time) is ``None``
+    until the first attempt is sent; a resumed batch job passes the time of its first attempt, so
+    the replay window counts from then.
+    """
+
+    cache_key: str | None
+    first_attempt_at: float | None
+
+
+@attrs.frozen(kw_only=True)
+class SubmitWin:
+    """What one accepted attempt brought back, for ``complete_despite_cancellation``."""
+
+    task_id: str
+    cache_key: str | None = None
+    found_again: bool | None = None
+    estimate: SubmitEstimate | None = None
 
 
 def check_on_accepted(callback: object, timeout: object) -> tuple[AcceptedCallback | None, float]:
@@ -127,11 +152,11 @@ class _Caller:
 
 
 async def complete_despite_cancellation(
-    submit: Callable[[], Awaitable[str]],
+    submit: Callable[[], Awaitable[SubmitWin]],
     request: VideoRequest,
     announcer: Announcer,
 ) -> AcceptedJob:
-    """Run ``submit`` (which returns the task id) to its end even if the caller is cancelled meanwhile.
+    """Run ``submit`` (returning what the accepted attempt brought back) to its end despite cancellation.
 
     The accepted job is announced from inside the protected task, so the callback runs
     even when the caller is gone; then a cancellation that arrived meanwhile is
@@ -144,13 +169,16 @@ async def complete_despite_cancellation(
     caller = _Caller()
 
     async def submit_and_announce() -> AcceptedJob:
-        task_id = await submit()
+        win = await submit()
         accepted = AcceptedJob(
-            task_id=task_id,
+            task_id=win.task_id,
             model=request.model,
             request=request,
             submitted_at=datetime.datetime.now(datetime.UTC),
             cancelled=caller.cancelled,
+            cache_key=win.cache_key,
+            found_again=win.found_again,
+            submit_estimate=win.estimate,
         )
         await announcer.announce(accepted)
         return accepted

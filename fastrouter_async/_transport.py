@@ -205,6 +205,7 @@ class Transport:
             json=call.json,
             auth=True,
             client_timeout=self._api_timeout,
+            headers=call.headers,
             encoded=call.encoded,
             follow_redirects=call.follow_redirects,
         )

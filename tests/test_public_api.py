@@ -7,6 +7,7 @@ import fastrouter_async.testing
 
 PUBLIC = {
     "DEFAULT_BASE_URL",
+    "DEFAULT_REPLAY_POLICY",
     "MODELS",
     "APIConnectionError",
     "APIError",
@@ -41,10 +42,12 @@ PUBLIC = {
     "PollRoute",
     "Price",
     "RateLimitError",
+    "ReplayPolicy",
     "RequestBudget",
     "ResultSource",
     "RetryPolicy",
     "ServerError",
+    "SubmitEstimate",
     "SubmitUncertainError",
     "Timeouts",
     "UnexpectedResponseError",
