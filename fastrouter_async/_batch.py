@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
-import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._batch_hooks import JournalHooks
@@ -44,9 +43,9 @@ from ._errors import (
     SubmitUncertainError,
 )
 from ._filenames import plan_names, unique_path
-from ._journal import JobKey, Journal, JournalEntry, JournalError, fingerprint, keys_for
+from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
 from ._journal_read import BatchJournal, match_records, read_journal
-from ._models import DownloadedFile, JobStatus, SubmitEstimate, VideoRequest, VideoResult
+from ._models import DownloadedFile, JobStatus, VideoRequest, VideoResult
 from ._protocol import build_submit_body
 from ._submits import SubmitIdentity
 
@@ -297,7 +296,7 @@ class BatchRun:
             assert entry is not None
             if item.why is Why.UNCERTAIN:
                 item.outcome = self._uncertain(item, entry)
-                if self._journal is not None and (entry.state.value == "submitting" or item.uncertain_reason):
+                if self._journal is not None and entry.state is JournalState.SUBMITTING:
                     await self._journal.uncertain(item.key, item.outcome.error.reason)
             elif item.why is Why.FAILED:
                 item.outcome = BatchOutcome(
@@ -307,7 +306,7 @@ class BatchRun:
                     task_id=entry.task_id,
                     error=JobFailedError(entry.task_id or "?", entry.model, entry.error or "the job failed"),
                     from_journal=True,
-                    **_recorded(entry),
+                    **_facts(item),
                 )
             else:
                 item.outcome = self._finished_earlier(item, entry, None)
@@ -336,13 +335,13 @@ class BatchRun:
             file=file,
             cost_usd=entry.cost_usd,
             from_journal=True,
-            **_recorded(entry),
+            **_facts(item),
         )
 
     def _uncertain(self, item: Item, entry: JournalEntry) -> BatchOutcome:
         if item.uncertain_reason is not None:
             reason = item.uncertain_reason
-        elif entry.state.value == "uncertain" and entry.error:
+        elif entry.state is JournalState.UNCERTAIN and entry.error:
             reason = entry.error
         else:
             reason = _DIED_WHILE_SUBMITTING
@@ -357,6 +356,21 @@ class BatchRun:
             from_journal=True,
             cache_key=entry.cache_key,
         )
+
+    def _identity(self, item: Item) -> SubmitIdentity | None:
+        """The key and first-attempt time the session sends this job with (``None``: a fresh key of its own)."""
+        if item.cache_key is None and item.first_attempt_at is None:
+            return None
+        return SubmitIdentity(cache_key=item.cache_key, first_attempt_at=item.first_attempt_at)
+
+    async def _submitted(self, item: Item, job: VideoJob) -> None:
+        """Keep what the accepted submit said: its key, whether it was found again, its estimate."""
+        item.cache_key = job.cache_key or item.cache_key
+        item.found_again = job.found_again
+        item.estimate = job.submit_estimate
+        estimate = job.submit_estimate
+        if self._journal is not None and estimate is not None:
+            await self._journal.estimate(item.key, credits=estimate.credits, usd=estimate.usd)
 
     async def _verified_file(self, entry: JournalEntry) -> DownloadedFile | None:
         if entry.file_path is None or entry.file_size is None or entry.file_sha256 is None:
@@ -450,9 +464,10 @@ class BatchRun:
                 return self._never_sent(item)
             self._moved("waiting", "submitting")
             try:
-                hooks = None if self._journal is None else _JournalHooks(self._journal, item)
-                job = await session._start_job(item.request, slot, hooks)
+                hooks = None if self._journal is None else JournalHooks(self._journal, item)
+                job = await session._start_job(item.request, slot, hooks, self._identity(item))
             except SubmitUncertainError as exc:
+                item.cache_key = exc.cache_key or item.cache_key
                 if exc.task_id is not None:
                     # The answer could not be read but showed the task id: record it and follow that task.
                     logger.warning("request #%d (%s): %s", item.index, item.request.describe(), exc)
@@ -483,6 +498,7 @@ class BatchRun:
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, uncertain.reason)
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
+            await self._submitted(item, job)
             self._moved("submitting", "running")
         job._observer = self._observer(item)
         return await self._finish_job(item, job, resumed)
@@ -587,6 +603,7 @@ class BatchRun:
             error=error,
             cost_usd=result.cost_usd if result is not None else None,
             resumed=resumed,
+            **_facts(item),
         )
         if status is OutcomeStatus.FAILED and error is not None:
             logger.warning("request #%d (%s) failed: %s", item.index, item.request.describe(), error)
@@ -603,6 +620,11 @@ _DIED_WHILE_SUBMITTING = (
 )
 
 
+def _facts(item: Item) -> dict[str, Any]:
+    """The submit facts of a job for its outcome: found again by a replay, its key, its estimate."""
+    return {"found_again": item.found_again, "cache_key": item.cache_key, "submit_estimate": item.estimate}
+
+
 def _bucket(outcome: BatchOutcome) -> str:
     return {
         OutcomeStatus.SUCCEEDED: "succeeded",
@@ -610,31 +632,3 @@ def _bucket(outcome: BatchOutcome) -> str:
         OutcomeStatus.UNCERTAIN: "uncertain",
         OutcomeStatus.NOT_SENT: "not_sent",
     }[outcome.status]
-
-
-class _JournalHooks:
-    """Connects one submit to the journal: intent before sending, task id as soon as it is known."""
-
-    def __init__(self, journal: Journal, item: Item) -> None:
-        self._journal = journal
-        self._item = item
-
-    async def before_send(self, attempt: int) -> None:
-        item = self._item
-        await self._journal.submitting(item.key, position=item.index, model=item.request.model, body=item.body)
-
-    async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
-        try:
-            await self._journal.submitted(self._item.key, task_id)
-        except JournalError:
-            logger.error(  # noqa: TRY400 - the traceback adds nothing; the task id is what matters
-                "could not journal task %s of request #%d; keep this id to re-attach: session.job(%r, model=%r)",
-                task_id,
-                self._item.index,
-                task_id,
-                self._item.request.model,
-            )
-            raise
-
-    async def not_created(self, reason: str) -> None:
-        await self._journal.not_sent(self._item.key, reason)

@@ -26,7 +26,7 @@ from typing import Any
 
 from ._cachekey import CACHE_BODY_FIELD, job_cache_key
 
-__all__ = ["batch_namespace", "batch_job_key", "request_fingerprint"]
+__all__ = ["batch_job_key", "batch_namespace", "request_fingerprint"]
 
 
 def request_fingerprint(body: Mapping[str, Any]) -> str:

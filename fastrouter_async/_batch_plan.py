@@ -19,7 +19,7 @@ import attrs
 
 from ._batch_keys import batch_job_key
 from ._journal import JobKey, JournalEntry, JournalState
-from ._models import VideoRequest
+from ._models import SubmitEstimate, VideoRequest
 
 __all__ = ["Action", "Item", "KeyContext", "decide"]
 
@@ -61,6 +61,9 @@ class Item:
     first_attempt_at: float | None = None
     """Wall-clock time of the first attempt of this generation (set before the first send)."""
     uncertain_reason: str | None = None
+    found_again: bool | None = None
+    """Whether its task was found again by a replay (from the journal, or from this run's submit)."""
+    estimate: SubmitEstimate | None = None
     outcome: Any = None  # the BatchOutcome of a REPORT item, made by the batch
 
 
@@ -91,6 +94,7 @@ def _key(item: Item, context: KeyContext, generation: int) -> str | None:
 
 
 def _submit(item: Item, context: KeyContext, why: Why, generation: int, key: str | None = None) -> None:
+    item.found_again = item.estimate = None
     item.action = Action.SUBMIT
     item.why = why
     item.generation = generation
@@ -108,6 +112,10 @@ def decide(
 ) -> None:
     """Set ``item``'s action, key and generation from its journal ``entry`` (``None``: never recorded)."""
     item.entry = entry
+    if entry is not None:  # what the journal knows of the job so far (a new submit starts afresh)
+        item.cache_key, item.generation, item.found_again = entry.cache_key, entry.generation, entry.found_again
+        if entry.estimate_credits is not None or entry.estimate_usd is not None:
+            item.estimate = SubmitEstimate(credits=entry.estimate_credits, usd=entry.estimate_usd)
     if entry is None:
         _submit(item, context, Why.NEW, 0)
     elif entry.state is JournalState.NOT_SENT:

@@ -155,6 +155,13 @@ class JournalEntry:
     estimate_usd: float | None = None
 
 
+@attrs.frozen(kw_only=True)
+class _Attempt:
+    cache_key: str | None
+    generation: int
+    first_attempt_at: float | None
+
+
 fingerprint = request_fingerprint
 """The sha256 of the request's generation body (canonical JSON, without ``cache``): same request, same fingerprint."""
 
@@ -312,18 +319,11 @@ class Journal:
         ``first_attempt_at`` the time of the generation's first attempt (this one's, if ``None``).
         """
         request = json.dumps(dict(body), default=str)
-        await self._run(self._submitting_sync, key, position, model, request, cache_key, generation, first_attempt_at)
+        attempt = _Attempt(cache_key=cache_key, generation=generation, first_attempt_at=first_attempt_at)
+        await self._run(self._submitting_sync, key, position, model, request, attempt)
 
-    def _submitting_sync(
-        self,
-        key: JobKey,
-        position: int,
-        model: str,
-        body: str,
-        cache_key: str | None,
-        generation: int,
-        first_attempt_at: float | None,
-    ) -> None:
+    def _submitting_sync(self, key: JobKey, position: int, model: str, body: str, attempt: _Attempt) -> None:
+        cache_key, generation, first_attempt_at = attempt.cache_key, attempt.generation, attempt.first_attempt_at
         now = time.time()
         first = now if first_attempt_at is None else first_attempt_at
         with _transaction(self._db):
@@ -349,9 +349,9 @@ class Journal:
 
     async def submitted(self, key: JobKey, task_id: str, *, found_again: bool | None = None) -> None:
         """FastRouter answered with ``task_id``: created by this attempt (``found_again=False``) or found again."""
-        detail = task_id + {None: "", False: " (created)", True: " (found again by a replay: not billed twice)"}[
-            found_again
-        ]
+        detail = (
+            task_id + {None: "", False: " (created)", True: " (found again by a replay: not billed twice)"}[found_again]
+        )
         await self._update(
             key,
             "submitted",

@@ -21,6 +21,10 @@ from ._journal import JournalError
 __all__ = ["BatchJournal", "JournalRecord", "match_records", "read_journal"]
 
 _SUBMITTED_STATES = frozenset({"submitted", "succeeded", "failed"})
+_COLUMNS = (
+    "fingerprint, occurrence, position, model, request, state, task_id, status, error, cost_usd, "
+    "file_path, file_size, file_sha256, updated_at"
+)
 _NEWER_COLUMNS = ("cache_key", "found_again", "first_attempt_at", "generation", "estimate_credits", "estimate_usd")
 
 
@@ -89,11 +93,8 @@ def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:
         present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
         # A journal of an older format lacks the newer columns: read them as NULL (it is opened read-only).
         extra = ", ".join(name if name in present else "NULL" for name in _NEWER_COLUMNS)
-        rows = db.execute(
-            "SELECT fingerprint, occurrence, position, model, request, state, task_id, status, error, cost_usd, "
-            f"file_path, file_size, file_sha256, updated_at, {extra} "  # noqa: S608 - column names are ours
-            "FROM jobs ORDER BY position, fingerprint, occurrence"
-        ).fetchall()
+        query = f"SELECT {_COLUMNS}, {extra} FROM jobs ORDER BY position, fingerprint, occurrence"  # noqa: S608 - ours
+        rows = db.execute(query).fetchall()
     except sqlite3.Error as exc:
         raise JournalError(f"cannot read the journal {file}: {exc}") from None
     finally:
