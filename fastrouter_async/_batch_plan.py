@@ -79,10 +79,10 @@ class KeyContext:
 
 
 def _key(item: Item, context: KeyContext, generation: int) -> str | None:
+    if item.request.cache_key is not None:
+        return item.request.cache_key  # the user's own key for this job (sent even with replays off)
     if not context.enabled:
         return None
-    if item.request.cache_key is not None:
-        return item.request.cache_key  # the user's own key for this job
     if context.namespace is None:
         return None  # the session makes a fresh one
     return batch_job_key(
@@ -98,7 +98,7 @@ def _submit(item: Item, context: KeyContext, why: Why, generation: int, key: str
     item.action = Action.SUBMIT
     item.why = why
     item.generation = generation
-    item.cache_key = key if key is not None or not context.enabled else _key(item, context, generation)
+    item.cache_key = key if key is not None else _key(item, context, generation)
 
 
 def decide(

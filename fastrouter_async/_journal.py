@@ -36,7 +36,6 @@ import enum
 import json
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -47,7 +46,7 @@ import anyio
 import attrs
 
 from ._batch_keys import request_fingerprint
-from ._errors import FastRouterError
+from ._journal_lock import JournalError, refuse_hard_links, release_lock, take_lock
 
 __all__ = ["JobKey", "Journal", "JournalEntry", "JournalError", "JournalState", "fingerprint", "keys_for"]
 
@@ -101,10 +100,6 @@ _ADDED_COLUMNS = (
     ("estimate_credits", "REAL"),
     ("estimate_usd", "REAL"),
 )
-
-
-class JournalError(FastRouterError):
-    """The journal cannot be used: locked by another run, unreadable, or of a newer format."""
 
 
 class JournalState(enum.Enum):
@@ -195,10 +190,10 @@ class Journal:
         # The journal's real identity, not the name it was given: through a symlink (of the file or of
         # a folder above it) two runs would otherwise take two different locks on one journal.
         path = given.resolve()
-        _refuse_hard_links(path, given)
-        lock_file = _take_lock(path)
+        refuse_hard_links(path, given)
+        lock_file = take_lock(path)
         try:
-            _refuse_hard_links(path, given)  # a link made while the lock was being taken
+            refuse_hard_links(path, given)  # a link made while the lock was being taken
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -215,10 +210,10 @@ class Journal:
                 db.close()
                 raise
         except sqlite3.DatabaseError as exc:
-            _release_lock(lock_file)
+            release_lock(lock_file)
             raise JournalError(f"cannot use {path} as a journal: {exc}") from exc
         except BaseException:
-            _release_lock(lock_file)
+            release_lock(lock_file)
             raise
         return cls(path, db, lock_file)
 
@@ -235,7 +230,7 @@ class Journal:
             with self._thread_lock:
                 self._db.close()
         finally:
-            _release_lock(self._lock_file)
+            release_lock(self._lock_file)
 
     async def _run(self, work: Any, *args: Any) -> Any:
         if self._closed:
@@ -464,44 +459,3 @@ def _transaction(db: sqlite3.Connection) -> Any:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def _refuse_hard_links(path: Path, given: Path) -> None:
-    """A journal with several names cannot be locked by name, and its WAL file would differ per name."""
-    try:
-        links = path.stat().st_nlink
-    except FileNotFoundError:
-        return
-    if links > 1:
-        raise JournalError(
-            f"the journal {given} has {links} hard links (other names for the same file); two runs through two "
-            "names could use it at once and corrupt it. Use one name: remove the other links (or copy the file)"
-        )
-
-
-def _take_lock(path: Path) -> IO[bytes] | None:
-    """An exclusive lock on ``PATH.lock`` beside the resolved journal, for the life of the run.
-
-    Released by the OS if the process dies. ``path`` is already resolved (no symlink in it), and a
-    journal with hard links is refused before, so every way of naming one journal takes this lock.
-    """
-    if sys.platform == "win32":  # pragma: no cover - no fcntl; SQLite's own locking still applies
-        return None
-    import fcntl  # noqa: PLC0415 - POSIX only
-
-    lock_path = path.with_name(path.name + ".lock")
-    handle = open(lock_path, "a+b")  # noqa: SIM115 - held open until the journal is closed
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        handle.close()
-        raise JournalError(
-            f"the journal {path} is in use by another run (lock {lock_path} is held); "
-            "wait for that run to end, or use another journal"
-        ) from exc
-    return handle
-
-
-def _release_lock(handle: IO[bytes] | None) -> None:
-    if handle is not None:
-        handle.close()  # closing the descriptor releases the flock
