@@ -58,7 +58,7 @@ from ._errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._models import JobState, JobStatus, ResultSource, VideoRequest
+from ._models import JobState, JobStatus, ResultSource, SubmitEstimate, VideoRequest
 from ._sniff import describe_bytes
 from ._untrusted import UnreadableJSON, is_usable_task_id
 from ._untrusted import loads as loads_untrusted
@@ -88,6 +88,7 @@ __all__ = [
     "scrub",
     "scrub_json",
     "submit_call",
+    "submit_estimate",
     "usable_task_id",
 ]
 
@@ -633,6 +634,24 @@ def _error_type_code(payload: Mapping[str, Any]) -> tuple[str | None, str | None
         etype if isinstance(etype, str) else None,
         str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
     )
+
+
+def submit_estimate(payload: Mapping[str, Any]) -> SubmitEstimate | None:
+    """The cost a create answer states in ``estimate_usage`` (``usage`` in older answers), or None.
+
+    A cache hit states no credits (or 0): it is the same job, not a second cost.
+    """
+    for key in ("estimate_usage", "usage"):
+        block = payload.get(key)
+        if isinstance(block, Mapping):
+            credits = _number(block.get("credits_used"))
+            if credits is None:
+                credits = _number(block.get("user_key_credits_used"))
+            usd = _number(block.get("cost_usd"))
+            if usd is None:
+                usd = _number(block.get("costUsd"))
+            return SubmitEstimate(credits=credits, usd=usd)
+    return None
 
 
 def _credits_used(payload: Mapping[str, Any]) -> float | None:

@@ -62,7 +62,9 @@ from ._protocol import (
     poll_call,
     retry_after_seconds,
     submit_call,
+    submit_estimate,
 )
+from ._replays import SubmitAttempts, found_again, replay_delay, stamped
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
@@ -402,6 +404,7 @@ class FastRouterSession:
         mode: str | None = None,
         seed: int | None = None,
         generate_audio: bool | None = None,
+        cache_key: str | None = None,
         **extra: Any,
     ) -> VideoJob:
         """Submit one generation task and return its :class:`VideoJob`.
@@ -411,8 +414,13 @@ class FastRouterSession:
         for a slot when ``max_concurrent_jobs`` jobs are in flight.
 
         The submit creates a paid job, so it is retried only when no job can
-        have been created (the connection failed before sending; 429). When the
-        answer is lost after sending (timeout, 5xx, broken connection),
+        have been created (the connection failed before sending; 429). Every
+        submit carries a ``cache_key`` (``cache_key=``, yours for this job, or
+        a fresh one): when the answer is lost after sending (timeout, 5xx,
+        broken connection) the same request is sent again with the same key,
+        and FastRouter's response cache answers the task the first attempt
+        created, unbilled, or creates it once if it never arrived (see
+        :class:`ReplayPolicy`). Past the replay window, or with replays off,
         :class:`SubmitUncertainError` is raised and nothing is resubmitted.
         """
         fields = {
@@ -427,6 +435,7 @@ class FastRouterSession:
             "mode": mode,
             "seed": seed,
             "generate_audio": generate_audio,
+            "cache_key": cache_key,
         }
         if request is not None:
             given = sorted([k for k, v in fields.items() if v is not None] + list(extra))
@@ -457,9 +466,10 @@ class FastRouterSession:
         back, waits for a slot under the lower cap (and a backoff), and tries again.
         """
         refusals = RetryCounter(self._retry_policy)
+        attempts = SubmitAttempts.start(request, identity, self._replay_policy)  # one key for every attempt
         while True:
             try:
-                accepted = await self._submit_with_retries(request, hooks)
+                accepted = await self._submit_with_retries(request, hooks, attempts)
                 break
             except RateLimitError as exc:
                 if not is_concurrency_limit_error(exc):
@@ -496,6 +506,9 @@ class FastRouterSession:
             submitted_at=anyio.current_time(),
             submitted_wall=accepted.submitted_at.timestamp(),
             slot=slot,
+            cache_key=accepted.cache_key,
+            found_again=accepted.found_again,
+            submit_estimate=accepted.submit_estimate,
         )
         if slot is not None:
             self._slot_holders.add(job)
@@ -641,55 +654,111 @@ class FastRouterSession:
             if job._holds_slot and not self._poller.is_scheduled(job):
                 self._poller.schedule(job, max(now, job._due_at()))
 
-    async def _submit_with_retries(self, request: VideoRequest, hooks: SubmitHooks | None = None) -> AcceptedJob:
-        call = submit_call(self._base_url, request)
-
-        async def attempt() -> AcceptedJob:
-            self._ensure_open()
-            # The budget is waited for first, where a cancellation still sends nothing (and before
-            # a journal records the intent, so that the window in which a crash leaves the outcome
-            # unknown spans the HTTP exchange alone).
-            ticket = await self._throttle.acquire()
-            if hooks is None:
-
-                async def send() -> SubmitWin:
-                    return SubmitWin(task_id=(await self._submit_once(call, request, ticket)).task_id)
-
-                # Once sent, the request runs to completion even if the caller is cancelled:
-                # abandoning it half-way would lose the task id of a job that is being paid for.
-                return await complete_despite_cancellation(send, request, self._announcer)
+    async def _submit_with_retries(
+        self,
+        request: VideoRequest,
+        hooks: SubmitHooks | None = None,
+        attempts: SubmitAttempts | None = None,
+    ) -> AcceptedJob:
+        """Submit ``request``: retried while no job can have been created, replayed with the same
+        cache key when an answer is lost (see ``_replays``), else :class:`SubmitUncertainError`."""
+        if attempts is None:
+            attempts = SubmitAttempts.start(request, None, self._replay_policy)
+        call = submit_call(self._base_url, request, cache_key=attempts.cache_key, cache_ttl=self._replay_policy.ttl)
+        what = f"submit of {request.describe()}"
+        while True:
             try:
-                await hooks.before_send(0)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await hooks.not_created("stopped before the submit was sent")
-                raise
-            try:
-                return await complete_despite_cancellation(
-                    functools.partial(self._submit_and_record, call, request, hooks, ticket), request, self._announcer
+                return await retrying(
+                    functools.partial(self._submit_attempt, call, request, hooks, attempts),
+                    policy=self._retry_policy,
+                    should_retry=_submit_may_retry,
+                    rng=self._rng,
+                    what=what,
                 )
-            except SubmitUncertainError:
-                raise
-            except FastRouterError as exc:  # refused, rate limited or never sent: no job exists
-                await hooks.not_created(str(exc))
+            except SubmitUncertainError as exc:
+                error = stamped(exc, attempts)
+                cause = exc.__cause__
+            delay = replay_delay(
+                error,
+                attempts,
+                policy=self._replay_policy,
+                retry_policy=self._retry_policy,
+                rng=self._rng,
+                now=time.time(),
+            )
+            if delay is None:
+                raise error from cause
+            attempts.replays += 1
+            logger.warning(
+                "%s: the answer was lost (%s); re-sending it with the same cache_key %s in %.2fs (replay %d of %d)",
+                what,
+                error.reason,
+                attempts.cache_key,
+                delay,
+                attempts.replays,
+                self._replay_policy.max_replays,
+            )
+            try:
+                await anyio.sleep(delay)
+            except BaseException:
+                logger.warning(
+                    "%s was stopped before its replay; the job may exist: re-send the same request with "
+                    "cache_key=%r within %.0f s of its first attempt to find it unbilled",
+                    what,
+                    attempts.cache_key,
+                    self._replay_policy.window,
+                )
                 raise
 
-        return await retrying(
-            attempt,
-            policy=self._retry_policy,
-            should_retry=_submit_may_retry,
-            rng=self._rng,
-            what=f"submit of {request.describe()}",
-        )
+    async def _submit_attempt(
+        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks | None, attempts: SubmitAttempts
+    ) -> AcceptedJob:
+        """One attempt (the first, a retry that sent nothing before, or a replay), completed despite cancellation."""
+        self._ensure_open()
+        # The budget is waited for first, where a cancellation still sends nothing (and before
+        # a journal records the intent, so that the window in which a crash leaves the outcome
+        # unknown spans the HTTP exchange alone).
+        ticket = await self._throttle.acquire()
+        if attempts.first_attempt_at is None:
+            attempts.first_attempt_at = time.time()  # the replay window counts from the first send
+        send = functools.partial(self._submit_and_record, call, request, hooks, ticket, attempts)
+        if hooks is None:
+            # Once sent, the request runs to completion even if the caller is cancelled:
+            # abandoning it half-way would lose the task id of a job that is being paid for.
+            return await complete_despite_cancellation(send, request, self._announcer)
+        try:
+            await hooks.before_send(attempts.replays)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await hooks.not_created("stopped before the submit was sent")
+            raise
+        try:
+            return await complete_despite_cancellation(send, request, self._announcer)
+        except SubmitUncertainError:
+            raise
+        except FastRouterError as exc:  # refused, rate limited or never sent: no job exists
+            await hooks.not_created(str(exc))
+            raise
 
     async def _submit_and_record(
-        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks, ticket: int
+        self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks | None, ticket: int, attempts: SubmitAttempts
     ) -> SubmitWin:
         accepted = await self._submit_once(call, request, ticket)
-        await hooks.accepted(
-            accepted.task_id, found_again=None
-        )  # inside the shielded completion: recorded even on Ctrl-C
-        return SubmitWin(task_id=accepted.task_id)
+        again = found_again(accepted, attempts)
+        if hooks is not None:
+            await hooks.accepted(accepted.task_id, found_again=again)  # inside the shielded completion
+        if again:
+            logger.info(
+                "%s found task %s, created by an earlier attempt (not billed again)",
+                request.describe(),
+                accepted.task_id,
+            )
+        return SubmitWin(
+            task_id=accepted.task_id,
+            cache_key=attempts.cache_key,
+            found_again=again,
+            estimate=submit_estimate(accepted.payload),
+        )
 
     async def _submit_once(self, call: HttpCall, request: VideoRequest, ticket: int | None = None) -> SubmitAccepted:
         """One submit: the accepted job, or a documented error raised without the frames below."""

@@ -265,18 +265,18 @@ async def test_inserting_a_line_does_not_resubmit_the_others(
 async def test_uncertain_submit_is_reported_and_left_alone(
     make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
-    """Replays off: a submit whose answer was lost is UNCERTAIN, and re-runs leave it alone unless told to resubmit."""
+    """With replays off, a submit whose answer was lost is UNCERTAIN, and re-runs leave it alone unless told to."""
     journal = tmp_path / "journal.sqlite"
-    off = ReplayPolicy(enabled=False)
     sim.plan_for("number 1", JobPlan(polls=1))
     sim.inject(Fault.drop(route="submit", after_processing=True, skip=1))
-    first = await run(make_session(max_concurrent_jobs=1, replay_policy=off), requests(3), journal=journal)
+    no_replays = ReplayPolicy(enabled=False)
+    first = await run(make_session(max_concurrent_jobs=1, replay_policy=no_replays), requests(3), journal=journal)
     uncertain = [o for o in first if o.status is OutcomeStatus.UNCERTAIN]
     assert [o.index for o in uncertain] == [1]
     assert isinstance(uncertain[0].error, SubmitUncertainError)
     assert sim.records.jobs_created == 3  # the server did create it
 
-    second = await run(make_session(replay_policy=off), requests(3), journal=journal)
+    second = await run(make_session(), requests(3), journal=journal)
     assert [o.status for o in sorted(second, key=lambda o: o.index)] == [
         OutcomeStatus.SUCCEEDED,
         OutcomeStatus.UNCERTAIN,
@@ -284,7 +284,7 @@ async def test_uncertain_submit_is_reported_and_left_alone(
     ]
     assert sim.records.jobs_created == 3
 
-    third = await run(make_session(replay_policy=off), requests(3), journal=journal, resubmit_uncertain=True)
+    third = await run(make_session(replay_policy=no_replays), requests(3), journal=journal, resubmit_uncertain=True)
     assert all(o.ok for o in third)
     assert submitted_prompts(sim)["scene number 1"] == 2  # the user chose to risk a duplicate
 

@@ -507,7 +507,8 @@ def test_normalised_ids_are_unique() -> None:
 
 def test_wire_names_cover_every_request_field() -> None:
     """WIRE_NAMES maps each VideoRequest field except extra, camelCasing aspectRatio and generateAudio."""
-    assert set(WIRE_NAMES) == {f.name for f in attrs.fields(VideoRequest)} - {"extra", "allow_retired"}
+    client_only = {"extra", "allow_retired", "cache_key"}  # cache_key is a header, never a body field
+    assert set(WIRE_NAMES) == {f.name for f in attrs.fields(VideoRequest)} - client_only
     assert WIRE_NAMES["aspect_ratio"] == "aspectRatio"
     assert WIRE_NAMES["generate_audio"] == "generateAudio"
     assert all(WIRE_NAMES[name] == name for name in WIRE_NAMES if name not in {"aspect_ratio", "generate_audio"})
@@ -732,4 +733,8 @@ async def test_session_refuses_retired_model_before_sending(
     job = await session.submit(VideoRequest(model="openai/sora-2", prompt="a cat", seconds=4, allow_retired=True))
     assert job.task_id
     (submit,) = [r for r in sim.records.requests if r.route == "submit"]
-    assert submit.json == {"model": "openai/sora-2", "prompt": "a cat", "seconds": 4}
+    assert {k: v for k, v in submit.json.items() if k != "cache"} == {
+        "model": "openai/sora-2",
+        "prompt": "a cat",
+        "seconds": 4,
+    }

@@ -337,30 +337,17 @@ async def test_batch_concurrency_and_csv(
     assert {k: first[k] for k in ("length", "seed", "generateAudio")} == {"length": 4, "seed": 0, "generateAudio": True}
 
 
-async def test_uncertain_submit_is_left_alone_until_asked(
+async def test_lost_submit_answer_is_replayed_not_uncertain(
     cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
-    """A submit whose answer is lost is reported uncertain and not resent, until --resubmit-uncertain."""
+    """A submit whose answer is lost is re-sent with the same cache key: one job per prompt, nothing uncertain."""
     source = prompts_file(tmp_path, ["a cat", "a dog", "a fox"])
-    sim.inject(Fault.drop(route="submit", skip=1))  # the second submit reaches the server, which answers nothing
-    args = batch_args(server, source.name)
-    code, child = await run(cli, *args)
-    assert code == 1
-    rows = read_manifest(tmp_path / "out")
-    [uncertain] = [row for row in rows if row["status"] == "uncertain"]
-    assert uncertain["task_id"] is None
-    assert "not sent again" in uncertain["error"]
-    assert re.search(r"uncertain +#\d line \d", child.stdout)
-    assert "--resubmit-uncertain" in child.stdout
-    assert sim.records.submit_count == 3
-
-    code, child = await run(cli, *args)
-    assert code == 1
-    assert sim.records.submit_count == 3  # left alone
-
-    code, child = await run(cli, *args, "--resubmit-uncertain")
-    assert code == 0, child.stdout
-    assert sim.records.submit_count == 4
+    sim.inject(Fault.drop(route="submit", skip=1, after_processing=True))  # the second job is created, its answer lost
+    code, child = await run(cli, *batch_args(server, source.name))
+    assert code == 0, child.stdout + child.stderr
+    assert [row["status"] for row in read_manifest(tmp_path / "out")].count("uncertain") == 0
+    assert sim.records.submit_count == 4  # the replay
+    assert sim.records.billed_count == 3
     assert jobs_by_prompt(sim) == {"a cat": 1, "a dog": 1, "a fox": 1}
 
 
@@ -572,7 +559,8 @@ async def test_generate_prints_path_size_sha256_and_cost(
     options = "--length 8 --aspect-ratio 16:9 --audio --param negativePrompt=blurry --param cfg=7 -o out/cat.mp4"
     code, child = await run(cli, *generate_args(server, "a cat surfing"), *options.split())
     assert code == 0, child.stderr
-    assert sim.records.submits[0].json == {
+    sent = {k: v for k, v in sim.records.submits[0].json.items() if k != "cache"}  # the generation parameters
+    assert sent == {
         "model": "google/veo3",
         "prompt": "a cat surfing",
         "length": 8,

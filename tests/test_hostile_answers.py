@@ -35,6 +35,7 @@ from fastrouter_async import (
     JobStatus,
     OutcomeStatus,
     PollRoute,
+    ReplayPolicy,
     ResultSource,
     RetryPolicy,
     SubmitUncertainError,
@@ -208,7 +209,8 @@ async def outcome_of(base_url: str, route: PollRoute | None) -> object:
     The exception is caught here, in a frame whose locals hold nothing of the server's (its record of
     requests holds the key), so that a traceback formatted with locals shows only the library's.
     """
-    options: dict[str, Any] = {} if route is None else {"poll_route": route}
+    # Submits without replays: the property is about one answer, and the paid body is sent exactly once.
+    options: dict[str, Any] = {"replay_policy": ReplayPolicy(enabled=False)} if route is None else {"poll_route": route}
     async with FastRouterSession(
         API_KEY, base_url=base_url, poll_policy=FAST_POLL, retry_policy=RETRY, timeouts=TIMEOUTS, **options
     ) as session:

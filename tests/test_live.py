@@ -8,6 +8,7 @@ Run with ``FASTROUTER_LIVE_API_KEY=sk-v1-... pytest -m live tests/test_live.py``
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,22 @@ async def test_live_generate_and_download(tmp_path: Path) -> None:
         path = (await video.download(tmp_path / "live.mp4")).path
     assert path.stat().st_size > 10_000
     assert path.read_bytes()[4:8] == b"ftyp"
+
+
+async def test_live_same_key_twice_is_one_unbilled_task() -> None:
+    """The ground of exactly-once submits: the same request sent twice with one cache_key is one task,
+    and FastRouter's second answer is a cache hit, not billed (cached, or no credits / 0 credits)."""
+    model = os.environ.get("FASTROUTER_LIVE_MODEL", "google/veo3-fast")
+    key = f"live-test-{uuid.uuid4().hex}"  # new for every run: only this run's two submits share it
+    async with live_session() as session:
+        first = await session.submit(model=model, prompt="a red kite over a green hill, one take", cache_key=key)
+        second = await session.submit(model=model, prompt="a red kite over a green hill, one take", cache_key=key)
+        assert second.task_id == first.task_id
+        assert first.found_again is not True  # False, or None when the answer does not say
+        estimate = second.submit_estimate
+        unbilled = estimate is None or not estimate.credits
+        assert second.found_again is True or unbilled, f"the second answer looks billed: {estimate}"
+        assert (await second.result(timeout=30 * 60)).task_id == first.task_id
 
 
 async def test_live_bad_key_is_authentication_error() -> None:

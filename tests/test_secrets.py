@@ -47,7 +47,8 @@ async def test_key_appears_nowhere(
 
     echo = {"error": {"message": f"Invalid API key {API_KEY}", "type": "auth", "code": API_KEY, "status": 401}}
     sim.inject(Fault.status(401, route="submit", body=echo))
-    sim.inject(Fault.status(500, route="submit", body=f"crashed handling Bearer {API_KEY}"))
+    # The first attempt and every replay with the same cache key (5 by default) crash, echoing the key.
+    sim.inject(Fault.status(500, route="submit", body=f"crashed handling Bearer {API_KEY}", times=6))
     sim.inject(Fault.rate_limit(route="poll", retry_after=0, times=2))
     sim.plan_next(JobPlan(outcome="failed", error=f"upstream said no to {API_KEY}"))
     for _ in range(2):

@@ -28,6 +28,7 @@ from fastrouter_async import (
     PollPolicy,
     PollRoute,
     RateLimitError,
+    ReplayPolicy,
     RequestBudget,
     ResultSource,
     RetryPolicy,
@@ -40,6 +41,14 @@ from fastrouter_async import (
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
 
 from .conftest import API_KEY, FAST_POLL, SessionFactory
+
+NO_REPLAYS = ReplayPolicy(enabled=False)  # a lost submit answer raises SubmitUncertainError, as without a cache key
+
+
+def generation(body: object) -> dict[str, Any]:
+    """A submitted body without the response-cache settings (``cache``): the generation parameters."""
+    assert isinstance(body, dict)
+    return {k: v for k, v in body.items() if k != "cache"}
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -72,7 +81,7 @@ async def test_submit_wait_download(session: FastRouterSession, sim: FastRouterS
     assert path.read_bytes()[4:8] == b"ftyp"
     again = session.job(job.task_id, model="google/veo3")
     assert (await again.result()).task_id == job.task_id
-    body = sim.records.submits[0].json
+    body = generation(sim.records.submits[0].json)
     assert body == {"model": "google/veo3", "prompt": "a cat surfing", "length": 8, "aspectRatio": "16:9"}
 
 
@@ -80,7 +89,7 @@ async def test_submit_accepts_a_video_request(session: FastRouterSession, sim: F
     """A frozen VideoRequest is submitted with its extra parameters passed through unchanged."""
     request = VideoRequest(model="google/veo3", prompt="p", generate_audio=True, extra={"negativePrompt": "blur"})
     await session.submit(request)
-    assert sim.records.submits[0].json == {
+    assert generation(sim.records.submits[0].json) == {
         "model": "google/veo3",
         "prompt": "p",
         "generateAudio": True,
@@ -91,7 +100,12 @@ async def test_submit_accepts_a_video_request(session: FastRouterSession, sim: F
 async def test_submit_extra_mapping_is_merged(session: FastRouterSession, sim: FastRouterSimulator) -> None:
     """submit(extra={...}) sends those parameters (like VideoRequest.extra), merged with other keywords."""
     await session.submit(model="google/veo3", prompt="p", extra={"negativePrompt": "blur"}, fps=24)
-    assert sim.records.submits[0].json == {"model": "google/veo3", "prompt": "p", "negativePrompt": "blur", "fps": 24}
+    assert generation(sim.records.submits[0].json) == {
+        "model": "google/veo3",
+        "prompt": "p",
+        "negativePrompt": "blur",
+        "fps": 24,
+    }
 
 
 @pytest.mark.parametrize(
@@ -226,8 +240,9 @@ async def test_vanished_result_is_not_found(make_session: SessionFactory, sim: F
 # --- submit retries: never pay twice ----------------------------------------------------
 
 
-async def test_create_500_is_one_post_and_uncertain(session: FastRouterSession, sim: FastRouterSimulator) -> None:
-    """A create answered with 500 leads to exactly one POST and SubmitUncertainError carrying the request."""
+async def test_create_500_is_one_post_and_uncertain(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """With replays off, a create answered with 500 is one POST and SubmitUncertainError carrying the request."""
+    session = make_session(replay_policy=NO_REPLAYS)
     sim.inject(Fault.server_error(500, route="submit"))
     with pytest.raises(SubmitUncertainError) as caught:
         await session.submit(**VEO)
@@ -248,9 +263,10 @@ async def test_create_500_is_one_post_and_uncertain(session: FastRouterSession, 
     ids=["drop-after-create", "drop-before-create", "malformed-json", "502"],
 )
 async def test_lost_create_answer_is_never_resubmitted(
-    session: FastRouterSession, sim: FastRouterSimulator, fault: Fault
+    make_session: SessionFactory, sim: FastRouterSimulator, fault: Fault
 ) -> None:
-    """Whenever the create may have reached the server, there is one POST and SubmitUncertainError."""
+    """With replays off, whenever the create may have reached the server: one POST and SubmitUncertainError."""
+    session = make_session(replay_policy=NO_REPLAYS)
     sim.inject(fault)
     with pytest.raises(SubmitUncertainError, match="was not resubmitted"):
         await session.submit(**VEO)
@@ -258,8 +274,8 @@ async def test_lost_create_answer_is_never_resubmitted(
 
 
 async def test_create_timeout_is_uncertain(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
-    """A create that times out after being sent raises SubmitUncertainError after one POST."""
-    session = make_session(timeouts=Timeouts(connect=2, request=0.05, read=2))
+    """With replays off, a create that times out after being sent raises SubmitUncertainError after one POST."""
+    session = make_session(timeouts=Timeouts(connect=2, request=0.05, read=2), replay_policy=NO_REPLAYS)
     sim.inject(Fault.slow(0.3, route="submit"))
     with pytest.raises(SubmitUncertainError, match="timed out"):
         await session.submit(**VEO)
@@ -453,7 +469,7 @@ async def test_submit_waits_for_a_slot(make_session: SessionFactory, sim: FastRo
 
 async def test_slot_released_when_submit_fails(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
     """A submit that raises gives its slot back."""
-    session = make_session(max_concurrent_jobs=1)
+    session = make_session(max_concurrent_jobs=1, replay_policy=NO_REPLAYS)
     sim.inject(Fault.server_error(500, route="submit"))
     with pytest.raises(SubmitUncertainError):
         await session.submit(**VEO)
@@ -773,8 +789,9 @@ async def test_caller_session_raising_for_status_still_maps_errors(server: Simul
             await session.submit(**VEO)
 
 
-async def test_oversized_create_answer_is_uncertain(session: FastRouterSession, sim: FastRouterSimulator) -> None:
-    """A 2xx create answer too large to be one is SubmitUncertainError after one POST (a job may exist)."""
+async def test_oversized_create_answer_is_uncertain(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """With replays off, a 2xx create answer too large to be one is SubmitUncertainError after one POST."""
+    session = make_session(replay_policy=NO_REPLAYS)
     sim.inject(Fault.status(200, route="submit", body="x" * (9 * 1024 * 1024)))
     with pytest.raises(SubmitUncertainError, match=r"too large|exceeds"):
         await session.submit(**VEO)
@@ -809,7 +826,7 @@ async def test_invalid_input_sends_nothing(
 async def test_unknown_models_pass_through(session: FastRouterSession, sim: FastRouterSimulator) -> None:
     """A model the catalog does not know is submitted with its parameters unchanged."""
     await session.submit(model="newlab/model-x", prompt="p", length=7, resolution="8k", extra={"fps": 60})
-    assert sim.records.submits[0].json == {
+    assert generation(sim.records.submits[0].json) == {
         "model": "newlab/model-x",
         "prompt": "p",
         "length": 7,

@@ -1,0 +1,116 @@
+"""Exactly-once submits: the decisions around replaying a submit whose answer was lost.
+
+Every submit (unless replays are off) carries a ``cache_key`` that names that one intended job.
+FastRouter's documented response cache answers a repeat of the same request with the same key with
+the **same task id, unbilled**, even while the task is still running (for up to its 30-minute
+"pending-job safety timeout"). So when an answer is lost after sending, the submit is sent again,
+identical, with the same key: a hit says "it had been created; here is its task id", a miss says
+"the first one never arrived" and creates it now, once.
+
+This module is the pure part: which key a submit gets, whether a lost answer may be replayed and
+after how long, what an accepted answer says about the job, and the error raised when it may not.
+The session runs the loop (``FastRouterSession._submit_with_retries``).
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from ._cachekey import fresh_cache_key, is_cache_hit
+from ._config import ReplayPolicy, RetryPolicy
+from ._errors import SubmitUncertainError
+from ._models import VideoRequest
+from ._protocol import SubmitAccepted
+from ._submits import SubmitIdentity
+
+__all__ = ["SubmitAttempts", "found_again", "replay_delay", "stamped"]
+
+
+@attrs.define(kw_only=True)
+class SubmitAttempts:
+    """The attempts of one submit: its key, when it was first sent, how many replays were sent."""
+
+    cache_key: str | None
+    """Sent as the ``cache_key`` header of every attempt (``None``: no key, no replays)."""
+    first_attempt_at: float | None
+    """When the first attempt was sent (unix time); the replay window counts from it."""
+    fresh: bool
+    """The key was made for this submit just now, so its first attempt cannot find an older job."""
+    replays: int = 0
+    """Replays sent so far (the attempt number given to ``SubmitHooks.before_send``)."""
+
+    @classmethod
+    def start(cls, request: VideoRequest, identity: SubmitIdentity | None, policy: ReplayPolicy) -> SubmitAttempts:
+        """The attempts of a new submit of ``request``.
+
+        With replays on: the key of ``identity`` (a batch job's), else the request's own, else a fresh
+        one. With replays off only a key the user put on the request is sent (and never replayed).
+        """
+        if not policy.enabled:
+            return cls(cache_key=request.cache_key, first_attempt_at=None, fresh=False)
+        if identity is not None and identity.cache_key is not None:
+            return cls(cache_key=identity.cache_key, first_attempt_at=identity.first_attempt_at, fresh=False)
+        if request.cache_key is not None:
+            first = None if identity is None else identity.first_attempt_at
+            return cls(cache_key=request.cache_key, first_attempt_at=first, fresh=False)
+        return cls(cache_key=fresh_cache_key(), first_attempt_at=None, fresh=True)
+
+    @property
+    def identity(self) -> SubmitIdentity:
+        return SubmitIdentity(self.cache_key, self.first_attempt_at)
+
+
+def found_again(accepted: SubmitAccepted, attempts: SubmitAttempts) -> bool | None:
+    """Whether an accepted attempt found a job created earlier (a cache hit, unbilled).
+
+    True for a hit; False for a miss, for a submit without a key, and for the first attempt of a
+    fresh key (nothing older can hold it); None when the answer does not say.
+    """
+    if attempts.cache_key is None:
+        return False
+    hit = is_cache_hit(accepted.payload)
+    if hit is None and attempts.fresh and attempts.replays == 0:
+        return False
+    return hit
+
+
+def replay_delay(
+    error: SubmitUncertainError,
+    attempts: SubmitAttempts,
+    *,
+    policy: ReplayPolicy,
+    retry_policy: RetryPolicy,
+    rng: random.Random,
+    now: float,
+) -> float | None:
+    """How long to wait before replaying a submit whose answer was lost; ``None``: do not replay.
+
+    A replay is sent only with replays on and a key, when the lost answer showed no task id (one that
+    did needs no replay: the id is known), fewer than ``max_replays`` replays were sent, and the
+    replay would still go out within ``window`` seconds of the first attempt. The wait is the retry
+    policy's backoff with full jitter.
+    """
+    if not policy.enabled or attempts.cache_key is None or error.task_id is not None:
+        return None
+    if attempts.replays >= policy.max_replays or attempts.first_attempt_at is None:
+        return None
+    delay = rng.uniform(0.0, retry_policy.backoff_ceiling(attempts.replays))
+    if now + delay - attempts.first_attempt_at >= policy.window:
+        return None
+    return delay
+
+
+def stamped(error: SubmitUncertainError, attempts: SubmitAttempts) -> SubmitUncertainError:
+    """``error`` with the submit's key and first-attempt time, so the caller can re-send it safely."""
+    if error.cache_key == attempts.cache_key and error.first_attempt_at == attempts.first_attempt_at:
+        return error
+    return SubmitUncertainError(
+        error.request,
+        error.reason,
+        task_id=error.task_id,
+        status_code=error.status_code,
+        cache_key=attempts.cache_key,
+        first_attempt_at=attempts.first_attempt_at,
+    )
