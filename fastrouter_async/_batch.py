@@ -28,7 +28,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._batch_hooks import JournalHooks
+from ._batch_hooks import JournalHooks, replay_refused
 from ._batch_inputs import default_filename, file_matches, output_dir_path, prepare_requests
 from ._batch_keys import batch_namespace
 from ._batch_plan import Action, Item, KeyContext, Why, decide
@@ -485,11 +485,20 @@ class BatchRun:
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=exc)
             except JournalError:
                 raise
-            except ACCOUNT_ERRORS as exc:
-                self._stop(exc)
-                return self._ended(item, "submitting", OutcomeStatus.NOT_SENT, error=exc)
             except FastRouterError as exc:
-                return self._ended(item, "submitting", OutcomeStatus.FAILED, error=exc)
+                if isinstance(exc, ACCOUNT_ERRORS):
+                    self._stop(exc)
+                if hooks is not None and hooks.replayed:  # refused on a replay: an earlier attempt may have created it
+                    uncertain = SubmitUncertainError(
+                        item.request,
+                        replay_refused(str(exc)),
+                        cache_key=item.cache_key,
+                        first_attempt_at=item.first_attempt_at,
+                    )
+                    uncertain.__cause__ = exc
+                    return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
+                status = OutcomeStatus.NOT_SENT if isinstance(exc, ACCOUNT_ERRORS) else OutcomeStatus.FAILED
+                return self._ended(item, "submitting", status, error=exc)
             except Exception as exc:  # a bug ends this job only; it may have been submitted
                 logger.exception(
                     "request #%d (%s): unexpected error while submitting", item.index, item.request.describe()

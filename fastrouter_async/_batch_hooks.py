@@ -8,7 +8,7 @@ import time
 from ._batch_plan import Item
 from ._journal import Journal, JournalError
 
-__all__ = ["JournalHooks"]
+__all__ = ["JournalHooks", "replay_refused"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -19,10 +19,13 @@ class JournalHooks:
     def __init__(self, journal: Journal, item: Item) -> None:
         self._journal = journal
         self._item = item
+        self.replayed = False
+        """A replay was sent: an earlier attempt's answer was lost, so the job may exist whatever comes next."""
 
     async def before_send(self, attempt: int) -> None:
         """Record the attempt (its key, the time of the first attempt) durably before it is sent."""
         item = self._item
+        self.replayed = self.replayed or attempt >= 1
         if item.first_attempt_at is None:
             # Taken before the send: the replay window a re-run measures from it is never longer than the real one.
             item.first_attempt_at = time.time()
@@ -50,4 +53,14 @@ class JournalHooks:
             raise
 
     async def not_created(self, reason: str) -> None:
-        await self._journal.not_sent(self._item.key, reason)
+        if self.replayed:
+            # This attempt created nothing, but an earlier one may have: never "not sent" (which a
+            # re-run would treat as a fresh job, with a fresh replay window).
+            await self._journal.uncertain(self._item.key, replay_refused(reason))
+        else:
+            await self._journal.not_sent(self._item.key, reason)
+
+
+def replay_refused(reason: str) -> str:
+    """Why a job whose replay was refused (or never sent) is still uncertain."""
+    return f"an attempt's answer was lost, and its replay created nothing ({reason}): the job may exist"

@@ -214,6 +214,25 @@ async def test_a_replay_that_misses_creates_the_job_once(
     assert sim.records.billed_count == 1
 
 
+async def test_a_refused_replay_leaves_the_job_uncertain_not_unsent(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A replay refused after a lost answer keeps the job UNCERTAIN (it may exist); the re-run replays and finds it."""
+    journal = tmp_path / "journal.sqlite"
+    sim.inject(Fault.drop(route="submit", after_processing=True))  # created, answer lost
+    sim.inject(Fault.status(400, route="submit"))  # its replay refused
+    first = await run(make_session(), requests(1), journal=journal)
+    assert first[0].status is OutcomeStatus.UNCERTAIN
+    assert "its replay created nothing" in str(first[0].error)
+    assert journal_rows(journal)[0]["state"] == "uncertain"
+    assert sim.records.billed_count == 1
+
+    second = await run(make_session(), requests(1), journal=journal)
+    assert second[0].ok
+    assert second[0].found_again is True
+    assert sim.records.billed_count == 1
+
+
 async def test_past_the_window_an_unknown_submit_stays_uncertain_until_asked(
     make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
