@@ -7,15 +7,20 @@ the **same task id, unbilled**, even while the task is still running (for up to 
 identical, with the same key: a hit says "it had been created; here is its task id", a miss says
 "the first one never arrived" and creates it now, once.
 
-This module is the pure part: which key a submit gets, whether a lost answer may be replayed and
-after how long, what an accepted answer says about the job, and the error raised when it may not.
-The session runs the loop (``FastRouterSession._submit_with_retries``).
+This module holds the decisions (which key a submit gets, whether a lost answer may be replayed and
+after how long, what an accepted answer says about the job, the error raised when it may not) and
+the loop that applies them (``replaying``) around the session's attempts.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import anyio
 import attrs
 
 from ._cachekey import fresh_cache_key, is_cache_hit
@@ -25,7 +30,11 @@ from ._models import VideoRequest
 from ._protocol import SubmitAccepted
 from ._submits import SubmitIdentity
 
-__all__ = ["SubmitAttempts", "found_again", "replay_delay", "stamped"]
+__all__ = ["SubmitAttempts", "found_again", "replay_delay", "replaying", "stamped"]
+
+logger = logging.getLogger("fastrouter_async")
+
+T = TypeVar("T")
 
 
 @attrs.define(kw_only=True)
@@ -114,3 +123,48 @@ def stamped(error: SubmitUncertainError, attempts: SubmitAttempts) -> SubmitUnce
         cache_key=attempts.cache_key,
         first_attempt_at=attempts.first_attempt_at,
     )
+
+
+async def replaying(
+    operation: Callable[[], Awaitable[T]],
+    attempts: SubmitAttempts,
+    *,
+    policy: ReplayPolicy,
+    retry_policy: RetryPolicy,
+    rng: random.Random,
+    what: str,
+) -> T:
+    """Run ``operation`` (one attempt with its own retries); replay it while ``replay_delay`` allows.
+
+    ``SubmitUncertainError`` leaves here stamped with the key and the first attempt's time.
+    """
+    while True:
+        try:
+            return await operation()
+        except SubmitUncertainError as exc:
+            error = stamped(exc, attempts)
+            cause = exc.__cause__
+        delay = replay_delay(error, attempts, policy=policy, retry_policy=retry_policy, rng=rng, now=time.time())
+        if delay is None:
+            raise error from cause
+        attempts.replays += 1
+        logger.warning(
+            "%s: the answer was lost (%s); re-sending it with the same cache_key %s in %.2fs (replay %d of %d)",
+            what,
+            error.reason,
+            attempts.cache_key,
+            delay,
+            attempts.replays,
+            policy.max_replays,
+        )
+        try:
+            await anyio.sleep(delay)
+        except BaseException:
+            logger.warning(
+                "%s was stopped before its replay; the job may exist: re-send the same request with "
+                "cache_key=%r within %.0f s of its first attempt to find it unbilled",
+                what,
+                attempts.cache_key,
+                policy.window,
+            )
+            raise

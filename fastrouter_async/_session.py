@@ -64,7 +64,7 @@ from ._protocol import (
     submit_call,
     submit_estimate,
 )
-from ._replays import SubmitAttempts, found_again, replay_delay, stamped
+from ._replays import SubmitAttempts, found_again, replaying
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
@@ -666,49 +666,21 @@ class FastRouterSession:
             attempts = SubmitAttempts.start(request, None, self._replay_policy)
         call = submit_call(self._base_url, request, cache_key=attempts.cache_key, cache_ttl=self._replay_policy.ttl)
         what = f"submit of {request.describe()}"
-        while True:
-            try:
-                return await retrying(
-                    functools.partial(self._submit_attempt, call, request, hooks, attempts),
-                    policy=self._retry_policy,
-                    should_retry=_submit_may_retry,
-                    rng=self._rng,
-                    what=what,
-                )
-            except SubmitUncertainError as exc:
-                error = stamped(exc, attempts)
-                cause = exc.__cause__
-            delay = replay_delay(
-                error,
-                attempts,
-                policy=self._replay_policy,
-                retry_policy=self._retry_policy,
+        return await replaying(
+            functools.partial(
+                retrying,
+                functools.partial(self._submit_attempt, call, request, hooks, attempts),
+                policy=self._retry_policy,
+                should_retry=_submit_may_retry,
                 rng=self._rng,
-                now=time.time(),
-            )
-            if delay is None:
-                raise error from cause
-            attempts.replays += 1
-            logger.warning(
-                "%s: the answer was lost (%s); re-sending it with the same cache_key %s in %.2fs (replay %d of %d)",
-                what,
-                error.reason,
-                attempts.cache_key,
-                delay,
-                attempts.replays,
-                self._replay_policy.max_replays,
-            )
-            try:
-                await anyio.sleep(delay)
-            except BaseException:
-                logger.warning(
-                    "%s was stopped before its replay; the job may exist: re-send the same request with "
-                    "cache_key=%r within %.0f s of its first attempt to find it unbilled",
-                    what,
-                    attempts.cache_key,
-                    self._replay_policy.window,
-                )
-                raise
+                what=what,
+            ),
+            attempts,
+            policy=self._replay_policy,
+            retry_policy=self._retry_policy,
+            rng=self._rng,
+            what=what,
+        )
 
     async def _submit_attempt(
         self, call: HttpCall, request: VideoRequest, hooks: SubmitHooks | None, attempts: SubmitAttempts

@@ -9,6 +9,8 @@ the client's timeout.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +31,9 @@ from fastrouter_async import (
     Timeouts,
     VideoRequest,
 )
+from fastrouter_async._protocol import SubmitAccepted
+from fastrouter_async._replays import SubmitAttempts, found_again, replay_delay
+from fastrouter_async._submits import SubmitIdentity
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer, sample_video
 
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, SessionFactory
@@ -381,3 +386,93 @@ async def test_cache_key_is_never_sent_to_a_download_host(
     everything = other.records.headers_seen("any") + sim.records.headers_seen("poll")
     assert everything
     assert not any("cache_key" in {k.lower() for k in h} for h in everything)
+
+
+# --- cancellation during a replay ----------------------------------------------------------------------
+
+
+async def test_cancelled_during_a_replay_still_announces_the_job(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A caller cancelled while the replay is on its way: it completes, on_accepted hears of the job found again."""
+    accepted: list[AcceptedJob] = []
+    session = make_session(on_accepted=accepted.append)
+    sim.inject(Fault.drop(route="submit", after_processing=True))
+    sim.inject(Fault.slow(0.2, route="submit", after_processing=True))  # the replay's answer comes slowly
+    task = asyncio.ensure_future(session.submit(**VEO))
+    for _ in range(100_000):
+        if sim.records.submit_count >= 2:
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await task
+    [job] = accepted
+    assert (job.found_again, job.cancelled) == (True, True)
+    assert caught.value.fastrouter_task_id == job.task_id  # type: ignore[attr-defined]
+    assert sim.records.billed_count == 1
+    assert session.jobs_in_flight == 0
+
+
+# --- the decisions, table-driven ------------------------------------------------------------------------
+
+
+def uncertain(task_id: str | None = None) -> SubmitUncertainError:
+    return SubmitUncertainError(VideoRequest(**VEO), "the answer was lost", task_id=task_id)
+
+
+@pytest.mark.parametrize(
+    ("policy", "replays", "age", "task_id", "replayed"),
+    [
+        (ReplayPolicy(), 0, 0.0, None, True),
+        (ReplayPolicy(), 4, 0.0, None, True),
+        (ReplayPolicy(), 5, 0.0, None, False),  # max_replays reached
+        (ReplayPolicy(), 0, 1199.0, None, True),
+        (ReplayPolicy(), 0, 1200.0, None, False),  # the window, counted from the first attempt
+        (ReplayPolicy(), 0, 0.0, "fr_KNOWN", False),  # the id is known: nothing to find
+        (ReplayPolicy(enabled=False), 0, 0.0, None, False),
+    ],
+)
+def test_replay_decision(policy: ReplayPolicy, replays: int, age: float, task_id: str | None, replayed: bool) -> None:
+    """A replay is sent only with a key, inside the window, under max_replays, and without a known task id."""
+    now = 1_000_000.0
+    attempts = SubmitAttempts(cache_key="k", first_attempt_at=now - age, fresh=True, replays=replays)
+    delay = replay_delay(
+        uncertain(task_id), attempts, policy=policy, retry_policy=FAST_RETRY, rng=random.Random(1), now=now
+    )
+    assert (delay is not None) is replayed
+
+
+def test_a_resumed_identity_keeps_its_key_and_its_window() -> None:
+    """A batch job's identity (key, first attempt) is used as given; the window counts from that time."""
+    identity = SubmitIdentity("fra1:j:abc", 1_000.0)
+    attempts = SubmitAttempts.start(VideoRequest(**VEO, cache_key="mine"), identity, ReplayPolicy())
+    assert (attempts.cache_key, attempts.first_attempt_at, attempts.fresh) == ("fra1:j:abc", 1_000.0, False)
+    late = replay_delay(
+        uncertain(), attempts, policy=ReplayPolicy(), retry_policy=FAST_RETRY, rng=random.Random(1), now=1_000.0 + 1200
+    )
+    assert late is None
+    own = SubmitAttempts.start(VideoRequest(**VEO, cache_key="mine"), None, ReplayPolicy())
+    assert (own.cache_key, own.fresh) == ("mine", False)
+    off = SubmitAttempts.start(VideoRequest(**VEO), identity, ReplayPolicy(enabled=False))
+    assert off.cache_key is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "fresh", "replays", "expected"),
+    [
+        ({"cached": True}, False, 1, True),
+        ({"estimate_usage": {"credits_used": 0.2, "provider": "pollo"}}, False, 1, False),
+        ({"estimate_usage": {"credits_used": 0, "provider": ""}}, False, 1, True),
+        ({}, True, 0, False),  # a fresh key's first attempt cannot find an older job
+        ({}, True, 1, None),  # a replay whose answer does not say
+        ({}, False, 0, None),  # a user key may name an older job
+    ],
+)
+def test_found_again_from_the_answer(payload: dict[str, Any], fresh: bool, replays: int, expected: bool | None) -> None:
+    """found_again follows the documented hit signs, and is False only when it cannot be a hit."""
+    accepted = SubmitAccepted(
+        task_id="fr_X", model=None, raw_status=None, credits_used=None, cached=False, payload=payload
+    )
+    attempts = SubmitAttempts(cache_key="k", first_attempt_at=0.0, fresh=fresh, replays=replays)
+    assert found_again(accepted, attempts) is expected
