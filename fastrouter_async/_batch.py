@@ -31,7 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._batch_hooks import JournalHooks, replay_refused
 from ._batch_inputs import default_filename, file_matches, output_dir_path, prepare_requests
 from ._batch_keys import batch_namespace
-from ._batch_plan import Action, Item, KeyContext, Why, decide
+from ._batch_plan import Action, Item, KeyContext, Why, decide, past_window, replay_expired
 from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
 from ._errors import (
     AuthenticationError,
@@ -357,6 +357,22 @@ class BatchRun:
             cache_key=entry.cache_key,
         )
 
+    async def _replay_too_late(self, item: Item, slot: _Slot | None) -> BatchOutcome | None:
+        """A replay that waited for its slot past the window is not sent: FastRouter may no longer match its task."""
+        window = self._session.replay_policy.window
+        now = time.time()
+        if item.why is not Why.REPLAY or not replay_expired(item, window=window, now=now):
+            return None
+        if slot is not None:
+            slot.release()
+        assert item.entry is not None
+        item.uncertain_reason = past_window(item, window=window, now=now)
+        outcome = self._uncertain(item, item.entry)
+        if self._journal is not None:
+            await self._journal.uncertain(item.key, item.uncertain_reason)
+        self._moved("waiting", "uncertain")
+        return outcome
+
     def _identity(self, item: Item) -> SubmitIdentity | None:
         """The key and first-attempt time the session sends this job with (``None``: a fresh key of its own)."""
         if item.cache_key is None and item.first_attempt_at is None:
@@ -406,9 +422,11 @@ class BatchRun:
             if item.action is Action.REPORT:
                 assert item.outcome is not None
                 self._report(item.outcome)
+        # Replays first: each must go out while its first attempt is still inside the replay window.
+        ordered = sorted(items, key=lambda item: item.why is not Why.REPLAY)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._verify_files, [item for item in items if item.action is Action.VERIFY], tg)
-            for item in items:
+            for item in ordered:
                 if item.action is Action.SUBMIT and self._stopped_by is not None:
                     self._report(self._never_sent(item))
                 elif item.action in (Action.SUBMIT, Action.ATTACH):
@@ -462,6 +480,9 @@ class BatchRun:
                     slot.release()
                 self._moved("waiting", "not_sent")
                 return self._never_sent(item)
+            too_late = await self._replay_too_late(item, slot)
+            if too_late is not None:
+                return too_late
             self._moved("waiting", "submitting")
             try:
                 hooks = None if self._journal is None else JournalHooks(self._journal, item)

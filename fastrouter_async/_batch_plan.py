@@ -12,6 +12,7 @@ resubmit it, which reuses its key too.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from ._batch_keys import batch_job_key
 from ._journal import JobKey, JournalEntry, JournalState
 from ._models import SubmitEstimate, VideoRequest
 
-__all__ = ["Action", "Item", "KeyContext", "decide"]
+__all__ = ["Action", "Item", "KeyContext", "Why", "decide", "past_window", "replay_expired"]
 
 
 class Action(enum.Enum):
@@ -160,6 +161,16 @@ def _uncertain(item: Item, entry: JournalEntry, context: KeyContext, *, resubmit
     elif entry.cache_key is None:
         item.uncertain_reason = "no cache key was recorded for it, so it cannot be sent again safely"
     elif age is not None:
-        item.uncertain_reason = (
-            f"its first attempt was {age:.0f} s ago, past the replay window of {context.window:.0f} s"
-        )
+        item.uncertain_reason = past_window(item, window=context.window, now=context.now, first=first)
+
+
+def replay_expired(item: Item, *, window: float, now: float) -> bool:
+    """Whether a replay planned for ``item`` would now go out past the window (it waited too long for a slot)."""
+    return item.first_attempt_at is None or now - item.first_attempt_at >= window
+
+
+def past_window(item: Item, *, window: float, now: float, first: float | None = None) -> str:
+    """Why an unknown submit is not replayed: its first attempt is older than the replay window."""
+    first = item.first_attempt_at if first is None else first
+    age = now - first if first is not None else math.inf
+    return f"its first attempt was {age:.0f} s ago, past the replay window of {window:.0f} s"

@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fastrouter_async import (
     BatchOutcome,
     FastRouterSession,
@@ -16,7 +18,8 @@ from fastrouter_async import (
     read_journal,
 )
 from fastrouter_async._batch_keys import batch_job_key, batch_namespace, request_fingerprint
-from fastrouter_async._journal import Journal
+from fastrouter_async._batch_plan import Action, Item, KeyContext, Why, decide, replay_expired
+from fastrouter_async._journal import JobKey, Journal, JournalEntry, JournalState
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
 
 from .conftest import SessionFactory
@@ -80,6 +83,68 @@ def test_the_fingerprint_ignores_the_cache_object() -> None:
     body = {"model": "google/veo3", "prompt": "a cat", "length": 8}
     assert request_fingerprint(body) == request_fingerprint({**body, "cache": {"expiration_time": 60}})
     assert request_fingerprint(body) != request_fingerprint({**body, "length": 4})
+
+
+def _entry(state: JournalState, *, key: str | None = "fra1:j:recorded", first: float | None = 1000.0) -> JournalEntry:
+    return JournalEntry(
+        key=JobKey("f" * 64, 0), position=0, model="google/veo3", state=state, task_id=None, status=None,
+        error=None, cost_usd=None, file_path=None, file_size=None, file_sha256=None, submit_attempts=1,
+        cache_key=key, generation=2, first_attempt_at=first,
+    )  # fmt: skip
+
+
+PLANS = [
+    # (state, recorded key, seconds since the first attempt, enabled, resubmit_uncertain) -> (why, key, generation)
+    pytest.param(JournalState.SUBMITTING, "fra1:j:recorded", 10.0, True, False, Why.REPLAY, "recorded", 2, id="replay"),
+    pytest.param(
+        JournalState.UNCERTAIN, "fra1:j:recorded", 10.0, True, False, Why.REPLAY, "recorded", 2, id="replay-u"
+    ),
+    pytest.param(JournalState.SUBMITTING, "fra1:j:recorded", 60.0, True, False, Why.UNCERTAIN, None, 2, id="past"),
+    pytest.param(JournalState.SUBMITTING, None, 10.0, True, False, Why.UNCERTAIN, None, 2, id="no-key"),
+    pytest.param(JournalState.SUBMITTING, "fra1:j:recorded", 10.0, False, False, Why.UNCERTAIN, None, 2, id="off"),
+    pytest.param(JournalState.SUBMITTING, "fra1:j:recorded", 60.0, True, True, Why.RESUBMIT, "recorded", 2, id="asked"),
+    pytest.param(JournalState.SUBMITTING, None, 60.0, True, True, Why.RESUBMIT, "derived", 2, id="asked-no-key"),
+    pytest.param(JournalState.NOT_SENT, "fra1:j:recorded", 60.0, True, False, Why.NEW, "recorded", 2, id="not-sent"),
+    pytest.param(JournalState.FAILED, "fra1:j:recorded", 60.0, True, False, Why.RETRY, "derived", 3, id="retry"),
+]
+
+
+@pytest.mark.parametrize(("state", "recorded", "age", "enabled", "resubmit", "why", "key", "generation"), PLANS)
+def test_the_plan_replays_inside_the_window_only(
+    state: JournalState,
+    recorded: str | None,
+    age: float,
+    enabled: bool,
+    resubmit: bool,
+    why: Why,
+    key: str | None,
+    generation: int,
+) -> None:
+    """Unknown submits are replayed with their recorded key inside the window only; retries get a new key."""
+    item = Item(index=0, request=VideoRequest(model="google/veo3", prompt="a cat"), body={}, key=JobKey("f" * 64, 0))
+    context = KeyContext(namespace="n" * 64, enabled=enabled, window=30.0, now=1000.0 + age)
+    decide(item, _entry(state, key=recorded), context, resubmit_uncertain=resubmit, retry_failed=True, downloads=True)
+    assert item.why is why
+    assert item.generation == generation
+    expected = {
+        "recorded": "fra1:j:recorded",
+        "derived": batch_job_key(namespace="n" * 64, fingerprint="f" * 64, occurrence=0, generation=generation),
+        None: None,
+    }[key]
+    if why is Why.UNCERTAIN:
+        assert item.action is Action.REPORT
+    else:
+        assert item.action is Action.SUBMIT
+        assert item.cache_key == expected
+    assert item.first_attempt_at == (1000.0 if why is Why.REPLAY else None)
+
+
+def test_a_replay_that_waited_past_the_window_is_not_sent() -> None:
+    """A replay planned inside the window but still waiting for its slot when the window closes is not sent."""
+    item = Item(index=0, request=VideoRequest(model="google/veo3", prompt="a cat"), body={}, key=JobKey("f" * 64, 0))
+    item.first_attempt_at = 1000.0
+    assert not replay_expired(item, window=30.0, now=1029.0)
+    assert replay_expired(item, window=30.0, now=1030.0)
 
 
 async def test_each_job_carries_its_own_deterministic_key(
