@@ -97,12 +97,15 @@ def replay_delay(
     """How long to wait before replaying a submit whose answer was lost; ``None``: do not replay.
 
     A replay is sent only with replays on and a key, when the lost answer showed no task id (one that
-    did needs no replay: the id is known), fewer than ``max_replays`` replays were sent, and the
-    replay would still go out within ``window`` seconds of the first attempt. The wait is the retry
+    did needs no replay: the id is known) and was no redirect (never followed nor re-sent), fewer
+    than ``max_replays`` replays were sent, and the replay would still go out within ``window``
+    seconds of the first attempt. The wait is the retry
     policy's backoff with full jitter.
     """
     if not policy.enabled or attempts.cache_key is None or error.task_id is not None:
         return None
+    if error.status_code is not None and 300 <= error.status_code < 400:
+        return None  # a redirected submit is never sent again, to any address (see docs/security.md)
     if attempts.replays >= policy.max_replays or attempts.first_attempt_at is None:
         return None
     delay = rng.uniform(0.0, retry_policy.backoff_ceiling(attempts.replays))

@@ -443,6 +443,14 @@ def test_replay_decision(policy: ReplayPolicy, replays: int, age: float, task_id
     assert (delay is not None) is replayed
 
 
+def test_a_redirected_submit_is_not_replayed() -> None:
+    """A 303 See Other to a submit may mean a job exists, but a redirected paid body is never sent again."""
+    error = SubmitUncertainError(VideoRequest(**VEO), "redirected", status_code=303)
+    attempts = SubmitAttempts(cache_key="k", first_attempt_at=0.0, fresh=True)
+    policy = ReplayPolicy()
+    assert replay_delay(error, attempts, policy=policy, retry_policy=FAST_RETRY, rng=random.Random(1), now=0.0) is None
+
+
 def test_a_resumed_identity_keeps_its_key_and_its_window() -> None:
     """A batch job's identity (key, first attempt) is used as given; the window counts from that time."""
     identity = SubmitIdentity("fra1:j:abc", 1_000.0)
