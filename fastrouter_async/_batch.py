@@ -8,13 +8,14 @@ With a journal, each job's life is recorded (see :mod:`._journal`) and a
 re-run of the same batch resumes: finished jobs are skipped (their files
 checked), submitted jobs are re-attached by task id and never resubmitted,
 jobs never submitted are submitted, and jobs whose submit outcome is unknown
-are reported and left alone unless ``resubmit_uncertain=True``.
+are replayed with their recorded cache key while their first attempt is inside
+the session's replay window (see :mod:`._batch_plan`); past it they are
+reported and left alone unless ``resubmit_uncertain=True``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
 import time
@@ -25,10 +26,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
-import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._batch_hooks import JournalHooks, replay_refused
 from ._batch_inputs import default_filename, file_matches, output_dir_path, prepare_requests
+from ._batch_keys import batch_namespace
+from ._batch_plan import Action, Item, KeyContext, Why, decide, past_window, replay_expired
 from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
 from ._errors import (
     AuthenticationError,
@@ -45,6 +48,7 @@ from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState,
 from ._journal_read import BatchJournal, match_records, read_journal
 from ._models import DownloadedFile, VideoRequest, VideoResult
 from ._protocol import build_submit_body
+from ._submits import SubmitIdentity
 
 if TYPE_CHECKING:
     from ._job import VideoJob
@@ -59,24 +63,6 @@ FileNamer = Callable[[int, VideoRequest], str]
 ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 # 401, 402, 403: the key, the credits or the permission is wrong for every job alike, so the first
 # one stops all further submits (the next 499 would be refused the same way).
-
-
-class _Action(enum.Enum):
-    SUBMIT = "submit"
-    ATTACH = "attach"
-    REPORT = "report"  # known from the journal: nothing to request
-    VERIFY = "verify"  # finished earlier: report it once its file is checked, else fetch it again
-
-
-@attrs.define(eq=False)
-class _Item:
-    index: int
-    request: VideoRequest
-    body: Mapping[str, Any]
-    key: JobKey
-    entry: JournalEntry | None = None
-    action: _Action = _Action.SUBMIT
-    outcome: BatchOutcome | None = None  # for REPORT items
 
 
 class BatchRun:
@@ -266,57 +252,65 @@ class BatchRun:
     def _keys(self) -> list[JobKey]:
         return keys_for([fingerprint(build_submit_body(request)) for request in self._requests])
 
-    def _items(self) -> list[_Item]:
+    def _items(self) -> list[Item]:
         bodies = [build_submit_body(request) for request in self._requests]
         keys = keys_for([fingerprint(body) for body in bodies])
         return [
-            _Item(index=i, request=request, body=body, key=key)
+            Item(index=i, request=request, body=body, key=key)
             for i, (request, body, key) in enumerate(zip(self._requests, bodies, keys, strict=True))
         ]
 
-    async def _plan(self, items: list[_Item], entries: Mapping[JobKey, JournalEntry]) -> None:
-        """Decide, from the journal, what each job needs this run."""
+    async def _plan(self, items: list[Item], entries: Mapping[JobKey, JournalEntry]) -> None:
+        """Decide, from the journal, what each job needs this run, and the cache key it carries."""
+        policy = self._session.replay_policy
+        journal_path = self._journal.path if self._journal is not None else None
+        context = KeyContext(
+            namespace=batch_namespace(journal=journal_path, output_dir=self._output_dir),
+            enabled=policy.enabled,
+            window=policy.window,
+            now=time.time(),
+        )
         for item in items:
             entry = entries.get(item.key)
-            item.entry = entry
-            if entry is None or entry.state is JournalState.NOT_SENT:
-                item.action = _Action.SUBMIT
-            elif entry.state in (JournalState.SUBMITTING, JournalState.UNCERTAIN):
-                if self._resubmit_uncertain:
-                    logger.warning(
-                        "request #%d (%s): its earlier submit may have created a job; resubmitting as asked",
-                        item.index,
-                        item.request.describe(),
-                    )
-                    item.action = _Action.SUBMIT
-                else:
-                    item.action = _Action.REPORT
-                    item.outcome = self._uncertain(item, entry)
-                    if entry.state is JournalState.SUBMITTING and self._journal is not None:
-                        await self._journal.uncertain(item.key, _DIED_WHILE_SUBMITTING)
-            elif entry.state is JournalState.FAILED:
-                if self._retry_failed:
-                    item.action = _Action.SUBMIT
-                else:
-                    item.action = _Action.REPORT
-                    item.outcome = BatchOutcome(
-                        index=item.index,
-                        request=item.request,
-                        status=OutcomeStatus.FAILED,
-                        task_id=entry.task_id,
-                        error=JobFailedError(entry.task_id or "?", entry.model, entry.error or "the job failed"),
-                        from_journal=True,
-                    )
-            elif entry.state is JournalState.SUCCEEDED:
-                if entry.file_path is not None:
-                    item.action = _Action.VERIFY  # checked while the rest of the batch gets going
-                elif self._output_dir is not None:
-                    item.action = _Action.ATTACH  # never downloaded: a fresh poll gives fresh URLs
-                else:
-                    item.action = _Action.REPORT
-                    item.outcome = self._finished_earlier(item, entry, None)
-            else:  # SUBMITTED
-                item.action = _Action.ATTACH
+            decide(
+                item,
+                entry,
+                context,
+                resubmit_uncertain=self._resubmit_uncertain,
+                retry_failed=self._retry_failed,
+                downloads=self._output_dir is not None,
+            )
+            if item.why is Why.REPLAY:
+                logger.info(
+                    "request #%d (%s): its earlier submit's outcome is unknown; sending it again with its cache key",
+                    item.index,
+                    item.request.describe(),
+                )
+            elif item.why is Why.RESUBMIT:
+                logger.warning(
+                    "request #%d (%s): its earlier submit may have created a job; resubmitting as asked",
+                    item.index,
+                    item.request.describe(),
+                )
+            if item.action is not Action.REPORT:
+                continue
+            assert entry is not None
+            if item.why is Why.UNCERTAIN:
+                item.outcome = self._uncertain(item, entry)
+                if self._journal is not None and entry.state is JournalState.SUBMITTING:
+                    await self._journal.uncertain(item.key, item.outcome.error.reason)
+            elif item.why is Why.FAILED:
+                item.outcome = BatchOutcome(
+                    index=item.index,
+                    request=item.request,
+                    status=OutcomeStatus.FAILED,
+                    task_id=entry.task_id,
+                    error=JobFailedError(entry.task_id or "?", entry.model, entry.error or "the job failed"),
+                    from_journal=True,
+                    **_facts(item),
+                )
+            else:
+                item.outcome = self._finished_earlier(item, entry, None)
 
     def _stop(self, error: FastRouterError) -> None:
         if self._stopped_by is None:
@@ -328,12 +322,12 @@ class BatchRun:
                 error,
             )
 
-    def _never_sent(self, item: _Item) -> BatchOutcome:
+    def _never_sent(self, item: Item) -> BatchOutcome:
         return BatchOutcome(
             index=item.index, request=item.request, status=OutcomeStatus.NOT_SENT, error=self._stopped_by
         )
 
-    def _finished_earlier(self, item: _Item, entry: JournalEntry, file: DownloadedFile | None) -> BatchOutcome:
+    def _finished_earlier(self, item: Item, entry: JournalEntry, file: DownloadedFile | None) -> BatchOutcome:
         return BatchOutcome(
             index=item.index,
             request=item.request,
@@ -342,17 +336,58 @@ class BatchRun:
             file=file,
             cost_usd=entry.cost_usd,
             from_journal=True,
+            **_facts(item),
         )
 
-    def _uncertain(self, item: _Item, entry: JournalEntry) -> BatchOutcome:
-        reason = entry.error if entry.state is JournalState.UNCERTAIN and entry.error else _DIED_WHILE_SUBMITTING
+    def _uncertain(self, item: Item, entry: JournalEntry) -> BatchOutcome:
+        if item.uncertain_reason is not None:
+            reason = item.uncertain_reason
+        elif entry.state is JournalState.UNCERTAIN and entry.error:
+            reason = entry.error
+        else:
+            reason = _DIED_WHILE_SUBMITTING
+        error = SubmitUncertainError(
+            item.request, reason, cache_key=entry.cache_key, first_attempt_at=entry.first_attempt_at
+        )
         return BatchOutcome(
             index=item.index,
             request=item.request,
             status=OutcomeStatus.UNCERTAIN,
-            error=SubmitUncertainError(item.request, reason),
+            error=error,
             from_journal=True,
+            cache_key=entry.cache_key,
         )
+
+    async def _replay_too_late(self, item: Item, slot: _Slot | None) -> BatchOutcome | None:
+        """A replay that waited for its slot past the window is not sent: FastRouter may no longer match its task."""
+        window = self._session.replay_policy.window
+        now = time.time()
+        if item.why is not Why.REPLAY or not replay_expired(item, window=window, now=now):
+            return None
+        if slot is not None:
+            slot.release()
+        assert item.entry is not None
+        item.uncertain_reason = past_window(item, window=window, now=now)
+        outcome = self._uncertain(item, item.entry)
+        if self._journal is not None:
+            await self._journal.uncertain(item.key, item.uncertain_reason)
+        self._moved("waiting", "uncertain")
+        return outcome
+
+    def _identity(self, item: Item) -> SubmitIdentity | None:
+        """The key and first-attempt time the session sends this job with (``None``: a fresh key of its own)."""
+        if item.cache_key is None and item.first_attempt_at is None:
+            return None
+        return SubmitIdentity(cache_key=item.cache_key, first_attempt_at=item.first_attempt_at)
+
+    async def _submitted(self, item: Item, job: VideoJob) -> None:
+        """Keep what the accepted submit said: its key, whether it was found again, its estimate."""
+        item.cache_key = job.cache_key or item.cache_key
+        item.found_again = job.found_again
+        item.estimate = job.submit_estimate
+        estimate = job.submit_estimate
+        if self._journal is not None and estimate is not None:
+            await self._journal.estimate(item.key, credits=estimate.credits, usd=estimate.usd)
 
     async def _verified_file(self, entry: JournalEntry) -> DownloadedFile | None:
         if entry.file_path is None or entry.file_size is None or entry.file_sha256 is None:
@@ -364,7 +399,7 @@ class BatchRun:
             return None
         return DownloadedFile(path=path, size=entry.file_size, sha256=entry.file_sha256, task_id=entry.task_id)
 
-    async def _drive(self, items: list[_Item]) -> None:
+    async def _drive(self, items: list[Item]) -> None:
         assert self._send is not None
         assert self._status_send is not None
         try:
@@ -382,21 +417,23 @@ class BatchRun:
         finally:
             self._send.close()
 
-    async def _run_items(self, items: list[_Item]) -> None:
+    async def _run_items(self, items: list[Item]) -> None:
         assert self._send is not None
         for item in items:
-            if item.action is _Action.REPORT:
+            if item.action is Action.REPORT:
                 assert item.outcome is not None
                 self._report(item.outcome)
+        # Replays first: each must go out while its first attempt is still inside the replay window.
+        ordered = sorted(items, key=lambda item: item.why is not Why.REPLAY)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._verify_files, [item for item in items if item.action is _Action.VERIFY], tg)
-            for item in items:
-                if item.action is _Action.SUBMIT and self._stopped_by is not None:
+            tg.start_soon(self._verify_files, [item for item in items if item.action is Action.VERIFY], tg)
+            for item in ordered:
+                if item.action is Action.SUBMIT and self._stopped_by is not None:
                     self._report(self._never_sent(item))
-                elif item.action in (_Action.SUBMIT, _Action.ATTACH):
+                elif item.action in (Action.SUBMIT, Action.ATTACH):
                     await self._start_work(item, tg)
 
-    async def _verify_files(self, items: list[_Item], tg: anyio.abc.TaskGroup) -> None:
+    async def _verify_files(self, items: list[Item], tg: anyio.abc.TaskGroup) -> None:
         """Check the files of jobs finished earlier (size and sha256, in a worker thread), one at a time."""
         for item in items:
             assert item.entry is not None
@@ -404,10 +441,10 @@ class BatchRun:
             if file is not None:
                 self._report(self._finished_earlier(item, item.entry, file))
             else:
-                item.action = _Action.ATTACH  # fetch it again: a fresh poll gives fresh URLs
+                item.action = Action.ATTACH  # fetch it again: a fresh poll gives fresh URLs
                 await self._start_work(item, tg)
 
-    async def _start_work(self, item: _Item, tg: anyio.abc.TaskGroup) -> None:
+    async def _start_work(self, item: Item, tg: anyio.abc.TaskGroup) -> None:
         slot = await self._session._acquire_slot()
         tg.start_soon(self._work, item, slot)
 
@@ -418,14 +455,14 @@ class BatchRun:
             self._counts["skipped"] += 1
         self._send.send_nowait(outcome)
 
-    async def _work(self, item: _Item, slot: _Slot | None) -> None:
+    async def _work(self, item: Item, slot: _Slot | None) -> None:
         outcome = await self._run_job(item, slot)
         assert self._send is not None
         self._send.send_nowait(outcome)
 
-    async def _run_job(self, item: _Item, slot: _Slot | None) -> BatchOutcome:
+    async def _run_job(self, item: Item, slot: _Slot | None) -> BatchOutcome:
         session = self._session
-        resumed = item.action is _Action.ATTACH
+        resumed = item.action is Action.ATTACH
         if resumed:
             assert item.entry is not None
             assert item.entry.task_id is not None
@@ -444,11 +481,15 @@ class BatchRun:
                     slot.release()
                 self._moved("waiting", "not_sent")
                 return self._never_sent(item)
+            too_late = await self._replay_too_late(item, slot)
+            if too_late is not None:
+                return too_late
             self._moved("waiting", "submitting")
             try:
-                hooks = None if self._journal is None else _JournalHooks(self._journal, item)
-                job = await session._start_job(item.request, slot, hooks)
+                hooks = None if self._journal is None else JournalHooks(self._journal, item)
+                job = await session._start_job(item.request, slot, hooks, self._identity(item))
             except SubmitUncertainError as exc:
+                item.cache_key = exc.cache_key or item.cache_key
                 if exc.task_id is not None:
                     # The answer could not be read but showed the task id: record it and follow that task.
                     logger.warning("request #%d (%s): %s", item.index, item.request.describe(), exc)
@@ -466,11 +507,20 @@ class BatchRun:
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=exc)
             except JournalError:
                 raise
-            except ACCOUNT_ERRORS as exc:
-                self._stop(exc)
-                return self._ended(item, "submitting", OutcomeStatus.NOT_SENT, error=exc)
             except FastRouterError as exc:
-                return self._ended(item, "submitting", OutcomeStatus.FAILED, error=exc)
+                if isinstance(exc, ACCOUNT_ERRORS):
+                    self._stop(exc)
+                if hooks is not None and hooks.replayed:  # refused on a replay: an earlier attempt may have created it
+                    uncertain = SubmitUncertainError(
+                        item.request,
+                        replay_refused(str(exc)),
+                        cache_key=item.cache_key,
+                        first_attempt_at=item.first_attempt_at,
+                    )
+                    uncertain.__cause__ = exc
+                    return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
+                status = OutcomeStatus.NOT_SENT if isinstance(exc, ACCOUNT_ERRORS) else OutcomeStatus.FAILED
+                return self._ended(item, "submitting", status, error=exc)
             except Exception as exc:  # a bug ends this job only; it may have been submitted
                 logger.exception(
                     "request #%d (%s): unexpected error while submitting", item.index, item.request.describe()
@@ -479,11 +529,12 @@ class BatchRun:
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, uncertain.reason)
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
+            await self._submitted(item, job)
             self._moved("submitting", "running")
         session._events.follow(job.task_id, self._observer(item))
         return await self._finish_job(item, job, resumed)
 
-    async def _finish_job(self, item: _Item, job: VideoJob, resumed: bool) -> BatchOutcome:
+    async def _finish_job(self, item: Item, job: VideoJob, resumed: bool) -> BatchOutcome:
         journal = self._journal
         try:
             result = await job.result(timeout=self._timeout)
@@ -526,7 +577,7 @@ class BatchRun:
             await journal.file(item.key, path=file.path, size=file.size, sha256=file.sha256)
         return self._ended(item, "downloading", OutcomeStatus.SUCCEEDED, result=result, file=file, resumed=resumed)
 
-    def _target(self, item: _Item) -> Path:
+    def _target(self, item: Item) -> Path:
         assert self._output_dir is not None
         entry = item.entry
         if entry is not None and entry.file_path is not None:
@@ -547,7 +598,7 @@ class BatchRun:
         self._reserved.add(candidate)
         return candidate
 
-    def _observer(self, item: _Item) -> Callable[[Event], None]:
+    def _observer(self, item: Item) -> Callable[[Event], None]:
         def observe(event: Event) -> None:
             if not isinstance(event, StatusChanged):
                 return
@@ -566,7 +617,7 @@ class BatchRun:
 
     def _ended(
         self,
-        item: _Item,
+        item: Item,
         stage: str,
         status: OutcomeStatus,
         *,
@@ -586,6 +637,7 @@ class BatchRun:
             error=error,
             cost_usd=result.cost_usd if result is not None else None,
             resumed=resumed,
+            **_facts(item),
         )
         if status is OutcomeStatus.FAILED and error is not None:
             logger.warning("request #%d (%s) failed: %s", item.index, item.request.describe(), error)
@@ -602,6 +654,11 @@ _DIED_WHILE_SUBMITTING = (
 )
 
 
+def _facts(item: Item) -> dict[str, Any]:
+    """The submit facts of a job for its outcome: found again by a replay, its key, its estimate."""
+    return {"found_again": item.found_again, "cache_key": item.cache_key, "submit_estimate": item.estimate}
+
+
 def _bucket(outcome: BatchOutcome) -> str:
     return {
         OutcomeStatus.SUCCEEDED: "succeeded",
@@ -609,31 +666,3 @@ def _bucket(outcome: BatchOutcome) -> str:
         OutcomeStatus.UNCERTAIN: "uncertain",
         OutcomeStatus.NOT_SENT: "not_sent",
     }[outcome.status]
-
-
-class _JournalHooks:
-    """Connects one submit to the journal: intent before sending, task id as soon as it is known."""
-
-    def __init__(self, journal: Journal, item: _Item) -> None:
-        self._journal = journal
-        self._item = item
-
-    async def before_send(self, attempt: int) -> None:
-        item = self._item
-        await self._journal.submitting(item.key, position=item.index, model=item.request.model, body=item.body)
-
-    async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
-        try:
-            await self._journal.submitted(self._item.key, task_id)
-        except JournalError:
-            logger.error(  # noqa: TRY400 - the traceback adds nothing; the task id is what matters
-                "could not journal task %s of request #%d; keep this id to re-attach: session.job(%r, model=%r)",
-                task_id,
-                self._item.index,
-                task_id,
-                self._item.request.model,
-            )
-            raise
-
-    async def not_created(self, reason: str) -> None:
-        await self._journal.not_sent(self._item.key, reason)

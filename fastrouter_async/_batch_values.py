@@ -7,7 +7,7 @@ import enum
 import attrs
 
 from ._errors import FastRouterError
-from ._models import DownloadedFile, VideoRequest, VideoResult
+from ._models import DownloadedFile, SubmitEstimate, VideoRequest, VideoResult
 
 __all__ = ["BatchOutcome", "BatchProgress", "OutcomeStatus"]
 
@@ -44,6 +44,16 @@ class BatchOutcome:
     """The job was submitted by an earlier run and re-attached by its task id."""
     from_journal: bool = False
     """The job had finished in an earlier run: nothing was requested for it this time."""
+    found_again: bool | None = None
+    """True: a submit whose answer was lost (in this run, or in an earlier run that stopped mid-submit) was
+    sent again with the same cache key, and FastRouter answered with the job the first attempt had created:
+    found again, **not billed twice**. False: created by its submit. ``None``: not known (never submitted,
+    replays off, a journal of an older version, or an answer that did not say)."""
+    cache_key: str | None = None
+    """The ``cache_key`` the job's submits carried (``None``: none, or not known)."""
+    submit_estimate: SubmitEstimate | None = None
+    """What the create answer said the job costs (``estimate_usage``); a job found again shows no credits.
+    Never added to ``cost_usd``: the job's cost is what its finished result reports, counted once."""
 
     @property
     def ok(self) -> bool:

@@ -6,6 +6,12 @@ prompts at different positions are different jobs, and inserting a line into
 a batch file does not make the jobs after it look new. Every change is also
 appended to an ``events`` table: the job's history, for audits.
 
+Each row also keeps the job's FastRouter ``cache_key`` (see :mod:`._batch_keys`), its
+``generation`` (one more each time a failed job is submitted again), the times of its first and
+latest submit attempts, whether the accepted answer was a job created by that attempt or one
+found again by a replay (``found_again``), and the submit answer's estimate. Journals written
+before these columns existed are upgraded in place when opened (the columns are added, empty).
+
 States of a row::
 
     submitting  the intent is recorded; the POST may be on its way
@@ -27,11 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import json
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -41,11 +45,14 @@ from typing import IO, Any
 import anyio
 import attrs
 
-from ._errors import FastRouterError
+from ._batch_keys import request_fingerprint
+from ._journal_lock import JournalError, refuse_hard_links, release_lock, take_lock
 
 __all__ = ["JobKey", "Journal", "JournalEntry", "JournalError", "JournalState", "fingerprint", "keys_for"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# 1: the first format. 2: adds the columns of exactly-once submits (_ADDED_COLUMNS), added to a
+# format-1 journal when it is opened.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -65,6 +72,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     submit_attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    cache_key TEXT,
+    generation INTEGER NOT NULL DEFAULT 0,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    found_again INTEGER,
+    estimate_credits REAL,
+    estimate_usd REAL,
     PRIMARY KEY (fingerprint, occurrence)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -76,10 +90,16 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT
 );
 """
-
-
-class JournalError(FastRouterError):
-    """The journal cannot be used: locked by another run, unreadable, or of a newer format."""
+_ADDED_COLUMNS = (
+    # (name, declaration) of the columns format 2 added to ``jobs``, for upgrading a format-1 journal.
+    ("cache_key", "TEXT"),
+    ("generation", "INTEGER NOT NULL DEFAULT 0"),
+    ("first_attempt_at", "REAL"),
+    ("last_attempt_at", "REAL"),
+    ("found_again", "INTEGER"),
+    ("estimate_credits", "REAL"),
+    ("estimate_usd", "REAL"),
+)
 
 
 class JournalState(enum.Enum):
@@ -117,12 +137,28 @@ class JournalEntry:
     submit_attempts: int
     submitted_at: float | None = None
     """Wall-clock time (``time.time()``) the task id was recorded."""
+    cache_key: str | None = None
+    """The ``cache_key`` its submits carried (``None``: none, e.g. a journal of an older version)."""
+    generation: int = 0
+    """0, then one more each time the failed job was submitted again (each generation has its own key)."""
+    first_attempt_at: float | None = None
+    """Wall-clock time of the first submit attempt of this generation (the replay window counts from it)."""
+    last_attempt_at: float | None = None
+    found_again: bool | None = None
+    """True: the task was found again by a replay (not billed twice); False: created by its attempt."""
+    estimate_credits: float | None = None
+    estimate_usd: float | None = None
 
 
-def fingerprint(body: Mapping[str, Any]) -> str:
-    """The sha256 of the request body as sent (canonical JSON): same request, same fingerprint."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+@attrs.frozen(kw_only=True)
+class _Attempt:
+    cache_key: str | None
+    generation: int
+    first_attempt_at: float | None
+
+
+fingerprint = request_fingerprint
+"""The sha256 of the request's generation body (canonical JSON, without ``cache``): same request, same fingerprint."""
 
 
 class Journal:
@@ -154,31 +190,30 @@ class Journal:
         # The journal's real identity, not the name it was given: through a symlink (of the file or of
         # a folder above it) two runs would otherwise take two different locks on one journal.
         path = given.resolve()
-        _refuse_hard_links(path, given)
-        lock_file = _take_lock(path)
+        refuse_hard_links(path, given)
+        lock_file = take_lock(path)
         try:
-            _refuse_hard_links(path, given)  # a link made while the lock was being taken
+            refuse_hard_links(path, given)  # a link made while the lock was being taken
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),))
-                elif int(row[0]) > _SCHEMA_VERSION:
+                if row is not None and int(row[0]) > _SCHEMA_VERSION:
                     raise JournalError(
                         f"the journal {path} was written by a newer fastrouter-async (format {row[0]}); "
                         "upgrade to use it"
                     )
+                _upgrade(db)
             except BaseException:
                 db.close()
                 raise
         except sqlite3.DatabaseError as exc:
-            _release_lock(lock_file)
+            release_lock(lock_file)
             raise JournalError(f"cannot use {path} as a journal: {exc}") from exc
         except BaseException:
-            _release_lock(lock_file)
+            release_lock(lock_file)
             raise
         return cls(path, db, lock_file)
 
@@ -195,7 +230,7 @@ class Journal:
             with self._thread_lock:
                 self._db.close()
         finally:
-            _release_lock(self._lock_file)
+            release_lock(self._lock_file)
 
     async def _run(self, work: Any, *args: Any) -> Any:
         if self._closed:
@@ -225,7 +260,9 @@ class Journal:
             "SELECT fingerprint, occurrence, position, model, state, task_id, status, error, cost_usd, "
             "file_path, file_size, file_sha256, submit_attempts, "
             "(SELECT max(at) FROM events AS e WHERE e.fingerprint = jobs.fingerprint "
-            "AND e.occurrence = jobs.occurrence AND e.event = 'submitted') FROM jobs"
+            "AND e.occurrence = jobs.occurrence AND e.event = 'submitted'), "
+            "cache_key, generation, first_attempt_at, last_attempt_at, found_again, estimate_credits, estimate_usd "
+            "FROM jobs"
         ).fetchall()
         found: dict[JobKey, JournalEntry] = {}
         for row in rows:
@@ -248,31 +285,81 @@ class Journal:
                 file_sha256=row[11],
                 submit_attempts=row[12],
                 submitted_at=row[13],
+                cache_key=row[14],
+                generation=row[15],
+                first_attempt_at=row[16],
+                last_attempt_at=row[17],
+                found_again=None if row[18] is None else bool(row[18]),
+                estimate_credits=row[19],
+                estimate_usd=row[20],
             )
         return found
 
     # --- writing ------------------------------------------------------------------------------
 
-    async def submitting(self, key: JobKey, *, position: int, model: str, body: Mapping[str, Any]) -> None:
-        """The intent: recorded, and on disk, before the submit is sent."""
-        await self._run(self._submitting_sync, key, position, model, json.dumps(dict(body), default=str))
+    async def submitting(
+        self,
+        key: JobKey,
+        *,
+        position: int,
+        model: str,
+        body: Mapping[str, Any],
+        cache_key: str | None = None,
+        generation: int = 0,
+        first_attempt_at: float | None = None,
+    ) -> None:
+        """The intent of one submit attempt: recorded, and on disk, before the attempt is sent.
 
-    def _submitting_sync(self, key: JobKey, position: int, model: str, body: str) -> None:
+        ``cache_key`` is the key the attempt carries, ``generation`` the job's generation and
+        ``first_attempt_at`` the time of the generation's first attempt (this one's, if ``None``).
+        """
+        request = json.dumps(dict(body), default=str)
+        attempt = _Attempt(cache_key=cache_key, generation=generation, first_attempt_at=first_attempt_at)
+        await self._run(self._submitting_sync, key, position, model, request, attempt)
+
+    def _submitting_sync(self, key: JobKey, position: int, model: str, body: str, attempt: _Attempt) -> None:
+        cache_key, generation, first_attempt_at = attempt.cache_key, attempt.generation, attempt.first_attempt_at
         now = time.time()
+        first = now if first_attempt_at is None else first_attempt_at
         with _transaction(self._db):
             self._db.execute(
                 "INSERT INTO jobs (fingerprint, occurrence, position, model, request, state, submit_attempts, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?) "
+                "created_at, updated_at, cache_key, generation, first_attempt_at, last_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (fingerprint, occurrence) DO UPDATE SET state = 'submitting', "
                 "position = excluded.position, "
                 "task_id = NULL, status = NULL, error = NULL, cost_usd = NULL, file_path = NULL, file_size = NULL, "
-                "file_sha256 = NULL, submit_attempts = submit_attempts + 1, updated_at = excluded.updated_at",
-                (key.fingerprint, key.occurrence, position, model, body, now, now),
+                "file_sha256 = NULL, submit_attempts = submit_attempts + 1, updated_at = excluded.updated_at, "
+                "cache_key = excluded.cache_key, generation = excluded.generation, "
+                "first_attempt_at = excluded.first_attempt_at, last_attempt_at = excluded.last_attempt_at, "
+                "found_again = NULL, estimate_credits = NULL, estimate_usd = NULL",
+                (key.fingerprint, key.occurrence, position, model, body, now, now, cache_key, generation, first, now),
             )
-            self._event(key, now, "submitting", None)
+            attempts = self._db.execute(
+                "SELECT submit_attempts FROM jobs WHERE fingerprint = ? AND occurrence = ?",
+                (key.fingerprint, key.occurrence),
+            ).fetchone()[0]
+            detail = f"attempt {attempts}" + ("" if cache_key is None else f", cache key {cache_key}")
+            self._event(key, now, "submitting", detail)
 
-    async def submitted(self, key: JobKey, task_id: str) -> None:
-        await self._update(key, "submitted", task_id, state=JournalState.SUBMITTED, task_id=task_id)
+    async def submitted(self, key: JobKey, task_id: str, *, found_again: bool | None = None) -> None:
+        """FastRouter answered with ``task_id``: created by this attempt (``found_again=False``) or found again."""
+        detail = (
+            task_id + {None: "", False: " (created)", True: " (found again by a replay: not billed twice)"}[found_again]
+        )
+        await self._update(
+            key,
+            "submitted",
+            detail,
+            state=JournalState.SUBMITTED,
+            task_id=task_id,
+            found_again=None if found_again is None else int(found_again),
+        )
+
+    async def estimate(self, key: JobKey, *, credits: float | None, usd: float | None) -> None:
+        """The submit answer's estimate of the job's cost (a job found again by a replay shows no charge)."""
+        detail = f"credits {credits}, usd {usd}"
+        await self._update(key, "estimate", detail, estimate_credits=credits, estimate_usd=usd)
 
     async def not_sent(self, key: JobKey, reason: str) -> None:
         """The submit attempt created no job (refused, rate limited, or never sent)."""
@@ -349,6 +436,20 @@ def keys_for(fingerprints: Sequence[str]) -> list[JobKey]:
     return keys
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a journal of an older format (or a new one) to the current format, in one transaction."""
+    with _transaction(db):
+        present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in _ADDED_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(_SCHEMA_VERSION),),
+        )
+
+
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Any:
     db.execute("BEGIN IMMEDIATE")
@@ -358,44 +459,3 @@ def _transaction(db: sqlite3.Connection) -> Any:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def _refuse_hard_links(path: Path, given: Path) -> None:
-    """A journal with several names cannot be locked by name, and its WAL file would differ per name."""
-    try:
-        links = path.stat().st_nlink
-    except FileNotFoundError:
-        return
-    if links > 1:
-        raise JournalError(
-            f"the journal {given} has {links} hard links (other names for the same file); two runs through two "
-            "names could use it at once and corrupt it. Use one name: remove the other links (or copy the file)"
-        )
-
-
-def _take_lock(path: Path) -> IO[bytes] | None:
-    """An exclusive lock on ``PATH.lock`` beside the resolved journal, for the life of the run.
-
-    Released by the OS if the process dies. ``path`` is already resolved (no symlink in it), and a
-    journal with hard links is refused before, so every way of naming one journal takes this lock.
-    """
-    if sys.platform == "win32":  # pragma: no cover - no fcntl; SQLite's own locking still applies
-        return None
-    import fcntl  # noqa: PLC0415 - POSIX only
-
-    lock_path = path.with_name(path.name + ".lock")
-    handle = open(lock_path, "a+b")  # noqa: SIM115 - held open until the journal is closed
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        handle.close()
-        raise JournalError(
-            f"the journal {path} is in use by another run (lock {lock_path} is held); "
-            "wait for that run to end, or use another journal"
-        ) from exc
-    return handle
-
-
-def _release_lock(handle: IO[bytes] | None) -> None:
-    if handle is not None:
-        handle.close()  # closing the descriptor releases the flock

@@ -21,6 +21,11 @@ from ._journal import JournalError
 __all__ = ["BatchJournal", "JournalRecord", "match_records", "read_journal"]
 
 _SUBMITTED_STATES = frozenset({"submitted", "succeeded", "failed"})
+_COLUMNS = (
+    "fingerprint, occurrence, position, model, request, state, task_id, status, error, cost_usd, "
+    "file_path, file_size, file_sha256, updated_at"
+)
+_NEWER_COLUMNS = ("cache_key", "found_again", "first_attempt_at", "generation", "estimate_credits", "estimate_usd")
 
 
 @attrs.frozen(kw_only=True)
@@ -47,6 +52,18 @@ class JournalRecord:
     file_sha256: str | None
     updated_at: float
     """Wall-clock time (``time.time()``) of the last change."""
+    cache_key: str | None = None
+    """The ``cache_key`` its submits carried (``None``: none, or a journal of an older version)."""
+    found_again: bool | None = None
+    """True: a replay of its submit found the task created by an earlier attempt (a cache hit, not billed
+    twice); False: created by its own attempt; ``None``: not known (not submitted, or an older journal)."""
+    first_attempt_at: float | None = None
+    """Wall-clock time of its first submit attempt (of this generation)."""
+    generation: int = 0
+    """0, then one more each time it was submitted again after failing."""
+    estimate_credits: float | None = None
+    """The submit answer's estimate, in FastRouter credits (none for a job found again)."""
+    estimate_usd: float | None = None
 
     @property
     def submitted(self) -> bool:
@@ -73,10 +90,11 @@ def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:
     except sqlite3.Error as exc:
         raise JournalError(f"cannot read the journal {file}: {exc}") from None
     try:
-        rows = db.execute(
-            "SELECT fingerprint, occurrence, position, model, request, state, task_id, status, error, cost_usd, "
-            "file_path, file_size, file_sha256, updated_at FROM jobs ORDER BY position, fingerprint, occurrence"
-        ).fetchall()
+        present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        # A journal of an older format lacks the newer columns: read them as NULL (it is opened read-only).
+        extra = ", ".join(name if name in present else "NULL" for name in _NEWER_COLUMNS)
+        query = f"SELECT {_COLUMNS}, {extra} FROM jobs ORDER BY position, fingerprint, occurrence"  # noqa: S608 - ours
+        rows = db.execute(query).fetchall()
     except sqlite3.Error as exc:
         raise JournalError(f"cannot read the journal {file}: {exc}") from None
     finally:
@@ -97,6 +115,12 @@ def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:
             file_size=row[11],
             file_sha256=row[12],
             updated_at=row[13],
+            cache_key=row[14],
+            found_again=None if row[15] is None else bool(row[15]),
+            first_attempt_at=row[16],
+            generation=row[17] or 0,
+            estimate_credits=row[18],
+            estimate_usd=row[19],
         )
         for row in rows
     ]

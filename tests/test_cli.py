@@ -181,7 +181,7 @@ def assert_videos(folder: Path, rows: list[dict[str, Any]], videos: Mapping[str,
 
 
 MANIFEST_FIELDS = ["index", "line", "prompt", "model", "task_id", "status", "file", "bytes", "sha256", "cost_usd"]
-MANIFEST_FIELDS += ["error", "in_batch_file"]
+MANIFEST_FIELDS += ["found_again", "cache_key", "estimate_credits", "estimate_usd", "error", "in_batch_file"]
 
 # -- bad batch files -------------------------------------------------------------------------------------
 
@@ -337,18 +337,76 @@ async def test_batch_concurrency_and_csv(
     assert {k: first[k] for k in ("length", "seed", "generateAudio")} == {"length": 4, "seed": 0, "generateAudio": True}
 
 
-async def test_lost_submit_answer_is_replayed_not_uncertain(
+async def test_a_lost_submit_answer_is_replayed_and_billed_once(
     cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
 ) -> None:
-    """A submit whose answer is lost is re-sent with the same cache key: one job per prompt, nothing uncertain."""
+    """A submit whose answer is lost is sent again with its cache key: found again, billed once, nothing uncertain."""
     source = prompts_file(tmp_path, ["a cat", "a dog", "a fox"])
-    sim.inject(Fault.drop(route="submit", skip=1, after_processing=True))  # the second job is created, its answer lost
-    code, child = await run(cli, *batch_args(server, source.name))
+    sim.inject(Fault.drop(route="submit", after_processing=True, skip=1))  # the job is created, its answer lost
+    code, child = await run(cli, *batch_args(server, source.name, "--concurrency", "1"))
     assert code == 0, child.stdout + child.stderr
-    assert [row["status"] for row in read_manifest(tmp_path / "out")].count("uncertain") == 0
-    assert sim.records.submit_count == 4  # the replay
+    rows = read_manifest(tmp_path / "out")
+    assert [row["status"] for row in rows] == ["succeeded"] * 3
+    assert [row["found_again"] for row in rows] == [False, True, False]
+    assert all(row["cache_key"] for row in rows)
     assert sim.records.billed_count == 3
+    assert "1 found again by replay (not billed twice)" in child.stdout
+    assert "total cost: $0.63" in child.stdout  # three jobs, each counted once
+
+
+async def test_uncertain_submit_past_the_window_is_left_alone_until_asked(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Past --replay-window a lost submit stays uncertain, until --resubmit-uncertain re-sends it with its key."""
+    source = prompts_file(tmp_path, ["a cat", "a dog", "a fox"])
+    sim.inject(Fault.drop(route="submit", after_processing=True, skip=1))
+    args = batch_args(server, source.name, "--replay-window", "0.000001")
+    code, child = await run(cli, *args)
+    assert code == 1
+    rows = read_manifest(tmp_path / "out")
+    [uncertain] = [row for row in rows if row["status"] == "uncertain"]
+    assert uncertain["task_id"] is None
+    assert uncertain["cache_key"]
+    assert "not sent again" in uncertain["error"]
+    assert re.search(r"uncertain +#\d line \d", child.stdout)
+    assert "--resubmit-uncertain" in child.stdout
+    assert sim.records.submit_count == 3
+
+    code, child = await run(cli, *args)
+    assert code == 1
+    assert sim.records.submit_count == 3  # left alone
+    assert "past the replay window" in read_manifest(tmp_path / "out")[uncertain["index"]]["error"]
+
+    code, child = await run(cli, *args, "--resubmit-uncertain")
+    assert code == 0, child.stdout
+    assert sim.records.submit_count == 4
+    assert sim.records.submits[-1].headers["cache_key"] == uncertain["cache_key"]
+    assert sim.records.billed_count == 3  # the job it had created was found again
+    assert read_manifest(tmp_path / "out")[uncertain["index"]]["found_again"] is True
     assert jobs_by_prompt(sim) == {"a cat": 1, "a dog": 1, "a fox": 1}
+
+
+async def test_no_replay_sends_no_key(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """--no-replay: no submit carries a cache key, and a lost answer stays uncertain, as without the feature."""
+    source = prompts_file(tmp_path, ["a cat", "a dog"])
+    sim.inject(Fault.drop(route="submit", after_processing=True, skip=1))
+    code, _child = await run(cli, *batch_args(server, source.name, "--no-replay", "--concurrency", "1"))
+    assert code == 1
+    assert [record.headers.get("cache_key") for record in sim.records.submits] == [None, None]
+    assert [row["status"] for row in read_manifest(tmp_path / "out")] == ["succeeded", "uncertain"]
+
+
+async def test_a_replay_window_beyond_the_pending_timeout_is_refused(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """--replay-window above FastRouter's 30-minute pending timeout is a usage error; nothing is sent."""
+    source = prompts_file(tmp_path, ["a cat"])
+    code, child = await run(cli, *batch_args(server, source.name, "--replay-window", "1801"))
+    assert code == 2
+    assert "--replay-window 1801" in child.stderr
+    assert sim.records.submit_count == 0
 
 
 # -- crashes and interruptions ---------------------------------------------------------------------------
@@ -366,6 +424,10 @@ KILL_POINTS = [
     pytest.param("held-download", 15, id="mid-download"),
     pytest.param("polls", 16, id="after-some-polls"),
     pytest.param("budget", 17, id="submits-waiting-for-the-request-budget"),
+    pytest.param("held-submit-answer", 18, id="job-created-answer-not-yet-sent-2"),
+    pytest.param("held-submit-answers", 19, id="several-jobs-created-answers-held"),
+    pytest.param("held-submit-answers", 20, id="several-jobs-created-answers-held-2"),
+    pytest.param("submit-arrives", 21, id="as-another-submit-arrives"),
 ]
 
 
@@ -387,26 +449,16 @@ def _quiet_moment(sim: FastRouterSimulator, submits: int) -> Callable[[], bool]:
     return condition
 
 
-@pytest.mark.parametrize(("where", "seed"), KILL_POINTS)
-async def test_sigkill_then_rerun_never_submits_twice(
-    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path, where: str, seed: int
+async def _kill_mid_batch(
+    cli: Callable[..., Any], sim: FastRouterSimulator, args: tuple[str, ...], where: str, rng: random.Random
 ) -> None:
-    """Killed with SIGKILL mid-batch and run again: no request is ever submitted twice, every video arrives intact.
-
-    A kill between "intent journaled" and "task id journaled" leaves a job uncertain: nobody
-    can know whether FastRouter got it. The re-run must report it and leave it alone. The test
-    then looks at what the server really saw: a job the server never received is resubmitted
-    by a third run with --resubmit-uncertain (exactly once); a job the server did receive (lost
-    in the kill window) must stay reported as uncertain and never be sent again.
-    """
-    rng = random.Random(seed)
-    videos = plan_numbered_jobs(sim, JOBS, rng, longest=0.06)
-    source = prompts_file(tmp_path, list(videos))
-    budget = ("--rps", "40") if where == "budget" else ()
-    args = batch_args(server, source.name, "--concurrency", str(CAP), *budget)
+    """Start the batch, wait for the seeded kill point ``where``, and SIGKILL it there."""
     if where == "held-submit-answer":
         nth = rng.randint(8, 20)
         sim.inject(Fault.slow(30.0, route="submit", after_processing=True, skip=nth - 1))
+    if where == "held-submit-answers":
+        nth = rng.randint(5, 15)
+        sim.inject(Fault.slow(30.0, route="submit", after_processing=True, skip=nth - 1, times=None))
     if where == "held-download":
         nth = rng.randint(5, 20)
         sim.inject(Fault.slow(30.0, route="download", skip=nth - 1))
@@ -421,6 +473,12 @@ async def test_sigkill_then_rerun_never_submits_twice(
         await first.until(lambda: records.submit_count >= nth, f"submit #{nth}")
     elif where == "held-submit-answer":
         await first.until(lambda: records.jobs_created >= nth, f"job #{nth} created")
+    elif where == "held-submit-answers":
+        held = rng.randint(2, CAP)
+        await first.until(
+            lambda: sum(r.status is None and not r.dropped for r in records.submits) >= held,
+            f"{held} created jobs whose answers are held",
+        )
     elif where == "held-download":
         await first.until(lambda: len(records.downloads) >= nth, f"download #{nth}")
     elif where == "polls":
@@ -432,36 +490,78 @@ async def test_sigkill_then_rerun_never_submits_twice(
     first.process.send_signal(signal.SIGKILL)
     assert await first.finish() == -signal.SIGKILL
     sim.clear_faults()
-    assert max(submits_by_prompt(sim).values()) == 1
+    assert sim.records.billed_count == len(set(sim.records.billed_jobs))
+    assert max(sim.billed_count(prompt=prompt) for prompt in set(jobs_by_prompt(sim)) or {""}) <= 1
+
+
+def assert_billed_once_each(sim: FastRouterSimulator, rows: list[dict[str, Any]], videos: Mapping[str, bytes]) -> None:
+    """The server billed exactly one job per line, and each line's job was created under that line's key."""
+    assert {prompt: sim.billed_count(prompt=prompt) for prompt in videos} == dict.fromkeys(videos, 1)
+    assert sim.records.billed_count == len(videos)
+    stats = sim.cache_stats()["keys"]
+    for row in rows:
+        assert stats[row["cache_key"]]["billed"] == 1, row
+        assert sim.jobs[row["task_id"]].cache_key == row["cache_key"], row
+
+
+@pytest.mark.parametrize(("where", "seed"), KILL_POINTS)
+async def test_sigkill_then_rerun_bills_each_job_once(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path, where: str, seed: int
+) -> None:
+    """Killed with SIGKILL mid-batch and run again: every job billed exactly once, every video intact, none uncertain.
+
+    A kill between "intent journaled" and "task id journaled" leaves a job whose submit outcome is
+    unknown: FastRouter may have created it (the kill landed inside the exchange) or not. The re-run
+    sends it again with the cache key recorded for it: FastRouter answers the job it had created
+    (found again, unbilled) or creates it now. Either way each line is billed once.
+    """
+    rng = random.Random(seed)
+    videos = plan_numbered_jobs(sim, JOBS, rng, longest=0.06)
+    source = prompts_file(tmp_path, list(videos))
+    budget = ("--rps", "40") if where == "budget" else ()
+    args = batch_args(server, source.name, "--concurrency", str(CAP), *budget)
+    await _kill_mid_batch(cli, sim, args, where, rng)
+    created_before = set(sim.jobs)
 
     code, second = await run(cli, *args)
+    assert code == 0, second.stdout + second.stderr
     rows = read_manifest(tmp_path / "out")
     assert len(rows) == JOBS
-    assert max(submits_by_prompt(sim).values()) == 1, "a request was submitted twice"
-    uncertain = [row for row in rows if row["status"] == "uncertain"]
-    assert all(row["status"] == "succeeded" for row in rows if row not in uncertain), second.stdout
-    assert code == (1 if uncertain else 0), second.stdout + second.stderr
+    assert [row["status"] for row in rows] == ["succeeded"] * JOBS, second.stdout
     assert_videos(tmp_path / "out", rows, videos)
+    assert_billed_once_each(sim, rows, videos)
+    found_again = [row for row in rows if row["found_again"]]
+    assert all(row["task_id"] in created_before for row in found_again)
+    if where.startswith("held-submit-answer"):
+        assert found_again, "the jobs created while their answers were held must be found again"
+        assert f"{len(found_again)} found again by replay (not billed twice)" in second.stdout
+    assert "uncertain" not in {row["status"] for row in rows}
 
-    seen = submits_by_prompt(sim)
-    lost = [row for row in uncertain if seen[row["prompt"]]]  # the server got it; its task id died with the run
-    never_sent = [row for row in uncertain if not seen[row["prompt"]]]
-    for row in lost:
-        assert (row["task_id"], row["file"]) == (None, None)
-    if where == "held-submit-answer":
-        assert lost, "the job created while its answer was held must be reported as uncertain"
-    if never_sent and not lost:
-        code, third = await run(cli, *args, "--resubmit-uncertain")
-        assert code == 0, third.stdout + third.stderr
-        for row in never_sent:
-            assert submits_by_prompt(sim)[row["prompt"]] == 1
-        rows = read_manifest(tmp_path / "out")
-        assert all(row["status"] == "succeeded" for row in rows)
-        assert_videos(tmp_path / "out", rows, videos)
-    # With a lost job among them, --resubmit-uncertain would pay twice for it: the never-sent ones
-    # stay uncertain too, which is what the user is told to check.
-    assert max(submits_by_prompt(sim).values()) == 1, "a request was submitted twice"
-    assert len(lost) + len(never_sent) == len(uncertain)
+
+@pytest.mark.parametrize(
+    ("where", "seed"),
+    [pytest.param("held-submit-answers", 31, id="answers-held"), pytest.param("events", 32, id="after-outcomes")],
+)
+async def test_sigkill_delete_the_journal_rerun_bills_nothing_twice(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path, where: str, seed: int
+) -> None:
+    """Killed, journal deleted, run again into the same folder: the same keys find every job, none billed twice."""
+    rng = random.Random(seed)
+    videos = plan_numbered_jobs(sim, JOBS, rng, longest=0.06)
+    source = prompts_file(tmp_path, list(videos))
+    args = batch_args(server, source.name, "--concurrency", str(CAP))
+    await _kill_mid_batch(cli, sim, args, where, rng)
+    created_before = set(sim.jobs)
+    for path in (tmp_path / "out").glob("journal.sqlite*"):
+        path.unlink()
+
+    code, second = await run(cli, *args)
+    assert code == 0, second.stdout + second.stderr
+    rows = read_manifest(tmp_path / "out")
+    assert [row["status"] for row in rows] == ["succeeded"] * JOBS, second.stdout
+    assert_videos(tmp_path / "out", rows, videos)
+    assert_billed_once_each(sim, rows, videos)
+    assert {row["task_id"] for row in rows if row["found_again"]} == created_before
 
 
 async def test_sigint_stops_cleanly_and_resumes(

@@ -60,7 +60,8 @@ def test_manifest_rows_one_per_job_in_input_order(tmp_path: Path) -> None:
     assert rows[0] == {
         "index": 0, "line": 1, "prompt": "a cat surfing", "model": "google/veo3", "task_id": "fr_1",
         "status": "succeeded", "file": "0001-a-cat-surfing.mp4", "bytes": 123, "sha256": "ab" * 32,
-        "cost_usd": 0.21, "error": None, "in_batch_file": True,
+        "cost_usd": 0.21, "found_again": None, "cache_key": None, "estimate_credits": None, "estimate_usd": None,
+        "error": None, "in_batch_file": True,
     }  # fmt: skip
     assert (rows[1]["status"], rows[1]["error"], rows[1]["file"]) == (
         "failed",

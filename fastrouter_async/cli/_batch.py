@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import attrs
 
 from fastrouter_async import (
+    DEFAULT_REPLAY_POLICY,
     BatchJournal,
     BatchOutcome,
     BatchRun,
     FastRouterError,
     FastRouterSession,
+    InvalidRequestError,
     JournalError,
     OutcomeStatus,
     RequestBudget,
@@ -133,6 +136,12 @@ def _session_options(options: argparse.Namespace) -> dict[str, Any]:
         chosen["max_concurrent_jobs"] = options.concurrency
     if options.rps is not None:
         chosen["request_budget"] = RequestBudget.per_second(options.rps)
+    if options.replay_window is not None or options.no_replay:
+        window = DEFAULT_REPLAY_POLICY.window if options.replay_window is None else options.replay_window
+        try:
+            chosen["replay_policy"] = attrs.evolve(DEFAULT_REPLAY_POLICY, window=window, enabled=not options.no_replay)
+        except InvalidRequestError as exc:
+            raise CommandError(f"--replay-window {options.replay_window:g}: {exc.allowed}") from None
     return chosen
 
 
@@ -224,6 +233,9 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
     kinds = run.kinds()
     earlier = sum(o.from_journal for o in run.outcomes.values())
     resumed = sum(o.resumed for o in run.outcomes.values())
+    found_again = sum(o.found_again is True for o in run.outcomes.values())
+    # One cost per job, from its finished result: a job found again by a replay is the same job (its
+    # cost is counted once, here), and submit estimates are never added.
     costs = [o.cost_usd for o in run.outcomes.values() if o.cost_usd is not None]
     unknown_cost = any(o.ok and o.cost_usd is None for o in run.outcomes.values())
     say()
@@ -234,6 +246,8 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
         history.append(f"{earlier} finished in an earlier run")
     if resumed:
         history.append(f"{resumed} re-attached")
+    if found_again:
+        history.append(f"{found_again} found again by replay (not billed twice)")
     say(f"{total} jobs: {', '.join(parts)}" + (f" ({', '.join(history)})" if history else ""))
     say(f"total cost: ${sum(costs):.2f}" + (" (some costs unknown)" if unknown_cost else ""))
     say(f"videos:     {run.folder}/")

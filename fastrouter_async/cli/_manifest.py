@@ -67,7 +67,7 @@ def record_status(record: JournalRecord | None) -> str:
 def _from_record(record: JournalRecord | None, folder: Path) -> dict[str, Any]:
     if record is None:
         return {"task_id": None, "status": NOT_SENT, "file": None, "bytes": None, "sha256": None,
-                "cost_usd": None, "error": None}  # fmt: skip
+                "cost_usd": None, **_submit_facts(None, None, None, None), "error": None}  # fmt: skip
     done = record.file_sha256 is not None and record.file_path is not None
     return {
         "task_id": record.task_id if record.submitted else None,
@@ -76,13 +76,22 @@ def _from_record(record: JournalRecord | None, folder: Path) -> dict[str, Any]:
         "bytes": record.file_size if done else None,
         "sha256": record.file_sha256 if done else None,
         "cost_usd": record.cost_usd,
+        **_submit_facts(record.found_again, record.cache_key, record.estimate_credits, record.estimate_usd),
         "error": record.error,
     }
+
+
+def _submit_facts(
+    found_again: bool | None, cache_key: str | None, credits: float | None, usd: float | None
+) -> dict[str, Any]:
+    """Whether a replay found the job again (not billed twice), the key its submits carried, the submit's estimate."""
+    return {"found_again": found_again, "cache_key": cache_key, "estimate_credits": credits, "estimate_usd": usd}
 
 
 def _from_outcome(outcome: BatchOutcome, record: JournalRecord | None, folder: Path) -> dict[str, Any]:
     file = outcome.file
     task_id = outcome.task_id
+    estimate = outcome.submit_estimate
     if task_id is None and record is not None and record.submitted:
         task_id = record.task_id
     return {
@@ -92,6 +101,12 @@ def _from_outcome(outcome: BatchOutcome, record: JournalRecord | None, folder: P
         "bytes": file.size if file is not None else None,
         "sha256": file.sha256 if file is not None else None,
         "cost_usd": outcome.cost_usd,
+        **_submit_facts(
+            outcome.found_again if outcome.found_again is not None or record is None else record.found_again,
+            outcome.cache_key or (record.cache_key if record is not None else None),
+            estimate.credits if estimate is not None else None,
+            estimate.usd if estimate is not None else None,
+        ),
         "error": error_text(outcome.error),
     }
 

@@ -215,10 +215,24 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     batch.add_argument(
         "--resubmit-uncertain",
         action="store_true",
-        help="submit again the jobs whose earlier submit may or may not have reached FastRouter (may pay twice)",
+        help="submit again the jobs whose earlier submit may or may not have reached FastRouter, past the replay "
+        "window (sent with their cache key: found again unbilled if FastRouter still matches it, else may pay twice)",
     )
     batch.add_argument(
         "--retry-failed", action="store_true", help="submit again the jobs that failed in an earlier run"
+    )
+    batch.add_argument(
+        "--replay-window",
+        metavar="SECONDS",
+        type=_positive_number,
+        help="send again, with the same cache key, a submit whose outcome is unknown while its first attempt "
+        "is younger than this (default 1200, at most 1800)",
+    )
+    batch.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="send no cache key and never send a submit again by itself (jobs whose submit outcome is unknown "
+        "stay uncertain)",
     )
 
     jobs = command(

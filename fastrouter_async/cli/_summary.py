@@ -4,7 +4,8 @@ Five kinds, because each needs a different action and the wrong one costs money:
 
 - succeeded;
 - failed: the job ran and failed; only ``--retry-failed`` submits it again (and pays again);
-- uncertain: the submit may have created a job; only ``--resubmit-uncertain`` sends it again;
+- uncertain: the submit may have created a job, and its replay window has passed (or it has no cache
+  key); only ``--resubmit-uncertain`` sends it again;
 - running: the job exists (it has a task id) but this run did not see it end or download it;
   running the same command again follows it and downloads its video, never submitting it again;
 - not sent: nothing was created (never sent, or refused); running the same command again submits it.
@@ -98,8 +99,10 @@ def print_summary(
     if counts.get(Kind.UNCERTAIN):
         say(
             f"{counts[Kind.UNCERTAIN]} uncertain: the submit may have reached FastRouter but its answer was lost, "
-            "so it was not sent again (that could pay twice). Check the FastRouter dashboard; to submit them "
-            "anyway, run the same command again with --resubmit-uncertain."
+            "and it could not be sent again safely by itself (its first attempt is older than the replay window, "
+            "or it has no cache key), so it was not (that could pay twice). Check the FastRouter dashboard; to "
+            "submit them anyway, run the same command again with --resubmit-uncertain (each is sent with its "
+            "cache key, so a job FastRouter still remembers is found again, unbilled)."
         )
     if counts.get(Kind.RUNNING):
         where = "on the simulator, which stopped with this command" if options.simulate else "on FastRouter"
