@@ -121,6 +121,21 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def shortest_cycle(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """A shortest import cycle through the first module of ``component``, as a path back to it."""
+    start, members = component[0], set(component)
+    paths = {start: [start]}
+    queue = [start]
+    for node in queue:  # breadth first, within the component
+        for target in sorted(graph[node] & members):
+            if target == start:
+                return [*paths[node], start]
+            if target not in paths:
+                paths[target] = [*paths[node], target]
+                queue.append(target)
+    raise AssertionError(f"{start} is in a cycle")  # pragma: no cover  (a component always has one)
+
+
 def check(directory: Path) -> list[str]:
     """Every finding for the modules under ``directory``, one line each."""
     directory = directory.resolve()
@@ -139,7 +154,10 @@ def check(directory: Path) -> list[str]:
         if lines > MAX_LINES:
             findings.append(f"long module: {name} has {lines} lines (more than {MAX_LINES})")
         findings.extend(f"private import: {line}" for line in private_imports(tree, name, is_package=is_package))
-    findings[:0] = [f"import cycle among {len(c)} modules: {', '.join(c)}" for c in cycles(graph)]
+    findings[:0] = [
+        f"import cycle among {len(c)} modules: {', '.join(c)} (e.g. {' -> '.join(shortest_cycle(graph, c))})"
+        for c in cycles(graph)
+    ]
     return findings
 
 
