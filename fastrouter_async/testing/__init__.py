@@ -82,8 +82,7 @@ from ._assets import sample_video
 from ._durations import RealisticDurations
 from ._plans import Fault, JobPlan
 from ._records import RecordedRequest, SimulatedJob, SimulatorRecords
-from ._server import SimulatorServer
-from ._simulator import FastRouterSimulator
+from ._simulator import FastRouterSimulator, SimulatorServer
 
 __all__ = [
     "FastRouterSimulator",

@@ -1,8 +1,9 @@
-"""The aiohttp application: FastRouter's routes, over a :class:`FastRouterSimulator`.
+"""The aiohttp application: FastRouter's routes, over a simulator's :class:`Backend`.
 
 Every route goes through one wrapper that records the request, picks the
 fault (if any) that applies to it, and then either answers normally or
-misbehaves as the fault says.
+misbehaves as the fault says. The handlers only translate: HTTP requests to
+calls of the backend (what to do is decided there), outcomes to HTTP answers.
 """
 
 from __future__ import annotations
@@ -12,21 +13,20 @@ import base64
 import datetime
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from . import _cache, _payloads
-from ._assets import video_answer
+from ._assets import EtagMode, video_answer
+from ._cache import CacheHitStyle
+from ._core import MODEL_MISMATCH, Created, Polled, Redirect, Refused
 from ._model_list import default_model_list
 from ._plans import Fault
 from ._records import RecordedRequest, RecordRoute, SimulatedJob
 
-if TYPE_CHECKING:
-    from ._simulator import FastRouterSimulator
-
-__all__ = ["build_app"]
+__all__ = ["Backend", "ServedSettings", "build_app"]
 
 API = "/api/v1"
 
@@ -37,9 +37,44 @@ Inner = Callable[[web.Request, RecordedRequest], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(simulator: FastRouterSimulator) -> web.Application:
-    """A new application serving ``simulator``'s routes."""
-    routes = _Routes(simulator)
+class ServedSettings(Protocol):
+    """The simulator settings that shape answers on the wire, read at each request."""
+
+    asset_origin: str | None
+    cache_hit_style: CacheHitStyle
+    download_ranges: bool
+    download_etag: EtagMode
+    download_checksums: tuple[str, ...]
+    download_content_length: bool
+    model_list: object
+
+    def timeline(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, int]: ...
+    def cache_stats(self) -> dict[str, Any]: ...
+
+
+class Backend(Protocol):
+    """What the application asks of the simulator: every decision and every change of state."""
+
+    def record(
+        self, route: RecordRoute, *, method: str, path: str, headers: Mapping[str, str], json: Any, query: str
+    ) -> RecordedRequest: ...
+    def take_fault(self, route: RecordRoute) -> Fault | None: ...
+    def download_started(self) -> None: ...
+    def download_ended(self) -> None: ...
+    def authorized(self, authorization: str | None) -> bool: ...
+    def create(self, body: Any, headers: Mapping[str, str], authorization: str | None) -> Created | Refused: ...
+    def poll(self, task_id: str, model: Any, *, model_sent: bool) -> Polled | Refused: ...
+    def download(
+        self, task_id: str, *, sig: str | None, hosted: bool, authorization: str | None, path_qs: str
+    ) -> bytes | Redirect | Refused: ...
+    def video_for(self, task_id: str) -> bytes: ...
+    def new_link_sig(self) -> str: ...
+
+
+def build_app(backend: Backend, settings: ServedSettings) -> web.Application:
+    """A new application serving FastRouter's routes for ``backend``, answering as ``settings`` say."""
+    routes = _Routes(backend, settings)
     app = web.Application()
     app.on_shutdown.append(routes.on_shutdown)
     router = app.router
@@ -60,10 +95,11 @@ def build_app(simulator: FastRouterSimulator) -> web.Application:
 
 
 class _Routes:
-    """The handlers of one application, bound to its simulator."""
+    """The handlers of one application, bound to its simulator's backend and settings."""
 
-    def __init__(self, simulator: FastRouterSimulator) -> None:
-        self.sim = simulator
+    def __init__(self, backend: Backend, settings: ServedSettings) -> None:
+        self.backend = backend
+        self.settings = settings
         self.closing = asyncio.Event()
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -75,14 +111,14 @@ class _Routes:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             record = await self._record(route, request)
-            record.fault = self.sim._take_fault(route)
+            record.fault = self.backend.take_fault(route)
             if route == "download":
-                self.sim.records._download_started()
+                self.backend.download_started()
             try:
                 response = await self._answer(request, record, inner)
             finally:
                 if route == "download":
-                    self.sim.records._download_ended()
+                    self.backend.download_ended()
             if response is None:
                 record.dropped = True
                 return _drop(request)
@@ -93,18 +129,14 @@ class _Routes:
 
     async def _record(self, route: RecordRoute, request: web.Request) -> RecordedRequest:
         raw = await request.read()
-        keep = self.sim.record_requests
-        record = RecordedRequest(
-            route=route,
+        return self.backend.record(
+            route,
             method=request.method,
             path=request.path,
-            headers=dict(request.headers) if keep else {},  # the handlers read the request's own headers
+            headers=request.headers,
             json=_decode_json(raw),
-            time=self.sim.now(),
             query=request.query_string,
         )
-        self.sim.records._request_arrived(record, keep=keep)
-        return record
 
     async def _answer(self, request: web.Request, record: RecordedRequest, inner: Inner) -> web.StreamResponse | None:
         """The response to send, or ``None`` to drop the connection without one."""
@@ -142,36 +174,25 @@ class _Routes:
     # -- routes --------------------------------------------------------------
 
     async def submit(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
-        if not self.sim._authorized(request.headers.get("Authorization")):
-            return _error(401)
-        body = record.json
-        problem = _submit_problem(body)
-        if problem is not None:
-            return _error(400, problem, code="invalid_parameter")
-        try:
-            cache = _cache.read_request(
-                request.headers, body, account=self.sim._account(request.headers.get("Authorization"))
-            )
-        except _cache.InvalidCacheRequest as refused:
-            return _error(400, refused.message, code=refused.code)
-        hit = None if cache is None else self.sim._cache_lookup(cache)
-        if hit is not None:
-            record.task_id, record.cache_hit = hit.task_id, True
+        created = self.backend.create(record.json, request.headers, request.headers.get("Authorization"))
+        if isinstance(created, Refused):
+            return _refused(created)
+        job = created.job
+        record.task_id, record.cache_hit = job.task_id, created.cache_hit
+        if created.cache_hit:
+            model = record.json["model"]  # this request's (without filter_on_model, the cached job's may differ)
             return web.json_response(
-                _cache.hit_body(task_id=hit.task_id, model=body["model"], style=self.sim.cache_hit_style)
+                _cache.hit_body(task_id=job.task_id, model=model, style=self.settings.cache_hit_style)
             )
-        job = self.sim._create_job(body, cache)
-        record.task_id = job.task_id
-        record.cache_hit = None if cache is None else False
         return web.json_response(
             _payloads.create_body(task_id=job.task_id, model=job.model, cost_usd=job.plan.cost_usd)
         )
 
     async def poll_post(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
-        if not self.sim._authorized(request.headers.get("Authorization")):
+        if not self.backend.authorized(request.headers.get("Authorization")):
             return _error(401)
         body = record.json
-        if not isinstance(body, dict) or not _non_empty_str(body.get("taskId")):
+        if not isinstance(body, dict) or not _payloads.non_empty_str(body.get("taskId")):
             return _error(
                 400, "Bad Request - 'taskId' is required and must be a non-empty string", code="invalid_task_id"
             )
@@ -179,7 +200,7 @@ class _Routes:
         return await self._poll(request, record, body["taskId"], model, model_sent=model is not None)
 
     async def poll_get(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
-        if not self.sim._authorized(request.headers.get("Authorization")):
+        if not self.backend.authorized(request.headers.get("Authorization")):
             return _error(401)
         model = request.query.get("model")
         return await self._poll(request, record, request.match_info["task_id"], model, model_sent=model is not None)
@@ -187,15 +208,18 @@ class _Routes:
     async def download(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         task_id = request.match_info["task_id"]
         record.task_id = task_id
-        expired = self.sim._link_status(request.query.get("sig"), task_id, hosted=request.path.startswith("/videos-"))
-        if expired is not None:
-            return _error(expired, _EXPIRED_MESSAGE, code="link_expired")
-        if self.sim.assets_require_auth and not self.sim._authorized(request.headers.get("Authorization")):
-            return _error(401)
-        if self.sim.redirect_assets_to:
-            location = self.sim.redirect_assets_to.rstrip("/") + request.path_qs
-            return web.Response(status=302, headers={"Location": location})
-        return await self._send_video(request, record, self.sim._video_for(task_id))
+        video = self.backend.download(
+            task_id,
+            sig=request.query.get("sig"),
+            hosted=request.path.startswith("/videos-"),
+            authorization=request.headers.get("Authorization"),
+            path_qs=request.path_qs,
+        )
+        if isinstance(video, Refused):
+            return _refused(video)
+        if isinstance(video, Redirect):
+            return web.Response(status=302, headers={"Location": video.location})
+        return await self._send_video(request, record, video)
 
     async def _send_video(self, request: web.Request, record: RecordedRequest, video: bytes) -> web.StreamResponse:
         """Stream ``video`` in pieces, honouring ranges and the simulator's download settings and video faults."""
@@ -207,9 +231,9 @@ class _Routes:
             video,
             range_header=request.headers.get("Range") if ranged else None,
             if_range=request.headers.get("If-Range") if ranged else None,
-            ranges=self.sim.download_ranges,
-            etag=self.sim.download_etag,
-            checksums=self.sim.download_checksums,
+            ranges=self.settings.download_ranges,
+            etag=self.settings.download_etag,
+            checksums=self.settings.download_checksums,
         )
         body = answer.body
         if fault is not None and fault.kind == "corrupt" and body:
@@ -217,7 +241,7 @@ class _Routes:
             body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
         cut = fault.nbytes if fault is not None and fault.kind == "truncate" else None
         response = web.StreamResponse(status=answer.status, headers=answer.headers)
-        if self.sim.download_content_length or cut is not None:
+        if self.settings.download_content_length or cut is not None:
             response.content_length = len(body)
         else:
             response.enable_chunked_encoding()
@@ -241,19 +265,19 @@ class _Routes:
 
     async def models(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         """FastRouter's public model list: ``sim.model_list`` (bytes are sent as they are), else the default."""
-        listed = self.sim.model_list
+        listed = self.settings.model_list
         if isinstance(listed, bytes):
             return web.Response(body=listed, content_type="application/json")
         return web.json_response(default_model_list() if listed is None else listed)
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.sim.timeline())
+        return web.json_response(self.settings.timeline())
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.sim.stats())
+        return web.json_response(self.settings.stats())
 
     async def cache(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.sim.cache_stats())
+        return web.json_response(self.settings.cache_stats())
 
     async def not_found(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         return _error(404, f"Not Found - no route for {request.method} {request.path}", code="route_not_found")
@@ -265,21 +289,18 @@ class _Routes:
     ) -> web.StreamResponse:
         record.task_id = task_id
         record.model_sent = model_sent
-        job = self.sim.jobs.get(task_id)
-        if job is None:
-            return _error(404)
+        polled = self.backend.poll(task_id, model, model_sent=model_sent)
+        if isinstance(polled, Refused):
+            if polled.code == MODEL_MISMATCH:
+                record.model_matched = False
+            return _refused(polled)
         if model_sent:
-            record.model_matched = model == job.model
-            if not record.model_matched:
-                return _error(
-                    400, "Bad Request - Invalid taskId or model: model does not match the task", code="model_mismatch"
-                )
-        stage = self.sim._advance(job)
-        if stage == "hidden":
+            record.model_matched = True
+        if polled.stage == "hidden":
             return _error(404)
-        if stage == "running":
-            return web.json_response(_running(job))
-        return await self._final(request, record, job)
+        if polled.stage == "running":
+            return web.json_response(_running(polled.job))
+        return await self._final(request, record, polled.job)
 
     async def _final(self, request: web.Request, record: RecordedRequest, job: SimulatedJob) -> web.StreamResponse:
         plan = job.plan
@@ -287,7 +308,7 @@ class _Routes:
         if outcome == "vanish":
             return _error(404)
         if outcome == "video_body":
-            return await self._send_video(request, record, self.sim._video_for(job.task_id))
+            return await self._send_video(request, record, self.backend.video_for(job.task_id))
         if outcome == "failed":
             body = _payloads.failed_body(
                 task_id=job.task_id, error=plan.error, with_status=not plan.omit_overall_status
@@ -309,10 +330,10 @@ class _Routes:
         asset_url = None
         if plan.outcome == "succeed":
             # Each answer signs the provider link afresh, as providers do; expire_links() invalidates old ones.
-            gen["url"] = f"{origin}/cdn/{job.task_id}.mp4?sig={self.sim._new_link_sig()}"
-            asset_url = f"{(self.sim.asset_origin or origin).rstrip('/')}/videos-content/{job.task_id}"
+            gen["url"] = f"{origin}/cdn/{job.task_id}.mp4?sig={self.backend.new_link_sig()}"
+            asset_url = f"{(self.settings.asset_origin or origin).rstrip('/')}/videos-content/{job.task_id}"
         elif plan.outcome == "inline_base64":
-            gen["bytesBase64Encoded"] = base64.b64encode(self.sim._video_for(job.task_id)).decode("ascii")
+            gen["bytesBase64Encoded"] = base64.b64encode(self.backend.video_for(job.task_id)).decode("ascii")
         return _payloads.success_body(
             task_id=job.task_id,
             word=plan.status_word,
@@ -323,9 +344,6 @@ class _Routes:
             asset_url=asset_url,
             cached_at=job.cached_at or int(time.time()),
         )
-
-
-_EXPIRED_MESSAGE = "The link has expired; poll the task again for a fresh one"
 
 
 def _running(job: SimulatedJob) -> dict[str, Any]:
@@ -346,20 +364,6 @@ def _generation(job: SimulatedJob, *, status: str, fail_msg: str = "") -> dict[s
     )
 
 
-def _submit_problem(body: Any) -> str | None:
-    """Why a create body is refused, or ``None`` if it is acceptable."""
-    if not isinstance(body, dict):
-        return "Bad Request - the request body must be a JSON object with 'model' and 'prompt'"
-    for field in ("model", "prompt"):
-        if not _non_empty_str(body.get(field)):
-            return f"Bad Request - '{field}' is required and must be a non-empty string"
-    return None
-
-
-def _non_empty_str(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
 def _decode_json(raw: bytes) -> Any:
     if not raw:
         return None
@@ -367,6 +371,10 @@ def _decode_json(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def _refused(refused: Refused) -> web.Response:
+    return _error(refused.status, refused.message, code=refused.code)
 
 
 def _error(status: int, message: str | None = None, *, code: str | None = None) -> web.Response:

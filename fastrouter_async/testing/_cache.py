@@ -34,11 +34,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
 from . import _payloads
+from ._records import CacheHit
 
 if TYPE_CHECKING:
     from ._records import SimulatedJob
@@ -70,13 +71,6 @@ UNKEYED_FIELDS: Final = frozenset({"cache", "callback_url", "user"})  # body fie
 FAILED_OUTCOMES: Final = frozenset({"failed", "failed_generation"})
 
 CacheHitStyle = Literal["cached", "legacy"]
-
-
-class CacheHit(NamedTuple):
-    """One submit answered from the cache: the key it carried and the task it was given."""
-
-    cache_key: str
-    task_id: str
 
 
 class InvalidCacheRequest(Exception):

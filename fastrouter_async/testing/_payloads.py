@@ -78,6 +78,11 @@ def new_generation_id() -> str:
     return "cm" + "".join(secrets.choice(_BASE36) for _ in range(23))
 
 
+def non_empty_str(value: object) -> bool:
+    """Whether ``value`` is a string with something besides whitespace (what a required field must be)."""
+    return isinstance(value, str) and bool(value.strip())
+
+
 def iso_timestamp(moment: datetime.datetime | None = None) -> str:
     """``2026-09-07T14:07:31.000Z``: UTC with milliseconds, as Pollo writes dates."""
     moment = moment or datetime.datetime.now(datetime.UTC)

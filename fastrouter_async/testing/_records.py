@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
-from ._cache import CacheHit
 from ._plans import Fault, JobPlan
 
-__all__ = ["RecordRoute", "RecordedRequest", "SimulatedJob", "SimulatorRecords"]
+__all__ = ["CacheHit", "JobStage", "RecordRoute", "RecordedRequest", "SimulatedJob", "SimulatorRecords"]
 
 RecordRoute = Literal["submit", "poll", "download", "other"]
 JobStage = Literal["hidden", "running", "done"]
+
+
+class CacheHit(NamedTuple):
+    """One submit answered from the cache: the key it carried and the task it was given."""
+
+    cache_key: str
+    task_id: str
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -82,17 +88,6 @@ class SimulatedJob:
     def done(self) -> bool:
         """Whether a poll has already reported the final outcome."""
         return self.done_at is not None
-
-    def _count_poll(self, now: float) -> JobStage:
-        """Count one poll at ``now`` and say what it sees (see :class:`JobPlan` for the rules)."""
-        self.poll_count += 1
-        elapsed = now - self.created
-        if self.poll_count <= self.plan.hidden_polls or elapsed < self.plan.visible_after:
-            return "hidden"
-        self.visible_polls += 1
-        if self.done_at is None and self.visible_polls >= self.plan.polls and elapsed >= self.plan.duration:
-            self.done_at = now
-        return "done" if self.done else "running"
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -163,34 +158,3 @@ class SimulatorRecords:
 
     def _of(self, route: RecordRoute) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route]
-
-    def _request_arrived(self, record: RecordedRequest, *, keep: bool) -> None:
-        if record.route == "submit":
-            self.submit_count += 1
-        elif record.route == "poll":
-            self.poll_count += 1
-        elif record.route == "download":
-            self.download_count += 1
-        if keep:
-            self.requests.append(record)
-
-    def _job_started(self) -> None:
-        self.jobs_created += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def _job_billed(self, task_id: str) -> None:
-        self.billed_jobs.append(task_id)
-
-    def _cache_hit(self, hit: CacheHit) -> None:
-        self.cache_hits.append(hit)
-
-    def _job_finished(self) -> None:
-        self.in_flight -= 1
-
-    def _download_started(self) -> None:
-        self.downloads_active += 1
-        self.max_downloads_active = max(self.max_downloads_active, self.downloads_active)
-
-    def _download_ended(self) -> None:
-        self.downloads_active -= 1

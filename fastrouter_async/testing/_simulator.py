@@ -1,69 +1,37 @@
-"""FastRouterSimulator: the state of a FastRouter look-alike (jobs, plans, faults, records).
+"""FastRouterSimulator, a FastRouter look-alike, and SimulatorServer, which serves one on a local port.
 
-The HTTP side lives in :mod:`._app` and the serving helper in :mod:`._server`;
-this module decides *what* happens, they decide how it goes over the wire.
-Everything here runs on one event loop and never awaits while changing state,
-so any number of concurrent requests see consistent counts.
+The simulator's settings are plain attributes; its state and the decisions
+about requests live in :mod:`._core` (:class:`~._core.SimulatorCore`), and
+the HTTP side in :mod:`._app`, which only translates between the two. The
+server lives here because the simulator makes servers and a server names its
+simulator: one module, no import cycle.
 """
 
 from __future__ import annotations
 
-import collections
-import math
-import time
+import enum
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from types import MappingProxyType, TracebackType
+from typing import Any, Final
 
 import anyio
-import attrs
+from aiohttp import web
+from yarl import URL
 
-from . import _payloads
 from ._app import build_app
-from ._assets import CHECKSUM_HEADERS, EtagMode, sample_video
-from ._cache import (
-    DEFAULT_PENDING_TIMEOUT,
-    CacheHit,
-    CacheHitStyle,
-    CacheRequest,
-    ResponseCache,
-    by_cache_key,
-    job_matches,
-)
+from ._assets import CHECKSUM_HEADERS, EtagMode
+from ._cache import DEFAULT_PENDING_TIMEOUT, CacheHitStyle, job_matches
+from ._core import ArmedFault, SimulatorCore
 from ._plans import Fault, JobPlan
-from ._records import JobStage, RecordRoute, SimulatedJob, SimulatorRecords
-from ._server import SimulatorServer
+from ._records import SimulatedJob, SimulatorRecords
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
-__all__ = ["DEFAULT_PLAN", "BodyPredicate", "Clock", "FastRouterSimulator", "PlanFactory"]
+__all__ = ["DEFAULT_PLAN", "BodyPredicate", "Clock", "FastRouterSimulator", "PlanFactory", "SimulatorServer"]
 
 Clock = Callable[[], float]
 BodyPredicate = Callable[[Mapping[str, Any]], bool]
 PlanFactory = Callable[[Mapping[str, Any]], JobPlan | None]
 
 DEFAULT_PLAN: Final = JobPlan()  # succeed at the first poll: the fastest useful job for tests
-
-
-@attrs.define(eq=False)
-class _ArmedFault:
-    """An injected fault and how many matching requests it has seen."""
-
-    fault: Fault
-    seen: int = 0
-
-    @property
-    def exhausted(self) -> bool:
-        times = self.fault.times
-        return times is not None and self.seen >= self.fault.skip + times
-
-    def take(self, route: RecordRoute) -> bool:
-        """Count a request of ``route``; True if this fault applies to it."""
-        if not self.fault.matches(route) or self.exhausted:
-            return False
-        self.seen += 1
-        return self.seen > self.fault.skip
 
 
 class FastRouterSimulator:
@@ -155,26 +123,19 @@ class FastRouterSimulator:
         self.model_list: object = None
         """What ``GET /api/v1/models`` answers: any JSON value, raw ``bytes``, or ``None`` for a default list."""
         self.records = SimulatorRecords()
-        self._cache = ResponseCache()
-        self._clock: Clock = clock or anyio.current_time
-        self._jobs: dict[str, SimulatedJob] = {}
-        self._next_plans: collections.deque[JobPlan] = collections.deque()
-        self._rules: list[PlanFactory] = []
-        self._faults: list[_ArmedFault] = []
-        self._links: dict[str, int | None] = {}  # sig -> None while valid, else the status it answers
-        self._expired_hosted: dict[str, int] = {}  # task id -> the status its hosted copy answers
+        self._core = SimulatorCore(self, clock or anyio.current_time)
 
     def __repr__(self) -> str:
+        core = self._core
         return (
-            f"<FastRouterSimulator jobs={len(self._jobs)} in_flight={self.records.in_flight} "
-            f"faults={len(self._faults)}>"
+            f"<FastRouterSimulator jobs={len(core.jobs)} in_flight={self.records.in_flight} faults={len(core.faults)}>"
         )
 
     # -- plans ---------------------------------------------------------------
 
     def plan_next(self, *plans: JobPlan) -> None:
         """Queue plans for the next submits, one per accepted submit, in order (before any rule)."""
-        self._next_plans.extend(plans)
+        self._core.next_plans.extend(plans)
 
     def plan_for(self, match: str | BodyPredicate, plan: JobPlan) -> None:
         """Use ``plan`` for submits that ``match``: a prompt substring, or a callable given the JSON body.
@@ -188,7 +149,7 @@ class FastRouterSimulator:
         def rule(body: Mapping[str, Any]) -> JobPlan | None:
             return plan if predicate(body) else None
 
-        self._rules.append(rule)
+        self._core.rules.append(rule)
 
     def plan_with(self, factory: PlanFactory) -> None:
         """Add a rule whose plan is computed for each submit: ``factory(body)`` given the JSON body.
@@ -199,28 +160,28 @@ class FastRouterSimulator:
         ``sim.plan_with(RealisticDurations(seed=1))`` gives every job a duration
         drawn for its model and length.
         """
-        self._rules.append(factory)
+        self._core.rules.append(factory)
 
     def clear_plans(self) -> None:
         """Forget queued plans and rules (``default_plan`` stays)."""
-        self._next_plans.clear()
-        self._rules.clear()
+        self._core.next_plans.clear()
+        self._core.rules.clear()
 
     # -- faults --------------------------------------------------------------
 
     def inject(self, fault: Fault) -> Fault:
         """Arm ``fault`` after those already injected, and return it."""
-        self._faults.append(_ArmedFault(fault))
+        self._core.faults.append(ArmedFault(fault))
         return fault
 
     def clear_faults(self) -> None:
         """Disarm every fault."""
-        self._faults.clear()
+        self._core.faults.clear()
 
     @property
     def faults(self) -> tuple[Fault, ...]:
         """The faults that may still apply to a request, in injection order."""
-        return tuple(armed.fault for armed in self._faults if not armed.exhausted)
+        return tuple(armed.fault for armed in self._core.faults if not armed.exhausted)
 
     # -- links ---------------------------------------------------------------
 
@@ -235,22 +196,18 @@ class FastRouterSimulator:
         """
         if status not in (403, 404, 410):
             raise ValueError(f"expired links answer 403, 404 or 410, not {status}")
-        for sig in self._links:
-            self._links[sig] = status
-        if hosted:
-            self._expired_hosted.update(dict.fromkeys(self._jobs, status))
-        return len(self._links)
+        return self._core.expire_links(status, hosted=hosted)
 
     # -- state ---------------------------------------------------------------
 
     @property
     def jobs(self) -> Mapping[str, SimulatedJob]:
         """Every job created, by task id (a read-only view)."""
-        return MappingProxyType(self._jobs)
+        return MappingProxyType(self._core.jobs)
 
     def now(self) -> float:
         """The simulator's clock (the event loop's time unless a ``clock`` was given)."""
-        return self._clock()
+        return self._core.now()
 
     def timeline(self) -> dict[str, Any]:
         """Every job's timeline, as ``GET /_simulator/jobs`` answers it (simulator clock, in seconds).
@@ -260,20 +217,7 @@ class FastRouterSimulator:
         ``created + plan.duration`` (``None`` for a job that never finishes);
         ``done_at`` is when a poll first found the job done (``None`` until then).
         """
-        return {
-            "now": self.now(),
-            "jobs": [
-                {
-                    "task_id": job.task_id,
-                    "model": job.model,
-                    "created": job.created,
-                    "finishes_at": job.created + job.plan.duration if math.isfinite(job.plan.duration) else None,
-                    "poll_count": job.poll_count,
-                    "done_at": job.done_at,
-                }
-                for job in self._jobs.values()
-            ],
-        }
+        return self._core.timeline()
 
     def stats(self) -> dict[str, int]:
         """The counters, as ``GET /_simulator/stats`` answers them (kept even without ``record_requests``)."""
@@ -294,13 +238,7 @@ class FastRouterSimulator:
         the entries that would answer a request now, the submits answered from the cache, every billed
         job (with or without a key), and per ``cache_key`` the jobs it created and the hits it got.
         """
-        billed = [self._jobs[task_id] for task_id in self.records.billed_jobs]
-        return {
-            "entries": self._cache.live(self._jobs, now=self.now(), pending_timeout=self.cache_pending_timeout),
-            "hits": len(self.records.cache_hits),
-            "billed": len(billed),
-            "keys": by_cache_key(billed, self.records.cache_hits),
-        }
+        return self._core.cache_stats()
 
     def billed_count(
         self,
@@ -315,7 +253,7 @@ class FastRouterSimulator:
         ``assert sim.billed_count(prompt="a cat") == 1`` checks that a request was paid for once,
         however many times it was sent with its ``cache_key``.
         """
-        billed = (self._jobs[task_id] for task_id in self.records.billed_jobs)
+        billed = self._core.billed_jobs()
         return sum(job_matches(job, prompt=prompt, model=model, cache_key=cache_key, where=where) for job in billed)
 
     def reset_records(self) -> None:
@@ -326,7 +264,7 @@ class FastRouterSimulator:
 
     def app(self) -> web.Application:
         """A new ``aiohttp.web.Application`` answering for this simulator, to mount or run yourself."""
-        return build_app(self)
+        return build_app(self._core, self)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
         """Serve on ``host:port`` (``0``: a free port) for the duration of ``async with``.
@@ -336,92 +274,6 @@ class FastRouterSimulator:
         """
         return SimulatorServer(self, host=host, port=port)
 
-    # -- used by the HTTP layer ----------------------------------------------
-
-    def _authorized(self, header: str | None) -> bool:
-        token = self._account(header)
-        if not token:
-            return False
-        return self.api_key is None or token == self.api_key
-
-    def _account(self, header: str | None) -> str:
-        """The token of ``Authorization: Bearer <token>`` (the account a cache entry belongs to), or ``""``."""
-        scheme, _, token = (header or "").strip().partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
-
-    def _take_fault(self, route: RecordRoute) -> Fault | None:
-        if route == "other":
-            return None
-        chosen = next((armed for armed in self._faults if armed.take(route)), None)
-        self._faults = [armed for armed in self._faults if not armed.exhausted]
-        return chosen.fault if chosen is not None else None
-
-    def _choose_plan(self, body: Mapping[str, Any]) -> JobPlan:
-        if self._next_plans:
-            return self._next_plans.popleft()
-        for rule in self._rules:
-            plan = rule(body)
-            if plan is not None:
-                return plan
-        return self.default_plan
-
-    def _cache_lookup(self, request: CacheRequest) -> SimulatedJob | None:
-        """The job the response cache answers ``request`` with (recorded as a hit), or ``None``."""
-        job = self._cache.find(request, self._jobs, now=self.now(), pending_timeout=self.cache_pending_timeout)
-        if job is not None:
-            job.cache_hit_count += 1
-            self.records._cache_hit(CacheHit(request.cache_key, job.task_id))
-        return job
-
-    def _create_job(self, body: Mapping[str, Any], cache: CacheRequest | None = None) -> SimulatedJob:
-        task_id = _payloads.new_task_id()
-        while task_id in self._jobs:  # pragma: no cover  (80 random bits)
-            task_id = _payloads.new_task_id()
-        job = SimulatedJob(
-            task_id=task_id,
-            model=body["model"],
-            prompt=body["prompt"],
-            body=MappingProxyType(dict(body)),
-            plan=self._choose_plan(body),
-            created=self.now(),
-            created_date=_payloads.iso_timestamp(),
-            generation_id=_payloads.new_generation_id(),
-            cache_key=None if cache is None else cache.cache_key,
-        )
-        self._jobs[task_id] = job
-        self.records._job_started()
-        self.records._job_billed(task_id)
-        if cache is not None:
-            self._cache.store(cache, job, now=job.created)
-        return job
-
-    def _advance(self, job: SimulatedJob) -> JobStage:
-        was_done = job.done
-        stage = job._count_poll(self.now())
-        if job.done and not was_done:
-            job.cached_at = int(time.time())
-            self.records._job_finished()
-        return stage
-
-    def _new_link_sig(self) -> str:
-        sig = _payloads.new_link_sig()
-        self._links[sig] = None
-        return sig
-
-    def _link_status(self, sig: str | None, task_id: str, *, hosted: bool) -> int | None:
-        """The status an expired link answers, or ``None`` if it is valid (or not one of ours)."""
-        if hosted:
-            return self._expired_hosted.get(task_id)
-        return None if sig is None else self._links.get(sig)
-
-    def _video_for(self, task_id: str) -> bytes:
-        job = self._jobs.get(task_id)
-        if job is None and self.videos_from is not None:
-            return self.videos_from._video_for(task_id)
-        if job is not None and job.plan.video is not None:
-            return job.plan.video
-        return sample_video()
-
 
 def _prompt_contains(text: str) -> BodyPredicate:
     def predicate(body: Mapping[str, Any]) -> bool:
@@ -429,3 +281,89 @@ def _prompt_contains(text: str) -> BodyPredicate:
         return isinstance(prompt, str) and text in prompt
 
     return predicate
+
+
+# Requests still running when the server closes get this long to finish. Slow
+# faults are woken at shutdown, so nothing normally needs more than a moment.
+SHUTDOWN_TIMEOUT: Final = 2.0
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class SimulatorServer:
+    """A :class:`FastRouterSimulator` listening on ``host:port``.
+
+    Usually obtained from ``async with simulator.serve() as server:``. For a
+    fixture without ``async with``: ``server = await SimulatorServer(sim).start()``
+    and later ``await server.aclose()``. A server runs once: after ``aclose()``
+    create a new one (the simulator, with its jobs and records, can be reused).
+    """
+
+    def __init__(self, simulator: FastRouterSimulator, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.simulator = simulator
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._state = _State.NEW
+
+    def __repr__(self) -> str:
+        where = self.origin if self._state is _State.RUNNING else self._state.value
+        return f"<SimulatorServer {where}>"
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one chosen by the OS when asked for port 0)."""
+        if self._port is None or self._state is not _State.RUNNING:
+            raise RuntimeError(f"the simulator server is {self._state.value}, not running")
+        return self._port
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``: where downloads (``/videos-content``, ``/cdn``) are served."""
+        return str(URL.build(scheme="http", host=self.host, port=self.port))
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/v1``: the base URL to give a FastRouter client."""
+        return f"{self.origin}/api/v1"
+
+    async def start(self) -> SimulatorServer:
+        """Bind and start serving; returns ``self``."""
+        if self._state is not _State.NEW:
+            raise RuntimeError(f"the simulator server is {self._state.value}; create a new one to serve again")
+        runner = web.AppRunner(self.simulator.app(), shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            self._state = _State.CLOSED
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        self._state = _State.RUNNING
+        return self
+
+    async def aclose(self) -> None:
+        """Stop listening, close every connection and wait for handlers to end. Idempotent."""
+        runner, self._runner = self._runner, None
+        self._state = _State.CLOSED
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> SimulatorServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
