@@ -38,7 +38,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeGuard
 from urllib.parse import quote, urlsplit
@@ -125,6 +125,7 @@ WIRE_NAMES: Mapping[str, str] = MappingProxyType(
 _MEDIA_PREFIXES = ("video/", "application/octet-stream", "binary/octet-stream")
 _REDACTED = "[redacted]"
 _MAX_URL_LENGTH = 8192  # longer "URLs" in an answer are not links any server or proxy would serve
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})  # an answer without a "data" object
 _MAX_TEXT = 1000  # characters kept of a server's status word or message: enough to explain, not to flood
 _BINARY_KINDS = frozenset({"unknown binary", "gzip data", "a ZIP archive", "an image", "a PDF document"})
 _EMPTY_RUNNING_STATUSES = frozenset({202, 204})  # "accepted, nothing to show yet": the job is still running
@@ -399,16 +400,30 @@ def parse_poll_response(
             raw_status="video body",
             source=ResultSource.POLL_BODY,
         )
-    payload = _json_object(response, f"the status answer for task {task_id}", scrub_secret)
-    data = _as_mapping(payload.get("data"))
+    payload = _json_object(response, lambda: f"the status answer for task {task_id}", scrub_secret)
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        data = _NO_DATA
     raw_status = _first_str(data.get("status"), payload.get("status"))
     state = _job_state(payload, data, raw_status)
+    cost_usd = _number(data.get("costUsd"))
+    credits_used = _credits_used(payload)
+    if state is JobState.RUNNING:  # the usual answer: built without a dictionary of arguments
+        return JobStatus(
+            task_id=task_id,
+            model=model,
+            state=state,
+            raw_status=raw_status,
+            cost_usd=cost_usd,
+            credits_used=credits_used,
+            payload=payload,
+        )
     common: dict[str, Any] = {
         "task_id": task_id,
         "model": model,
         "raw_status": raw_status,
-        "cost_usd": _number(data.get("costUsd")),
-        "credits_used": _credits_used(payload),
+        "cost_usd": cost_usd,
+        "credits_used": credits_used,
         "payload": payload,
     }
     if state is JobState.FAILED:
@@ -556,9 +571,11 @@ def scrub_json(value: object, secret: Secret | str | None) -> Any:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _json_object(response: Response, what: str, secret: Secret | str | None) -> Mapping[str, Any]:
+def _json_object(response: Response, what: str | Callable[[], str], secret: Secret | str | None) -> Mapping[str, Any]:
+    """The decoded answer, a JSON object; ``what`` names it in the error (a callable: only then)."""
     payload = decode_json(response, scrub_secret=secret)
     if not isinstance(payload, Mapping):
+        what = what if isinstance(what, str) else what()
         raise UnexpectedResponseError(
             f"{what} is JSON but not an object: {_preview(payload, secret)}",
             body=scrub_json(payload, secret),
