@@ -402,7 +402,7 @@ def parse_poll_response(
         )
     payload = _json_object(response, lambda: f"the status answer for task {task_id}", scrub_secret)
     data = payload.get("data")
-    if not isinstance(data, Mapping):
+    if not _is_mapping(data):
         data = _NO_DATA
     raw_status = _first_str(data.get("status"), payload.get("status"))
     state = _job_state(payload, data, raw_status)
@@ -574,7 +574,7 @@ def scrub_json(value: object, secret: Secret | str | None) -> Any:
 def _json_object(response: Response, what: str | Callable[[], str], secret: Secret | str | None) -> Mapping[str, Any]:
     """The decoded answer, a JSON object; ``what`` names it in the error (a callable: only then)."""
     payload = decode_json(response, scrub_secret=secret)
-    if not isinstance(payload, Mapping):
+    if not _is_mapping(payload):
         what = what if isinstance(what, str) else what()
         raise UnexpectedResponseError(
             f"{what} is JSON but not an object: {_preview(payload, secret)}",
@@ -602,7 +602,7 @@ def _has_error(payload: Mapping[str, Any]) -> bool:
     error = payload.get("error")
     if isinstance(error, str):
         return bool(error.strip())
-    return isinstance(error, Mapping) and bool(error)
+    return _is_mapping(error) and bool(error)
 
 
 def _failure_message(payload: Mapping[str, Any], data: Mapping[str, Any], secret: Secret | str | None) -> str:
@@ -674,7 +674,7 @@ def submit_estimate(payload: Mapping[str, Any]) -> SubmitEstimate | None:
 def _credits_used(payload: Mapping[str, Any]) -> float | None:
     for key in ("usage", "estimate_usage"):
         block = payload.get(key)
-        if isinstance(block, Mapping):
+        if _is_mapping(block):
             value = _number(block.get("credits_used"))
             if value is not None:
                 return value
@@ -683,8 +683,21 @@ def _credits_used(payload: Mapping[str, Any]) -> float | None:
 
 def _generations(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     for item in _as_list(data.get("generations")):
-        if isinstance(item, Mapping):
+        if _is_mapping(item):
             yield item
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, list, type(None)})  # what else JSON decodes to
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC check for what JSON decodes to (a few per poll)."""
+    kind = type(value)
+    if kind is dict:
+        return True
+    if kind in _NOT_MAPPINGS:
+        return False
+    return isinstance(value, Mapping)
 
 
 def _as_mapping(value: object) -> Mapping[str, Any]:

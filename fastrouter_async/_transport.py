@@ -21,7 +21,7 @@ import asyncio
 import logging
 import platform
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -257,16 +257,20 @@ class Transport:
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def request(self, call: HttpCall) -> Response:
-        """One API request (authenticated), its answer read into memory.
+    def request(self, call: HttpCall) -> Coroutine[Any, Any, Response]:
+        """One API request (authenticated), its answer read into memory: ``await transport.request(call)``.
 
         A body that is the video itself is not read (``Response.media``). With a
         ``request_hook`` (tracing), the hook hears of the request and its end, and the
-        headers it adds (``traceparent``) are sent to the API origin only.
+        headers it adds (``traceparent``) are sent to the API origin only. Without one
+        (the usual case) the request itself is returned, with no coroutine around it.
         """
         hook = self.request_hook
         if hook is None:
-            return await self._request(call, call.headers)
+            return self._request(call, call.headers)
+        return self._hooked_request(call, hook)
+
+    async def _hooked_request(self, call: HttpCall, hook: RequestHook) -> Response:
         api_headers: dict[str, str] = dict(call.headers or {})  # a submit's cache_key: the API origin only
         ended = hook(call, api_headers)
         try:
