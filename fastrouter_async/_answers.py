@@ -82,9 +82,8 @@ def poll_outcome(
     now: float,
 ) -> JobStatus:
     """The job status a poll answer shows, or the documented error it amounts to."""
-    where = loggable(call.url)
-    if not 200 <= response.status < 300:
-        raise error_for_status(response, method=call.method, url=where, scrub_secret=secret, now=now)
+    if not 200 <= response.status < 300:  # the URL is made loggable only for an error: not on every poll
+        raise error_for_status(response, method=call.method, url=loggable(call.url), scrub_secret=secret, now=now)
     failure: FastRouterError | None = None
     try:
         return parse_poll_response(response, task_id=task_id, model=model, scrub_secret=secret)

@@ -250,16 +250,24 @@ class VideoJob:
         previous_running_at = self._last_running_at
         self._polls_done += 1
         self._last_poll_at = now
-        if not snapshot.done:
+        done = snapshot.state.done
+        if not done:
             self._last_running_at = now
         previous = self._last_status
         # Kept per job for as long as it runs: a running answer's decoded JSON would be most of the
-        # job's memory (about 2 KB), so the copy kept here drops it; status() returns it whole.
-        self._last_status = snapshot if snapshot.done or snapshot.payload is None else snapshot._without_payload()
+        # job's memory (about 2 KB), so the copy kept here drops it; status() returns it whole. An
+        # answer equal to the one kept (equality ignores the payload: the usual "still processing")
+        # keeps the copy already made.
+        if done or snapshot.payload is None:
+            self._last_status = snapshot
+        elif previous is None or previous != snapshot:
+            self._last_status = snapshot._without_payload()
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
-            self._session._events.emit(StatusChanged(task_id=self.task_id, model=self.model, status=snapshot))
-        if self._outcome is not None or not snapshot.done:
+            events = self._session._events
+            if events.active:  # nobody listening: no event built
+                events.emit(StatusChanged(task_id=self.task_id, model=self.model, status=snapshot))
+        if self._outcome is not None or not done:
             return
         if snapshot.state is JobState.SUCCEEDED:
             self._outcome = self._session._result_from(self, snapshot)

@@ -3,8 +3,9 @@
 With ``opentelemetry-api`` installed, the session uses the globally configured tracer and
 meter providers (``opentelemetry.trace.get_tracer("fastrouter_async", version)``): an
 application that configured the SDK gets traces and metrics without further code. Without
-the API nothing is imported and nothing runs; with the API but no SDK configured, events
-are skipped at once and requests get no hook work beyond one provider check.
+the API nothing is imported and nothing runs; with the API but neither a tracer nor a meter
+provider configured when the session is created, nothing is hooked in at all (no call per
+request or event): configure the SDK before creating the session.
 
 Spans: one ``video.generate <model>`` (kind CLIENT) per job, from its submit request to the
 poll that saw it end, started with ``start_span`` and ended explicitly (no context is kept
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ._protocol import HttpCall
     from ._transport import Transport
 
-__all__ = ["OPERATION_NAME", "Telemetry"]
+__all__ = ["OPERATION_NAME", "Telemetry", "sdk_configured"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -64,6 +65,23 @@ def _clean_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def sdk_configured(trace: Any, metrics: Any) -> bool:
+    """True when the application set a tracer or a meter provider (an SDK): something records.
+
+    Without either, the API's proxies record nothing: the session then installs no request hook
+    and no event consumer at all (telemetry is decided when the session is created).
+    """
+    from opentelemetry.trace import ProxyTracerProvider  # noqa: PLC0415 (optional: imported only when used)
+
+    if not isinstance(trace.get_tracer_provider(), ProxyTracerProvider):
+        return True
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider  # noqa: PLC0415
+    except ImportError:  # another API version: assume a provider may be set
+        return True
+    return not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
+
+
 def _nothing(status: int | None, exc: BaseException | None) -> None:
     """The end of a request nobody traces."""
 
@@ -85,6 +103,8 @@ class Telemetry:
             from opentelemetry import metrics, trace  # noqa: PLC0415 (optional: imported only when used)
         except ImportError:
             return None
+        if not sdk_configured(trace, metrics):
+            return None  # decided once: no hook on each request, no consumer of each event
         telemetry = cls(trace, metrics, prompts=prompts, submit_url=submit_url)
         hub.add_consumer(telemetry.on_event)
         transport.request_hook = telemetry.on_request

@@ -38,7 +38,7 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeGuard
 from urllib.parse import quote, urlsplit
@@ -125,6 +125,7 @@ WIRE_NAMES: Mapping[str, str] = MappingProxyType(
 _MEDIA_PREFIXES = ("video/", "application/octet-stream", "binary/octet-stream")
 _REDACTED = "[redacted]"
 _MAX_URL_LENGTH = 8192  # longer "URLs" in an answer are not links any server or proxy would serve
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})  # an answer without a "data" object
 _MAX_TEXT = 1000  # characters kept of a server's status word or message: enough to explain, not to flood
 _BINARY_KINDS = frozenset({"unknown binary", "gzip data", "a ZIP archive", "an image", "a PDF document"})
 _EMPTY_RUNNING_STATUSES = frozenset({202, 204})  # "accepted, nothing to show yet": the job is still running
@@ -399,16 +400,30 @@ def parse_poll_response(
             raw_status="video body",
             source=ResultSource.POLL_BODY,
         )
-    payload = _json_object(response, f"the status answer for task {task_id}", scrub_secret)
-    data = _as_mapping(payload.get("data"))
+    payload = _json_object(response, lambda: f"the status answer for task {task_id}", scrub_secret)
+    data = payload.get("data")
+    if not _is_mapping(data):
+        data = _NO_DATA
     raw_status = _first_str(data.get("status"), payload.get("status"))
     state = _job_state(payload, data, raw_status)
+    cost_usd = _number(data.get("costUsd"))
+    credits_used = _credits_used(payload)
+    if state is JobState.RUNNING:  # the usual answer: built without a dictionary of arguments
+        return JobStatus(
+            task_id=task_id,
+            model=model,
+            state=state,
+            raw_status=raw_status,
+            cost_usd=cost_usd,
+            credits_used=credits_used,
+            payload=payload,
+        )
     common: dict[str, Any] = {
         "task_id": task_id,
         "model": model,
         "raw_status": raw_status,
-        "cost_usd": _number(data.get("costUsd")),
-        "credits_used": _credits_used(payload),
+        "cost_usd": cost_usd,
+        "credits_used": credits_used,
         "payload": payload,
     }
     if state is JobState.FAILED:
@@ -556,9 +571,11 @@ def scrub_json(value: object, secret: Secret | str | None) -> Any:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _json_object(response: Response, what: str, secret: Secret | str | None) -> Mapping[str, Any]:
+def _json_object(response: Response, what: str | Callable[[], str], secret: Secret | str | None) -> Mapping[str, Any]:
+    """The decoded answer, a JSON object; ``what`` names it in the error (a callable: only then)."""
     payload = decode_json(response, scrub_secret=secret)
-    if not isinstance(payload, Mapping):
+    if not _is_mapping(payload):
+        what = what if isinstance(what, str) else what()
         raise UnexpectedResponseError(
             f"{what} is JSON but not an object: {_preview(payload, secret)}",
             body=scrub_json(payload, secret),
@@ -585,7 +602,7 @@ def _has_error(payload: Mapping[str, Any]) -> bool:
     error = payload.get("error")
     if isinstance(error, str):
         return bool(error.strip())
-    return isinstance(error, Mapping) and bool(error)
+    return _is_mapping(error) and bool(error)
 
 
 def _failure_message(payload: Mapping[str, Any], data: Mapping[str, Any], secret: Secret | str | None) -> str:
@@ -657,7 +674,7 @@ def submit_estimate(payload: Mapping[str, Any]) -> SubmitEstimate | None:
 def _credits_used(payload: Mapping[str, Any]) -> float | None:
     for key in ("usage", "estimate_usage"):
         block = payload.get(key)
-        if isinstance(block, Mapping):
+        if _is_mapping(block):
             value = _number(block.get("credits_used"))
             if value is not None:
                 return value
@@ -666,8 +683,21 @@ def _credits_used(payload: Mapping[str, Any]) -> float | None:
 
 def _generations(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     for item in _as_list(data.get("generations")):
-        if isinstance(item, Mapping):
+        if _is_mapping(item):
             yield item
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, list, type(None)})  # what else JSON decodes to
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC check for what JSON decodes to (a few per poll)."""
+    kind = type(value)
+    if kind is dict:
+        return True
+    if kind in _NOT_MAPPINGS:
+        return False
+    return isinstance(value, Mapping)
 
 
 def _as_mapping(value: object) -> Mapping[str, Any]:

@@ -829,19 +829,21 @@ class FastRouterSession:
         if call is None:
             call = job._call = poll_call(self._poll_route, self._base_url, job.task_id, job.model)
         response = await self._budgeted_request(call)
-        interpret = functools.partial(
-            poll_outcome,
-            response,
-            task_id=job.task_id,
-            model=job.model,
-            call=call,
-            secret=self._secret,
-            now=time.time(),
-        )
         try:
             if response.body is not None and len(response.body) > _PARSE_IN_THREAD_BYTES:
+                interpret = functools.partial(
+                    poll_outcome,
+                    response,
+                    task_id=job.task_id,
+                    model=job.model,
+                    call=call,
+                    secret=self._secret,
+                    now=time.time(),
+                )
                 return await anyio.to_thread.run_sync(interpret)  # an inline video: megabytes of JSON
-            return interpret()
+            return poll_outcome(
+                response, task_id=job.task_id, model=job.model, call=call, secret=self._secret, now=time.time()
+            )
         except NotFoundError:
             if not job._in_grace_window():
                 raise

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import platform
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -86,6 +86,17 @@ class _Headers(dict[str, str]):
     def __repr__(self) -> str:
         shown = {k: "[redacted]" if k.lower() == "authorization" else v for k, v in self.items()}
         return f"_Headers({shown!r})"
+
+
+class _FixedHeaders(CIMultiDict[str]):
+    """Headers built once and sent as they are: aiohttp merges a multidict without converting it first.
+
+    Never changed after construction; the repr hides the ``Authorization`` value, as ``_Headers`` does.
+    """
+
+    def __repr__(self) -> str:
+        shown = {k: "[redacted]" if k.lower() == "authorization" else v for k, v in self.items()}
+        return f"_FixedHeaders({shown!r})"
 
 
 def _auth_headers(base: Mapping[str, str], secret: Secret) -> _Headers:
@@ -209,10 +220,9 @@ class Transport:
         self._user_agent = _user_agent()
         self._urls: dict[str, tuple[URL, bool]] = {}
         # The headers of a pre-serialized JSON request, built once (aiohttp copies them per request).
-        self._json_headers = _Headers(
-            {"User-Agent": self._user_agent, "Accept": _ACCEPT, "Content-Type": "application/json"}
-        )
-        self._json_api_headers = _auth_headers(self._json_headers, secret)
+        json_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT, "Content-Type": "application/json"}
+        self._json_headers = _FixedHeaders(json_headers)
+        self._json_api_headers = _FixedHeaders(_auth_headers(json_headers, secret))
         self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
         self.request_hook: RequestHook | None = None
@@ -257,16 +267,20 @@ class Transport:
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def request(self, call: HttpCall) -> Response:
-        """One API request (authenticated), its answer read into memory.
+    def request(self, call: HttpCall) -> Coroutine[Any, Any, Response]:
+        """One API request (authenticated), its answer read into memory: ``await transport.request(call)``.
 
         A body that is the video itself is not read (``Response.media``). With a
         ``request_hook`` (tracing), the hook hears of the request and its end, and the
-        headers it adds (``traceparent``) are sent to the API origin only.
+        headers it adds (``traceparent``) are sent to the API origin only. Without one
+        (the usual case) the request itself is returned, with no coroutine around it.
         """
         hook = self.request_hook
         if hook is None:
-            return await self._request(call, call.headers)
+            return self._request(call, call.headers)
+        return self._hooked_request(call, hook)
+
+    async def _hooked_request(self, call: HttpCall, hook: RequestHook) -> Response:
         api_headers: dict[str, str] = dict(call.headers or {})  # a submit's cache_key: the API origin only
         ended = hook(call, api_headers)
         try:
@@ -429,17 +443,17 @@ class Transport:
             authorized = auth and api
             if check_url is not None:
                 await check_url(current)  # may refuse the URL (a download to a metadata address)
+            request_headers: Mapping[str, str]
             if encoded is not None and body is not None and not headers and not (api_headers and api):
                 request_headers = self._json_api_headers if authorized else self._json_headers
             else:
                 encoded = None
-                request_headers = _Headers({"User-Agent": self._user_agent, "Accept": _ACCEPT})
+                built = _Headers({"User-Agent": self._user_agent, "Accept": _ACCEPT})
                 if headers:
-                    request_headers.update(headers)
+                    built.update(headers)
                 if api_headers and api:
-                    request_headers.update(api_headers)
-                if authorized:
-                    request_headers = _auth_headers(request_headers, self._secret)
+                    built.update(api_headers)
+                request_headers = _auth_headers(built, self._secret) if authorized else built
             failure: FastRouterError | None = None
             try:
                 resp = await client.request(

@@ -70,7 +70,7 @@ def loads(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise UnreadableJSON(f"the body is not valid JSON, or nests deeper than {max_depth} levels")
     reason: str | None = None
     try:
-        return json.loads(text, parse_int=_parse_int)
+        return _DECODER.decode(text)
     except ValueError as exc:  # JSONDecodeError: keep the position only, never exc.doc
         reason = _decode_reason(exc)
     except RecursionError:  # only with a very low interpreter recursion limit
@@ -133,8 +133,16 @@ def _depth_within(text: str, max_depth: int) -> bool:
     strings are cut out and the innermost ``[]``/``{}`` pairs removed ``max_depth`` times: valid
     JSON within the limit leaves nothing, anything else is too deep or not JSON.
     """
-    if text.count("[") + text.count("{") <= max_depth:
-        return True
+    return _few_brackets(text, max_depth) or _brackets_nest_within(text, max_depth)
+
+
+def _few_brackets(text: str, max_depth: int) -> bool:
+    """True when ``text`` has at most ``max_depth`` opening brackets: it cannot nest deeper (C-speed counts)."""
+    return text.count("[") + text.count("{") <= max_depth
+
+
+def _brackets_nest_within(text: str, max_depth: int) -> bool:
+    """The full check: strings cut out, then the innermost pairs removed ``max_depth`` times."""
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     for _ in range(max_depth):
         if not brackets:
@@ -150,6 +158,10 @@ def _parse_int(digits: str) -> int | float:
     if len(digits) > _MAX_INT_DIGITS:
         return float(digits)  # inf when out of range; later checks treat it as "no number"
     return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+# Built once: json.loads(text, parse_int=...) would build a decoder and its scanner on every call.
 
 
 def _decode_reason(exc: ValueError) -> str:

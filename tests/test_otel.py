@@ -254,3 +254,41 @@ async def test_telemetry_flags_must_be_booleans(make_session: SessionFactory, na
     """A non-boolean telemetry option is refused at construction, naming the field."""
     with pytest.raises(InvalidRequestError, match=name):
         make_session(**{name: "yes"})
+
+
+async def test_telemetry_is_decided_when_the_session_is_created(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A session created before any SDK was configured installs no hook: configuring one later records nothing."""
+    _reset_globals()
+    session = make_session()
+    late = Telemetry()
+    trace.set_tracer_provider(late.tracer_provider)
+    metrics.set_meter_provider(late.meter_provider)
+    try:
+        await session.generate(**VEO)
+        assert late.finished() == ()
+        assert late.metric_points() == {}
+        assert all(traceparent(h) is None for h in sim.records.headers_seen("any"))
+    finally:
+        late.tracer_provider.shutdown()
+        late.meter_provider.shutdown()
+        _reset_globals()
+
+
+async def test_a_meter_provider_alone_still_counts_polls(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """With only metrics configured (no tracer provider), the session still counts its polls."""
+    _reset_globals()
+    only_metrics = Telemetry()
+    metrics.set_meter_provider(only_metrics.meter_provider)
+    try:
+        async with make_session() as session:
+            await session.generate(**VEO)
+        assert only_metrics.metric_total("fastrouter.polls") >= 1
+        assert all(traceparent(h) is None for h in sim.records.headers_seen("any"))
+    finally:
+        only_metrics.tracer_provider.shutdown()
+        only_metrics.meter_provider.shutdown()
+        _reset_globals()
