@@ -47,6 +47,8 @@ from ._events import (
     Event,
     JobEnded,
     JobSubmitted,
+    PollerBehind,
+    PollerCaughtUp,
     PollRetried,
     RateLimited,
     StatusChanged,
@@ -57,6 +59,7 @@ from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, ResultSource, VideoRequest, VideoResult
+from ._poller import PollerStatistics
 from ._session import FastRouterSession
 from ._validate import validate as validate_request
 
@@ -109,6 +112,9 @@ __all__ = [
     "PollPolicy",
     "PollRetried",
     "PollRoute",
+    "PollerBehind",
+    "PollerCaughtUp",
+    "PollerStatistics",
     "Price",
     "RateLimitError",
     "RateLimited",

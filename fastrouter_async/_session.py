@@ -54,7 +54,7 @@ from ._events import DownloadFinished, DownloadProgressed, RateLimited
 from ._job import VideoJob
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._otel import Telemetry
-from ._poller import Poller
+from ._poller import Poller, PollerStatistics
 from ._polling import RetryCounter, is_transient, retrying
 from ._protocol import (
     HttpCall,
@@ -364,6 +364,10 @@ class FastRouterSession:
     @property
     def poll_policy(self) -> PollPolicy:
         return self._poll_policy
+
+    def poller_statistics(self) -> PollerStatistics:
+        """How the shared poller keeps up with its schedule: jobs scheduled, polls, lateness, ``behind``."""
+        return self._poller.statistics()
 
     def export_durations(self) -> dict[str, Any]:
         """What this session has learned about how long jobs take, as JSON-ready data.
