@@ -66,6 +66,8 @@ class VideoJob:
     """One future per ``result()`` in progress; the poller resolves them when the job ends."""
     _schedule_token: int | None = attrs.field(default=None, init=False)
     """Set while the job is on the session's poll schedule (see ``_poller``)."""
+    _scheduled_at: float = attrs.field(default=0.0, init=False)
+    """When the job was last put on the schedule (the poller measures lateness against the gap meant)."""
     _retries: RetryCounter | None = attrs.field(default=None, init=False)
     _call: HttpCall | None = attrs.field(default=None, init=False)
     _ended_event: JobEnded | None = attrs.field(default=None, init=False)
@@ -221,11 +223,6 @@ class VideoJob:
         if self._last_poll_at is None:
             return now + self._next_delay(now)
         return max(now, self._last_poll_at + self._next_delay(now))
-
-    def _intended_gap(self, due: float) -> float:
-        """The gap the schedule meant between the last poll (or the submit) and a poll due at ``due``."""
-        since = self._last_poll_at if self._last_poll_at is not None else self._submitted_at
-        return 0.0 if since is None else max(0.0, due - since)
 
     def _due_at(self) -> float:
         """When the next poll of this job is due, on the policy's schedule (without jitter)."""

@@ -11,7 +11,8 @@ and no timer is set.
 
 Falling behind: each poll's *lateness* (how long after its due time it started)
 is measured. A poll is late when it starts more than ``LATE_SHARE`` of its
-intended gap, and at least ``LATE_FLOOR`` seconds, after it was due. After
+intended gap (from the moment it was scheduled to its due time), and at least
+``LATE_FLOOR`` seconds, after it was due. After
 ``BEHIND_AFTER`` late polls in a row the poller is *behind*: it sends
 :class:`PollerBehind` and logs one warning; it is caught up (:class:`PollerCaughtUp`)
 once nothing due waits for a worker, or after ``BEHIND_AFTER`` polls in a row on time.
@@ -53,10 +54,11 @@ MAX_CONCURRENT_POLLS = 64
 # 100 pooled connections to submits and downloads. A request budget usually binds first.
 
 LATE_SHARE: Final = 0.5
-LATE_FLOOR: Final = 0.1
+LATE_FLOOR: Final = 0.5
 # A poll is late when it starts more than half its intended gap after its due time (2.5 s for a
 # 5 s gap: the job is then polled at least 1.5 x less often than the policy says), and never for
-# less than 0.1 s (a poll due "now" is not late because the event loop was busy for a moment).
+# less than 0.5 s: a poll due "now" (the first of a wait begun after its due time) is not late
+# because a burst of a thousand such polls took half a second to send.
 BEHIND_AFTER: Final = 20
 # Late polls in a row before the poller reports it is behind (and on-time polls in a row before it
 # reports it caught up): one slow moment (a garbage collection, a burst of answers) is not a trend.
@@ -132,6 +134,7 @@ class Poller:
             loop = self._loop = asyncio.get_running_loop()
         seq = next(self._seq)
         job._schedule_token = seq  # entries with another token are stale and skipped
+        job._scheduled_at = loop.time()
         heapq.heappush(self._heap, (due, seq, job))
         if self._timer is None or due < self._timer_at:
             self._arm(loop, due)
@@ -205,7 +208,7 @@ class Poller:
                 heapq.heappop(heap)
                 job._schedule_token = None
                 if job._wanted:
-                    self._started_late_by(now - due, job._intended_gap(due))
+                    self._started_late_by(now - due, due - job._scheduled_at)
                     await self._poll(job)
         finally:
             # Leave the pool in the same step that found nothing due: a worker that is done but

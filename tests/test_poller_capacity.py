@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 
 import pytest
 
@@ -14,19 +15,21 @@ from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
 
 from .conftest import SessionFactory
 
-_SLOW_POLL = 0.02  # seconds each poll answer is held back: 64 polls per 20 ms at most
-_JOBS = MAX_CONCURRENT_POLLS * 12  # due at once: the last ones start at least 11 answers (0.22 s) late
+_SLOW_POLL = 0.1  # seconds each poll answer is held back: 64 polls per 0.1 s at most
+_JOBS = MAX_CONCURRENT_POLLS * 12  # due at once: the last ones start at least 11 answers (1.1 s) late
 
 
 async def _run_behind(
-    make_session: SessionFactory, sim: FastRouterSimulator
+    make_session: SessionFactory, sim: FastRouterSimulator, *, submitted_ago: float | None = None
 ) -> tuple[list[Event], PollerStatistics, PollerStatistics]:
     """Many jobs due at once against slow poll answers: the statistics mid-way, the events, the end."""
-    sim.default_plan = JobPlan(polls=2)
+    sim.default_plan = JobPlan(polls=1)
     sim.inject(Fault.slow(_SLOW_POLL, route="poll", times=None))
     events: list[Event] = []
     session = make_session(max_concurrent_jobs=None, on_event=events.append)
     jobs = await asyncio.gather(*(session.submit(model="google/veo3", prompt=f"job {i}") for i in range(_JOBS)))
+    if submitted_ago is not None:  # re-attached, as another process would: submitted long before the wait
+        jobs = [session.job(j.task_id, model=j.model, submitted_at=time.time() - submitted_ago) for j in jobs]
     behind = asyncio.get_running_loop().create_future()
 
     def watch(event: Event) -> None:
@@ -63,8 +66,18 @@ async def test_poller_reports_falling_behind_and_catching_up(
     assert not after.behind
     assert after.scheduled == 0
     assert after.polling == 0
-    assert after.polls == 2 * _JOBS
+    assert after.polls == _JOBS
     assert after.max_lateness > LATE_FLOOR
+
+
+async def test_poller_behind_on_jobs_awaited_long_after_their_submit(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """Lateness counts from when a poll was scheduled, not from the submit an hour ago: still reported behind."""
+    events, during, after = await _run_behind(make_session, sim, submitted_ago=3600.0)
+    assert [type(e) for e in events if isinstance(e, PollerBehind | PollerCaughtUp)] == [PollerBehind, PollerCaughtUp]
+    assert during.behind
+    assert not after.behind
 
 
 async def test_poller_on_time_reports_nothing(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
