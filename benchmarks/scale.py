@@ -22,9 +22,11 @@ clean; this process only orchestrates and prints. A run:
    running; polls per second are counted by the simulator;
 4. reads the peak RSS, cancels the waiters and closes.
 
-The worst stall is the largest heartbeat lag while polling (``max ms``), usually when all the
-waiters start at once; ``start ms`` is the part of it spent in the program's own synchronous
-``asyncio.gather`` of one ``result()`` per job (creating the tasks), before any of them runs.
+The worst stall is the largest heartbeat lag while polling (``max ms``): the loop iteration in
+which every waiter takes its first step, once they all start at once. ``start ms`` is the time
+spent before that in the program's own synchronous ``asyncio.gather`` of one ``result()`` per job
+(creating the tasks): the heartbeat has not taken its first step yet then, so it is not in
+``max ms``.
 For ours, ``behind`` says whether the session reported its poller behind its schedule
 (``session.poller_statistics()``) at the end of the hold.
 
@@ -319,8 +321,9 @@ def notes_for(rows: Sequence[dict[str, Any]], *, repeat: int, seconds: float) ->
         stall_met = "MET" if ours["worst_stall_ms"] < STALL_GOAL_MS else "NOT MET"
         notes.append(
             f"goal: ours worst stall < {STALL_GOAL_MS:g} ms (at 100,000 jobs): {stall_met} "
-            f"(worst of {repeat} run(s): {ours['worst_stall_ms']:.0f} ms, of which {ours['start_waiters_ms']:.0f} ms "
-            "creating the waiters' tasks); behind: in how many runs ours reported its poller behind at the end"
+            f"(worst of {repeat} run(s): {ours['worst_stall_ms']:.0f} ms; before it, the program's own gather creating "
+            f"the waiters' tasks took {ours['start_waiters_ms']:.0f} ms, not counted); "
+            "behind: in how many runs ours reported its poller behind at the end"
         )
     return notes
 
