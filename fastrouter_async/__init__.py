@@ -47,6 +47,8 @@ from ._events import (
     Event,
     JobEnded,
     JobSubmitted,
+    PollerBehind,
+    PollerCaughtUp,
     PollRetried,
     RateLimited,
     StatusChanged,
@@ -66,6 +68,7 @@ from ._models import (
     VideoRequest,
     VideoResult,
 )
+from ._poller import PollerStatistics
 from ._session import FastRouterSession
 from ._validate import validate as validate_request
 
@@ -119,6 +122,9 @@ __all__ = [
     "PollPolicy",
     "PollRetried",
     "PollRoute",
+    "PollerBehind",
+    "PollerCaughtUp",
+    "PollerStatistics",
     "Price",
     "RateLimitError",
     "RateLimited",

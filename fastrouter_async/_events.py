@@ -21,6 +21,8 @@ __all__ = [
     "JobEnded",
     "JobSubmitted",
     "PollRetried",
+    "PollerBehind",
+    "PollerCaughtUp",
     "RateLimited",
     "StatusChanged",
 ]
@@ -116,5 +118,40 @@ class JobEnded:
     """From submit to the answer that showed the end (``None`` for a job re-attached without its submit time)."""
 
 
-Event = JobSubmitted | StatusChanged | PollRetried | RateLimited | DownloadProgressed | DownloadFinished | JobEnded
+@attrs.frozen(kw_only=True)
+class PollerBehind:
+    """The session's poller falls behind its schedule: polls start late, so jobs are polled less often.
+
+    Sent once when polls keep starting late (a warning is logged with it); :class:`PollerCaughtUp`
+    follows when they start on time again. See docs/performance.md, "Polling capacity".
+    """
+
+    lateness: float
+    """How many seconds after their due time the recent polls started (a running average)."""
+    jobs_scheduled: int
+    """How many jobs were on the poll schedule."""
+
+
+@attrs.frozen(kw_only=True)
+class PollerCaughtUp:
+    """The session's poller is on schedule again after a :class:`PollerBehind`."""
+
+    lateness: float
+    """How late the recent polls started, in seconds (a running average)."""
+    jobs_scheduled: int
+    seconds_behind: float
+    """How long the poller was behind."""
+
+
+Event = (
+    JobSubmitted
+    | StatusChanged
+    | PollRetried
+    | RateLimited
+    | DownloadProgressed
+    | DownloadFinished
+    | JobEnded
+    | PollerBehind
+    | PollerCaughtUp
+)
 """Any event a session sends (match on the class: ``isinstance(event, JobEnded)``)."""

@@ -73,6 +73,8 @@ class VideoJob:
     """One future per ``result()`` in progress; the poller resolves them when the job ends."""
     _schedule_token: int | None = attrs.field(default=None, init=False)
     """Set while the job is on the session's poll schedule (see ``_poller``)."""
+    _scheduled_at: float = attrs.field(default=0.0, init=False)
+    """When the job was last put on the schedule (the poller measures lateness against the gap meant)."""
     _retries: RetryCounter | None = attrs.field(default=None, init=False)
     _call: HttpCall | None = attrs.field(default=None, init=False)
     _ended_event: JobEnded | None = attrs.field(default=None, init=False)
@@ -205,25 +207,29 @@ class VideoJob:
             return True
         return self._holds_slot and self._session.submits_waiting > 0
 
-    def _next_delay(self) -> float:
-        """Seconds from now until the next poll, on the session's policy (learned or fixed)."""
+    def _next_delay(self, now: float) -> float:
+        """Seconds from ``now`` (event-loop time) until the next poll, on the session's policy (learned or fixed)."""
         session = self._session
         policy = session._poll_policy
         if self._polls_done == 0:
             if self._submitted_at is None:
                 return 0.0  # re-attached: ask right away
-            return max(0.0, policy.first_delay - (anyio.current_time() - self._submitted_at))
+            return max(0.0, policy.first_delay - (now - self._submitted_at))
         if policy.learn and self._submitted_at is not None:
             log_mean, sigma = session._durations.log_normal(self.model, self.request)
-            elapsed = anyio.current_time() - self._submitted_at
+            elapsed = now - self._submitted_at
             return learned_delay(policy, log_mean, sigma, elapsed, session._rng)
         return poll_delay(policy, self._polls_done, session._rng)
 
     def _due_at_jittered(self, now: float) -> float:
-        """When the first scheduled poll of a new wait is due: now if overdue, else on schedule."""
+        """When the first scheduled poll of a new wait is due: now if overdue, else on schedule.
+
+        Called once per ``result()`` started: it takes the loop's clock from the caller (anyio's
+        clock would look up the async backend each time, a cost 100,000 waiters started at once feel).
+        """
         if self._last_poll_at is None:
-            return now + self._next_delay()
-        return max(now, self._last_poll_at + self._next_delay())
+            return now + self._next_delay(now)
+        return max(now, self._last_poll_at + self._next_delay(now))
 
     def _due_at(self) -> float:
         """When the next poll of this job is due, on the policy's schedule (without jitter)."""

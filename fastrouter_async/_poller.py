@@ -2,11 +2,20 @@
 
 Instead of one sleeping loop per ``result()``, the session keeps the jobs that
 somebody waits for in a heap ordered by their next due time. One timer on the
-event loop fires when the earliest job is due and hands the due jobs to a small
-pool of worker tasks (at most ``MAX_CONCURRENT_POLLS``), which poll them under
-the session's request budget, reschedule the ones still running, and wake the
-waiters of the ones that ended. Idle, the poller costs nothing: no task runs
+event loop fires when the earliest job is due and starts a small pool of worker
+tasks (at most ``MAX_CONCURRENT_POLLS``), which take the due jobs off the heap one
+at a time (so a burst of 100,000 due jobs is never moved in one step), poll them
+under the session's request budget, reschedule the ones still running, and wake
+the waiters of the ones that ended. Idle, the poller costs nothing: no task runs
 and no timer is set.
+
+Falling behind: each poll's *lateness* (how long after its due time it started)
+is measured. A poll is late when it starts more than ``LATE_SHARE`` of its
+intended gap (from the moment it was scheduled to its due time), and at least
+``LATE_FLOOR`` seconds, after it was due. After
+``BEHIND_AFTER`` late polls in a row the poller is *behind*: it sends
+:class:`PollerBehind` and logs one warning; it is caught up (:class:`PollerCaughtUp`)
+once nothing due waits for a worker, or after ``BEHIND_AFTER`` polls in a row on time.
 
 A job is *wanted* (kept on the schedule) while a ``result()`` waits for it, or
 while it holds a ``max_concurrent_jobs`` slot that a waiting submit needs. A job
@@ -21,20 +30,21 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+import attrs
 
 from ._answers import unexpected_error
 from ._errors import FastRouterError, NotFoundError
 from ._event_hub import polling_task
-from ._events import PollRetried
+from ._events import PollerBehind, PollerCaughtUp, PollRetried
 from ._polling import RetryCounter, is_transient
 
 if TYPE_CHECKING:
     from ._job import VideoJob
     from ._session import FastRouterSession
 
-__all__ = ["MAX_CONCURRENT_POLLS", "Poller"]
+__all__ = ["BEHIND_AFTER", "LATE_FLOOR", "LATE_SHARE", "MAX_CONCURRENT_POLLS", "Poller", "PollerStatistics"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -42,6 +52,41 @@ MAX_CONCURRENT_POLLS = 64
 # Polls in flight at once. Enough to keep thousands of jobs polled over a loopback or a
 # continent (64 requests of 100 ms each: 640 polls/s), while leaving most of the session's
 # 100 pooled connections to submits and downloads. A request budget usually binds first.
+
+LATE_SHARE: Final = 0.5
+LATE_FLOOR: Final = 0.5
+# A poll is late when it starts more than half its intended gap after its due time (2.5 s for a
+# 5 s gap: the job is then polled at least 1.5 x less often than the policy says), and never for
+# less than 0.5 s: a poll due "now" (the first of a wait begun after its due time) is not late
+# because a burst of a thousand such polls took half a second to send.
+BEHIND_AFTER: Final = 20
+# Late polls in a row before the poller reports it is behind (and on-time polls in a row before it
+# reports it caught up): one slow moment (a garbage collection, a burst of answers) is not a trend.
+LATENESS_WEIGHT: Final = 0.05
+# The weight of each poll in the running average of lateness (about the last 20-40 polls).
+CAPACITY_HINT: Final = (
+    "one process sends about 2,000-3,500 polls/s; wait on fewer jobs per process, poll less often "
+    "(a PollPolicy with longer gaps), or split the jobs among more processes "
+    "(docs/performance.md, 'Polling capacity')"
+)
+
+
+@attrs.frozen(kw_only=True)
+class PollerStatistics:
+    """How a session's poller keeps up with its schedule (``session.poller_statistics()``)."""
+
+    scheduled: int
+    """Jobs on the schedule, due or not (including entries about to be dropped as stale)."""
+    polling: int
+    """Polls on their way now."""
+    polls: int
+    """Polls sent by the scheduler since the session opened (``status()`` calls are not counted)."""
+    behind: bool
+    """Whether polls start late, so that jobs are polled less often than the poll policy says."""
+    lateness: float
+    """A running average of how many seconds after their due time the recent polls started."""
+    max_lateness: float
+    """The largest lateness of any poll since the session opened, in seconds."""
 
 
 class Poller:
@@ -51,7 +96,6 @@ class Poller:
         self._session = session
         self._heap: list[tuple[float, int, VideoJob]] = []
         self._seq = itertools.count()
-        self._ready: deque[tuple[int, VideoJob]] = deque()  # (schedule token, job), due now
         self._workers: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -60,11 +104,26 @@ class Poller:
         self._polling: set[VideoJob] = set()  # jobs whose poll is on its way
         self.polls = 0
         """Polls sent by the scheduler (``status()`` calls are not counted)."""
+        self._lateness = 0.0  # running average, seconds
+        self._max_lateness = 0.0
+        self._streak = 0  # late polls in a row (while on time) or on-time polls in a row (while behind)
+        self._behind_since: float | None = None
 
     @property
     def scheduled(self) -> int:
         """Jobs on the schedule or about to be polled."""
-        return len(self._heap) + len(self._ready)
+        return len(self._heap)
+
+    def statistics(self) -> PollerStatistics:
+        """A snapshot of how the poller keeps up."""
+        return PollerStatistics(
+            scheduled=len(self._heap),
+            polling=len(self._polling),
+            polls=self.polls,
+            behind=self._behind_since is not None,
+            lateness=self._lateness,
+            max_lateness=self._max_lateness,
+        )
 
     def schedule(self, job: VideoJob, due: float) -> None:
         """Put ``job`` on the schedule for ``due`` (event-loop time), replacing any earlier entry."""
@@ -75,6 +134,7 @@ class Poller:
             loop = self._loop = asyncio.get_running_loop()
         seq = next(self._seq)
         job._schedule_token = seq  # entries with another token are stale and skipped
+        job._scheduled_at = loop.time()
         heapq.heappush(self._heap, (due, seq, job))
         if self._timer is None or due < self._timer_at:
             self._arm(loop, due)
@@ -89,9 +149,8 @@ class Poller:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        jobs = {job for _, _, job in self._heap} | {job for _, job in self._ready} | self._polling
+        jobs = {job for _, _, job in self._heap} | self._polling
         self._heap.clear()
-        self._ready.clear()
         workers = list(self._workers)
         for worker in workers:
             worker.cancel()
@@ -110,40 +169,91 @@ class Poller:
         self._timer = loop.call_at(due, self._release_due)
 
     def _release_due(self) -> None:
-        """Timer callback: move the due jobs to the ready queue and make sure workers run."""
+        """Timer callback: start workers for the due jobs (they take them off the heap themselves)."""
         self._timer = None
         loop = self._loop
         assert loop is not None
-        now = loop.time()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, seq, job = heapq.heappop(heap)
-            if job._schedule_token == seq:
-                self._ready.append((seq, job))
-        while heap and heap[0][2]._schedule_token != heap[0][1]:
-            heapq.heappop(heap)  # stale entries at the top would only wake the timer for nothing
-        if heap:
-            self._arm(loop, heap[0][0])
-        # Every live worker is inside a poll (one leaves the set the moment it finds nothing ready),
-        # so each ready job beyond the pool's free room waits for a worker that is already polling.
-        missing = min(len(self._ready), MAX_CONCURRENT_POLLS - len(self._workers))
-        for _ in range(missing):
+        room = MAX_CONCURRENT_POLLS - len(self._workers)
+        # Every live worker is inside a poll (one leaves the set the moment it finds nothing due), so
+        # each due job beyond the pool's free room waits for a worker that is already polling.
+        due, next_at = _count_due(self._heap, loop.time(), room)
+        for _ in range(due):
             self._workers.add(loop.create_task(self._work()))
+        if next_at is not None:
+            self._arm(loop, next_at)  # a job coming due while these workers poll gets a worker of its own
+        elif not self._workers:
+            self._rearm(loop)
+
+    def _rearm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drop stale entries at the top (they would only wake the timer for nothing); arm for the next due."""
+        heap = self._heap
+        while heap and heap[0][2]._schedule_token != heap[0][1]:
+            heapq.heappop(heap)
+        if heap and (self._timer is None or heap[0][0] < self._timer_at):
+            self._arm(loop, heap[0][0])
 
     async def _work(self) -> None:
-        ready = self._ready
+        heap = self._heap
+        loop = self._loop
+        assert loop is not None
         try:
-            while ready and not self._closed:
-                seq, job = ready.popleft()
+            while heap and not self._closed:
+                due, seq, job = heap[0]
                 if job._schedule_token != seq:
-                    continue  # rescheduled since it came due (a status() or a poll answered meanwhile)
+                    heapq.heappop(heap)  # rescheduled since (a status() or a poll answered meanwhile)
+                    continue
+                now = loop.time()
+                if due > now:
+                    break
+                heapq.heappop(heap)
                 job._schedule_token = None
                 if job._wanted:
+                    self._started_late_by(now - due, due - job._scheduled_at)
                     await self._poll(job)
         finally:
-            # Leave the pool in the same step that found nothing ready: a worker that is done but
+            # Leave the pool in the same step that found nothing due: a worker that is done but
             # not yet reaped must never be counted on to poll a job that comes due next.
             self._workers.discard(asyncio.current_task())
+        if not self._closed:
+            if self._behind_since is not None:
+                self._caught_up(loop.time())  # every due poll has started: no backlog left
+            self._rearm(loop)
+
+    def _started_late_by(self, lateness: float, gap: float) -> None:
+        """Account for one poll that starts ``lateness`` seconds after its due time."""
+        lateness = max(0.0, lateness)
+        self._lateness += LATENESS_WEIGHT * (lateness - self._lateness)
+        self._max_lateness = max(self._max_lateness, lateness)
+        late = lateness > max(LATE_FLOOR, LATE_SHARE * gap)
+        behind = self._behind_since is not None
+        self._streak = self._streak + 1 if late != behind else 0
+        if self._streak < BEHIND_AFTER:
+            return
+        loop = self._loop
+        assert loop is not None
+        if behind:
+            self._caught_up(loop.time())
+            return
+        self._streak = 0
+        self._behind_since = loop.time()
+        logger.warning(
+            "polls start %.1fs late on average (%d jobs on the schedule): jobs are polled less often than the "
+            "poll policy says; %s",
+            self._lateness,
+            len(self._heap),
+            CAPACITY_HINT,
+        )
+        self._session._events.emit(PollerBehind(lateness=self._lateness, jobs_scheduled=len(self._heap)))
+
+    def _caught_up(self, now: float) -> None:
+        since = self._behind_since
+        assert since is not None
+        self._behind_since = None
+        self._streak = 0
+        logger.info("polls start on time again, after %.1fs behind", now - since)
+        self._session._events.emit(
+            PollerCaughtUp(lateness=self._lateness, jobs_scheduled=len(self._heap), seconds_behind=now - since)
+        )
 
     async def _poll(self, job: VideoJob) -> None:
         session = self._session
@@ -188,7 +298,8 @@ class Poller:
             self._failed(job, unexpected_error(exc, f"the status of task {job.task_id}"))
             return
         if job._outcome is None and job._wanted:
-            self.schedule(job, loop.time() + job._next_delay())
+            now = loop.time()
+            self.schedule(job, now + job._next_delay(now))
 
     def _failed(self, job: VideoJob, exc: FastRouterError) -> None:
         """A poll failed for good: tell the waiters; a job nobody waits for keeps polling later."""
@@ -205,3 +316,26 @@ class Poller:
         job._last_poll_at = self._loop.time() if self._loop else None
         if job._wanted:
             self.schedule(job, job._due_at())
+
+
+def _count_due(heap: list[tuple[float, int, VideoJob]], now: float, limit: int) -> tuple[int, float | None]:
+    """How many entries of ``heap`` are due at ``now`` (up to ``limit``: O(limit) entries are visited).
+
+    Also when the next one after them is due, if all due entries were counted (``None`` otherwise,
+    or when none is left): the due entries are a subtree at the top of the heap, so the earliest
+    entry not due is one of its children.
+    """
+    found = 0
+    next_at: float | None = None
+    stack = [0] if heap else []
+    while stack:
+        if found >= limit:
+            return found, None
+        i = stack.pop()
+        at = heap[i][0]
+        if at <= now:
+            found += 1
+            stack.extend(child for child in (2 * i + 1, 2 * i + 2) if child < len(heap))
+        elif next_at is None or at < next_at:
+            next_at = at
+    return found, next_at

@@ -56,7 +56,7 @@ from ._events import DownloadFinished, DownloadProgressed, RateLimited
 from ._job import VideoJob
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._otel import Telemetry
-from ._poller import Poller
+from ._poller import Poller, PollerStatistics
 from ._polling import RetryCounter, is_transient, retrying
 from ._protocol import (
     HttpCall,
@@ -385,6 +385,10 @@ class FastRouterSession:
     def replay_policy(self) -> ReplayPolicy:
         """How submits whose answer was lost are sent again with the same cache key (exactly-once submits)."""
         return self._replay_policy
+
+    def poller_statistics(self) -> PollerStatistics:
+        """How the shared poller keeps up with its schedule: jobs scheduled, polls, lateness, ``behind``."""
+        return self._poller.statistics()
 
     def export_durations(self) -> dict[str, Any]:
         """What this session has learned about how long jobs take, as JSON-ready data.

@@ -10,7 +10,7 @@ import anyio
 import anyio.lowlevel
 
 from fastrouter_async import AuthenticationError, FastRouterSession, PollPolicy, VideoRequest
-from fastrouter_async._poller import MAX_CONCURRENT_POLLS
+from fastrouter_async._poller import MAX_CONCURRENT_POLLS, _count_due
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
 
 from .conftest import SessionFactory
@@ -254,7 +254,8 @@ async def test_every_worker_is_polling_or_about_to(make_session: SessionFactory,
     async def watch() -> None:
         nonlocal lingering
         while True:
-            lingering = max(lingering, len(poller._workers) - len(poller._polling) - len(poller._ready))
+            due, _ = _count_due(poller._heap, asyncio.get_running_loop().time(), len(poller._heap))
+            lingering = max(lingering, len(poller._workers) - len(poller._polling) - due)
             await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
