@@ -25,10 +25,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
-from ._servers import accepts, free_ports, stop_process, wait_started
+from ._servers import ServerProcess, accepts, free_ports, wait_started
 
 __all__ = ["NGINX_MISSING", "NginxServer", "find_nginx"]
 
@@ -97,7 +96,7 @@ def nginx_version(binary: str) -> str:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
 
 
-class NginxServer:
+class NginxServer(ServerProcess):
     """nginx serving ``workdir/root`` on two loopback ports (see the module docstring)."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
@@ -129,7 +128,7 @@ class NginxServer:
     def error_log(self) -> Path:
         return self.workdir / "error.log"
 
-    def start(self, attempts: int = 5) -> NginxServer:
+    def start(self, attempts: int = 5) -> Self:
         """Write the configuration, start nginx and wait until both ports accept connections."""
         if self._process is not None:
             raise RuntimeError("this nginx is already running")
@@ -170,22 +169,6 @@ class NginxServer:
         if started:
             self._process = process
         return started
-
-    def stop(self) -> None:
-        """Stop nginx (SIGTERM: fast shutdown) and wait for it to exit. Idempotent."""
-        process, self._process = self._process, None
-        stop_process(process)
-
-    def __enter__(self) -> NginxServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def publish(self, url_path: str, source: Path) -> str:
         """Serve ``source`` at ``/<url_path>`` on both ports (a symlink in the root); returns the path."""

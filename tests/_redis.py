@@ -18,15 +18,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 import anyio
 
 from fastrouter_async._redis import RedisJobSlots, RedisJobStore, RedisRequestBucket, RedisWatchLeases, open_redis
 from fastrouter_async._shared import spend
 
-from ._servers import free_ports, stop_process, wait_started
+from ._servers import ServerProcess, free_ports, wait_started
 
 __all__ = ["REDIS_PACKAGE_MISSING", "REDIS_SERVER_MISSING", "RedisServer", "find_redis_server", "skip_reason"]
 
@@ -66,7 +65,7 @@ def _pings(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """redis-server on ``127.0.0.1:port`` with its files in ``workdir``, without persistence."""
 
     def __init__(self, binary: str, workdir: Path, *, extra_args: tuple[str, ...] = ()) -> None:
@@ -87,7 +86,7 @@ class RedisServer:
     def log(self) -> Path:
         return self.workdir / "redis.log"
 
-    def start(self, attempts: int = 5) -> RedisServer:
+    def start(self, attempts: int = 5) -> Self:
         """Start redis-server on a free port and wait until it answers PING."""
         if self._process is not None:
             raise RuntimeError("this redis-server is already running")
@@ -117,22 +116,6 @@ class RedisServer:
         if started:
             self._process = process
         return started
-
-    def stop(self) -> None:
-        """Stop redis-server (SIGTERM) and wait for it to exit. Idempotent."""
-        process, self._process = self._process, None
-        stop_process(process)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace").strip()[-2000:] if self.log.exists() else "(nothing logged)"

@@ -10,9 +10,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Final
+from types import TracebackType
+from typing import Final, Self
 
-__all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "accepts", "free_ports", "stop_process", "wait_started"]
+__all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "ServerProcess", "accepts", "free_ports", "stop_process", "wait_started"]
 
 START_TIMEOUT: Final = 10.0  # seconds for a server to answer; it usually takes a few milliseconds
 STOP_TIMEOUT: Final = 10.0
@@ -76,3 +77,29 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class ServerProcess:
+    """A server run as a child process: ``with`` starts it and stops it; subclasses define :meth:`start`."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        """Start the server and wait until it answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM) and wait for it to exit. Idempotent."""
+        process, self._process = self._process, None
+        stop_process(process)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
