@@ -31,8 +31,8 @@ from ._errors import InvalidRequestError
 from ._models import JobState
 from ._shared import (
     NAMESPACE_LENGTH,
+    BucketSettings,
     JobRecord,
-    bucket_settings,
     check_take,
     positive_count,
     positive_duration,
@@ -267,7 +267,7 @@ class RedisJobSlots:
         return int(await self._in_use(keys=[self._key]))
 
 
-class RedisRequestBucket:
+class RedisRequestBucket(BucketSettings):
     """:class:`~fastrouter_async._shared.RequestBucket` in a Redis hash, refilled on the server's clock.
 
     Every process must use the same ``rate`` and ``burst`` for one ``name``: they are sent with each take.
@@ -276,7 +276,7 @@ class RedisRequestBucket:
     def __init__(
         self, client: Redis, namespace: str, *, rate: float, burst: float | None = None, name: str = "api"
     ) -> None:
-        self._rate, self._burst = bucket_settings(rate, burst)
+        super().__init__(rate, burst)
         base = prefix(namespace)
         self._keys = [f"{base}bucket:{name}", f"{base}pause"]
         self._take = client.register_script(_BUCKET_TAKE)
@@ -285,14 +285,6 @@ class RedisRequestBucket:
 
     def __repr__(self) -> str:
         return f"<RedisRequestBucket {self._keys[0]} rate={self._rate:g}/s burst={self._burst:g}>"
-
-    @property
-    def rate(self) -> float:
-        return self._rate
-
-    @property
-    def burst(self) -> float:
-        return self._burst
 
     async def take(self, n: float = 1.0) -> float:
         check_take(self, n)

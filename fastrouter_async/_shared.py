@@ -226,17 +226,11 @@ def check_take(bucket: RequestBucket, n: float) -> None:
         raise InvalidRequestError("n", n, f"a number of tokens > 0 and <= the burst ({bucket.burst:g})")
 
 
-class InMemoryRequestBucket:
-    """:class:`RequestBucket` on the event loop's clock, for one process."""
+class BucketSettings:
+    """The checked ``rate`` and ``burst`` of a :class:`RequestBucket`, for its implementations to extend."""
 
-    def __init__(self, rate: float, *, burst: float | None = None) -> None:
+    def __init__(self, rate: object, burst: object) -> None:
         self._rate, self._burst = bucket_settings(rate, burst)
-        self._tokens = self._burst
-        self._at: float | None = None
-        self._paused_until = -math.inf
-
-    def __repr__(self) -> str:
-        return f"<InMemoryRequestBucket rate={self._rate:g}/s burst={self._burst:g}>"
 
     @property
     def rate(self) -> float:
@@ -245,6 +239,19 @@ class InMemoryRequestBucket:
     @property
     def burst(self) -> float:
         return self._burst
+
+
+class InMemoryRequestBucket(BucketSettings):
+    """:class:`RequestBucket` on the event loop's clock, for one process."""
+
+    def __init__(self, rate: float, *, burst: float | None = None) -> None:
+        super().__init__(rate, burst)
+        self._tokens = self._burst
+        self._at: float | None = None
+        self._paused_until = -math.inf
+
+    def __repr__(self) -> str:
+        return f"<InMemoryRequestBucket rate={self._rate:g}/s burst={self._burst:g}>"
 
     async def take(self, n: float = 1.0) -> float:
         check_take(self, n)

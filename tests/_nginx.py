@@ -23,19 +23,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
+
+from ._servers import ServerProcess, accepts, free_ports, wait_started
 
 __all__ = ["NGINX_MISSING", "NginxServer", "find_nginx"]
 
 NGINX_MISSING: Final = "nginx is not installed: apt-get install nginx (Debian/Ubuntu); .ci/run installs it"
 
-START_TIMEOUT: Final = 10.0  # seconds for nginx to accept connections; it usually takes a few milliseconds
-STOP_TIMEOUT: Final = 10.0
 
 _LOG_FORMAT: Final = (
     '{"port":$server_port,"method":"$request_method","uri":"$request_uri","status":$status,'
@@ -99,26 +96,7 @@ def nginx_version(binary: str) -> str:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class NginxServer:
+class NginxServer(ServerProcess):
     """nginx serving ``workdir/root`` on two loopback ports (see the module docstring)."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
@@ -150,13 +128,13 @@ class NginxServer:
     def error_log(self) -> Path:
         return self.workdir / "error.log"
 
-    def start(self, attempts: int = 5) -> NginxServer:
+    def start(self, attempts: int = 5) -> Self:
         """Write the configuration, start nginx and wait until both ports accept connections."""
         if self._process is not None:
             raise RuntimeError("this nginx is already running")
         self.root.mkdir(parents=True, exist_ok=True)
         for _ in range(attempts):
-            self.port, self.no_ranges_port = _free_ports(2)
+            self.port, self.no_ranges_port = free_ports(2)
             config = self.workdir / "nginx.conf"
             config.write_text(
                 _CONFIG.format(
@@ -181,42 +159,16 @@ class NginxServer:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                if "Address already in use" in self._error_tail():
-                    return False
-                raise RuntimeError(f"nginx exited with status {process.returncode}: {self._error_tail()}")
-            if _accepts(self.port) and _accepts(self.no_ranges_port):
-                self._process = process
-                return True
-            time.sleep(0.01)  # waiting for a server process to start, a bounded loop
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"nginx did not accept connections within {START_TIMEOUT} s: {self._error_tail()}")
-
-    def stop(self) -> None:
-        """Stop nginx (SIGTERM: fast shutdown) and wait for it to exit. Idempotent."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> NginxServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        started = wait_started(
+            process,
+            name="nginx",
+            ready=lambda: accepts(self.port) and accepts(self.no_ranges_port),
+            log_tail=self._error_tail,
+            waiting_for="accept connections",
+        )
+        if started:
+            self._process = process
+        return started
 
     def publish(self, url_path: str, source: Path) -> str:
         """Serve ``source`` at ``/<url_path>`` on both ports (a symlink in the root); returns the path."""

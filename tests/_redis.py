@@ -17,15 +17,15 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 import anyio
 
 from fastrouter_async._redis import RedisJobSlots, RedisJobStore, RedisRequestBucket, RedisWatchLeases, open_redis
 from fastrouter_async._shared import spend
+
+from ._servers import ServerProcess, free_ports, wait_started
 
 __all__ = ["REDIS_PACKAGE_MISSING", "REDIS_SERVER_MISSING", "RedisServer", "find_redis_server", "skip_reason"]
 
@@ -33,8 +33,6 @@ REDIS_SERVER_MISSING: Final = "redis-server is not installed: apt-get install re
 REDIS_PACKAGE_MISSING: Final = (
     "the redis package is not installed: pip install -e '.[redis]' (the dev extra includes it; make test installs it)"
 )
-START_TIMEOUT: Final = 10.0  # seconds for redis-server to answer PING; it usually takes a few milliseconds
-STOP_TIMEOUT: Final = 10.0
 
 
 def find_redis_server() -> str | None:
@@ -57,13 +55,6 @@ def skip_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _pings(port: int) -> bool:
     """Whether a server on ``port`` answers ``PING`` with ``+PONG`` (plain RESP over a socket)."""
     try:
@@ -74,7 +65,7 @@ def _pings(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """redis-server on ``127.0.0.1:port`` with its files in ``workdir``, without persistence."""
 
     def __init__(self, binary: str, workdir: Path, *, extra_args: tuple[str, ...] = ()) -> None:
@@ -95,13 +86,13 @@ class RedisServer:
     def log(self) -> Path:
         return self.workdir / "redis.log"
 
-    def start(self, attempts: int = 5) -> RedisServer:
+    def start(self, attempts: int = 5) -> Self:
         """Start redis-server on a free port and wait until it answers PING."""
         if self._process is not None:
             raise RuntimeError("this redis-server is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(attempts):
-            self.port = _free_port()
+            (self.port,) = free_ports(1)
             if self._launch():
                 return self
             # Another process took the port between our probe and the server's bind: pick another.
@@ -115,42 +106,16 @@ class RedisServer:
             *self.extra_args,
         ]  # fmt: skip
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                if "Address already in use" in self._log_tail():
-                    return False
-                raise RuntimeError(f"redis-server exited with status {process.returncode}: {self._log_tail()}")
-            if _pings(self.port):
-                self._process = process
-                return True
-            time.sleep(0.01)  # waiting for a server process to start, a bounded loop
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT} s: {self._log_tail()}")
-
-    def stop(self) -> None:
-        """Stop redis-server (SIGTERM) and wait for it to exit. Idempotent."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        started = wait_started(
+            process,
+            name="redis-server",
+            ready=lambda: _pings(self.port),
+            log_tail=self._log_tail,
+            waiting_for="answer PING",
+        )
+        if started:
+            self._process = process
+        return started
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace").strip()[-2000:] if self.log.exists() else "(nothing logged)"

@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -71,3 +72,10 @@ async def make_session(server: SimulatorServer) -> AsyncIterator[SessionFactory]
 @pytest.fixture
 async def session(make_session: SessionFactory) -> FastRouterSession:
     return make_session()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp client, for tests that speak HTTP to a server themselves."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ._pty import run_on_pty
 from .test_cli import child_env
 
 _STYLE = re.compile(r"\x1b\[[0-9;]*m")
@@ -32,33 +31,8 @@ def catalog_ids() -> list[str]:
 
 async def models_on_pty(cwd: Path, columns: int) -> tuple[int, str]:
     """Run ``models`` with stdout on a pseudo-terminal ``columns`` wide; return its exit code and text, unstyled."""
-    master, slave = os.openpty()
-    env = {**child_env(), "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "50"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fastrouter_async", "models", stdin=asyncio.subprocess.DEVNULL, stdout=slave,
-        stderr=slave, env=env, cwd=cwd,
-    )  # fmt: skip
-    os.close(slave)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed its side
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = asyncio.get_running_loop().run_in_executor(None, drain)
-    try:
-        async with asyncio.timeout(60):
-            code = await process.wait()
-            await reader
-    finally:
-        os.close(master)
-    return code, _STYLE.sub("", b"".join(chunks).decode())
+    code, output = await run_on_pty(cwd, "models", env=child_env(), columns=columns)
+    return code, _STYLE.sub("", output.decode())
 
 
 @pytest.mark.parametrize("columns", [160, 100, 72, 30])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from ._aioserver import serve_app
+from ._pty import run_on_pty
 from .test_cli import child_env
 
 # Control characters in a task id are refused by the protocol itself (the answer is unreadable);
@@ -60,47 +61,13 @@ class HostileServer:
 @pytest.fixture
 async def hostile() -> AsyncIterator[tuple[HostileServer, str]]:
     server = HostileServer()
-    runner = web.AppRunner(server.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield server, f"http://127.0.0.1:{port}/api/v1"
-    finally:
-        await runner.cleanup()
+    async with serve_app(server.app()) as origin:
+        yield server, f"{origin}/api/v1"
 
 
 async def on_pty(cwd: Path, *args: str) -> tuple[int, bytes]:
     """Run the CLI with stdout and stderr on a pseudo-terminal; return its exit code and all it wrote."""
-    master, slave = os.openpty()
-    env = {**child_env(), "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "50"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fastrouter_async", *args, stdin=asyncio.subprocess.DEVNULL, stdout=slave,
-        stderr=slave, env=env, cwd=cwd,
-    )  # fmt: skip
-    os.close(slave)
-    loop = asyncio.get_running_loop()
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed its side
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = loop.run_in_executor(None, drain)
-    try:
-        async with asyncio.timeout(60):
-            code = await process.wait()
-            await reader
-    finally:
-        os.close(master)
-    return code, b"".join(chunks)
+    return await run_on_pty(cwd, *args, env=child_env())
 
 
 def assert_inert(output: bytes) -> None:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from fastrouter_async.testing import sample_video
 
+from ._aioserver import serve_handler
 from .conftest import API_KEY
 
 TASK = "fr_01TWOPROCESSES000000000000"
@@ -97,15 +98,8 @@ async def two_at_once() -> AsyncIterator[TwoAtOnce]:
     rng = random.Random(11)
     head = sample_video()[:64]
     state = TwoAtOnce(head + rng.randbytes(SIZE - len(head)))
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield state
-    await runner.cleanup()
+    async with serve_handler(state.handle) as state.origin:
+        yield state
 
 
 async def run_child(base_url: str, path: Path, *, overwrite: bool) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from fastrouter_async._hosts import name_problem
 from fastrouter_async._sniff import SNIFF_BYTES, sniff_video
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, sample_video
 
+from ._aioserver import serve_handler
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY, FAST_TIMEOUTS, SessionFactory
 
 VIDEO = sample_video()
@@ -110,15 +111,8 @@ def serve(
 @pytest.fixture
 async def hostile() -> AsyncIterator[HostileServer]:
     state = HostileServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield state
-    await runner.cleanup()
+    async with serve_handler(state.handle) as state.origin:
+        yield state
 
 
 @pytest.fixture

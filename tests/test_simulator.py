@@ -24,6 +24,8 @@ import fastrouter_async.testing as testing
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer, sample_video
 from fastrouter_async.testing.__main__ import main as simulator_main
 
+from ._sim import FakeClock
+
 KEY = "sk-v1-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 MODEL = "kling-ai/kling-v1-6"
@@ -46,31 +48,9 @@ REPO_ROOT = Path(testing.__file__).resolve().parents[2]
 POLL_ROUTES = ["getAsyncResponse", "getVideoResponse", "GET videos"]
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def sim() -> FastRouterSimulator:
     return FastRouterSimulator(api_key=KEY)
-
-
-@pytest.fixture
-async def server(sim: FastRouterSimulator) -> AsyncIterator[SimulatorServer]:
-    async with sim.serve() as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def submit(

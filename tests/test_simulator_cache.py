@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -12,6 +12,8 @@ import pytest
 
 from fastrouter_async._cachekey import is_cache_hit
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
+
+from ._sim import FakeClock
 
 KEY = "sk-v1-test"
 MODEL = "kling-ai/kling-v1-6"
@@ -30,16 +32,6 @@ BASE = {
 }
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -48,18 +40,6 @@ def clock() -> FakeClock:
 @pytest.fixture
 def sim(clock: FakeClock) -> FastRouterSimulator:
     return FastRouterSimulator(api_key=KEY, clock=clock)
-
-
-@pytest.fixture
-async def server(sim: FastRouterSimulator) -> AsyncIterator[SimulatorServer]:
-    async with sim.serve() as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def post(

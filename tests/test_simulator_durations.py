@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -20,18 +20,6 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture
 def sim() -> FastRouterSimulator:
     return FastRouterSimulator(api_key=KEY)
-
-
-@pytest.fixture
-async def server(sim: FastRouterSimulator) -> AsyncIterator[SimulatorServer]:
-    async with sim.serve() as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def submit_id(http: aiohttp.ClientSession, server: SimulatorServer, **body: Any) -> str:

@@ -27,6 +27,7 @@ from fastrouter_async._protocol import HttpCall
 from fastrouter_async._transport import Transport
 from fastrouter_async.testing import FastRouterSimulator, SimulatorServer
 
+from ._aioserver import serve_handler
 from .conftest import API_KEY, FAST_POLL, FAST_RETRY
 
 VEO: dict[str, Any] = {"model": "google/veo3", "prompt": "a cat surfing"}
@@ -57,16 +58,8 @@ class Redirector:
 @pytest.fixture
 async def redirector() -> AsyncIterator[Redirector]:
     state = Redirector()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.origin = f"http://127.0.0.1:{port}"
-    yield state
-    await runner.cleanup()
+    async with serve_handler(state.handle) as state.origin:
+        yield state
 
 
 def session_at(base_url: str) -> FastRouterSession:
