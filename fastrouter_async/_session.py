@@ -21,6 +21,8 @@ import anyio
 from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
 from ._budget import RequestBudget, Throttle, coerce_budget
+from ._catalog import Price
+from ._catalog_cache import cached_catalog
 from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
 from ._config import (
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
@@ -39,6 +41,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
+from ._costs import SpendEstimate
 from ._download import Downloader, DownloadProgress
 from ._errors import (
     APIConnectionError,
@@ -68,6 +71,7 @@ from ._protocol import (
     submit_estimate,
 )
 from ._replays import SubmitAttempts, found_again, replaying
+from ._spend import SessionCosts, SpendHold, check_cap
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
@@ -227,7 +231,14 @@ class FastRouterSession:
         on_event: EventCallback | None = None,
         telemetry: bool = True,
         telemetry_prompts: bool = False,
+        max_spend_usd: float | None = None,
+        unknown_price_usd: float | None = None,
     ) -> None:
+        self._costs = SessionCosts(
+            cap_usd=check_cap("max_spend_usd", max_spend_usd),
+            unknown_price_usd=check_cap("unknown_price_usd", unknown_price_usd),
+            listed=_listed_prices,
+        )
         self._secret = resolve_api_key(api_key)
         on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
         self._events = EventHub(check_on_event(on_event), secret=self._secret.reveal)
@@ -404,6 +415,50 @@ class FastRouterSession:
         """
         return self._durations.load(data)
 
+    # --- costs ------------------------------------------------------------------------------
+
+    def estimate(
+        self, requests: VideoRequest | Mapping[str, Any] | Iterable[VideoRequest | Mapping[str, Any]]
+    ) -> SpendEstimate:
+        """What ``requests`` (one request, or many) will cost, before anything is sent (docs/costs.md).
+
+        Each request is validated, then estimated from the best source that knows its price: what
+        this session (or an earlier one, see :meth:`import_costs`) paid for the same model and
+        parameters, FastRouter's cached model list (``fastrouter-video models --refresh``), the
+        shipped dated price table, else ``"unknown"`` (never a guessed figure). Sends nothing.
+        """
+        if isinstance(requests, VideoRequest | Mapping):
+            requests = [requests]
+        return self._costs.estimate(prepare_requests(requests, check=self._validate))
+
+    @property
+    def max_spend_usd(self) -> float | None:
+        """The spend cap in US dollars (``None``: no cap)."""
+        ledger = self._costs.ledger
+        return None if ledger is None else ledger.cap_usd
+
+    @property
+    def spent_usd(self) -> float:
+        """Final costs of the jobs of this session that ended under the cap (0 without a cap)."""
+        ledger = self._costs.ledger
+        return 0.0 if ledger is None else ledger.spent
+
+    @property
+    def reserved_usd(self) -> float:
+        """Estimates reserved for jobs of this session not ended yet (0 without a cap)."""
+        ledger = self._costs.ledger
+        return 0.0 if ledger is None else ledger.reserved
+
+    def export_costs(self) -> dict[str, Any]:
+        """What this session's finished jobs cost, by model and parameters, as JSON-ready data
+        (hand it to :meth:`import_costs` of a later session: its estimates then use it)."""
+        return self._costs.paid.export()
+
+    def import_costs(self, data: Mapping[str, Any]) -> int:
+        """Take over costs exported by :meth:`export_costs`; returns how many were loaded
+        (malformed data raises :class:`InvalidRequestError` and loads nothing)."""
+        return self._costs.paid.load(data)
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
@@ -487,6 +542,7 @@ class FastRouterSession:
         slot: _Slot | None,
         hooks: SubmitHooks | None,
         identity: SubmitIdentity | None = None,
+        hold: SpendHold | None = None,
     ) -> VideoJob:
         """Submit an already validated request on an already acquired slot (released on failure).
 
@@ -496,6 +552,13 @@ class FastRouterSession:
         A submit refused with "too many jobs at once" lowers the job cap, gives its slot
         back, waits for a slot under the lower cap (and a backoff), and tries again.
         """
+        if hold is None:
+            try:
+                hold = self._costs.hold(request)  # reserved before anything is sent (spend caps)
+            except BaseException:
+                if slot is not None:
+                    slot.release()
+                raise
         refusals = RetryCounter(self._retry_policy)
         attempts = SubmitAttempts.start(request, identity, self._replay_policy)  # one key for every attempt
         while True:
@@ -506,6 +569,8 @@ class FastRouterSession:
                 if not is_concurrency_limit_error(exc):
                     if slot is not None:
                         slot.release()
+                    if hold is not None:
+                        hold.release()
                     raise
                 self._set_job_cap(self._job_cap.limited(self.jobs_in_flight))  # this submit's slot counts
                 if slot is not None:
@@ -523,9 +588,11 @@ class FastRouterSession:
                 )
                 await anyio.sleep(delay)
                 slot = await self._acquire_slot()
-            except BaseException:
+            except BaseException as exc:
                 if slot is not None:
                     slot.release()
+                if hold is not None and isinstance(exc, FastRouterError) and not isinstance(exc, SubmitUncertainError):
+                    hold.release()  # refused: no job was created (an uncertain one stays reserved)
                 raise
         self._set_job_cap(self._job_cap.accepted())
         logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
@@ -540,7 +607,10 @@ class FastRouterSession:
             cache_key=accepted.cache_key,
             found_again=accepted.found_again,
             submit_estimate=accepted.submit_estimate,
+            spend_hold=hold,
         )
+        if hold is not None and accepted.found_again:
+            hold.settle(0.0)  # found again: the job an earlier attempt created, never billed twice
         if slot is not None:
             self._slot_holders.add(job)
         return job
@@ -858,7 +928,7 @@ class FastRouterSession:
 
     def _result_from(self, job: VideoJob, status: JobStatus) -> VideoResult:
         assert status.source is not None
-        return VideoResult(
+        result = VideoResult(
             task_id=job.task_id,
             model=job.model,
             url=status.urls[0] if status.urls else None,
@@ -869,6 +939,8 @@ class FastRouterSession:
             payload=status.payload,
             fetcher=self,
         )
+        self._costs.observe(job.request, result.final_cost, found_again=job.found_again)
+        return result
 
     # --- downloading ----------------------------------------------------------------------
 
@@ -932,6 +1004,12 @@ class FastRouterSession:
     def _estimated_seconds(self, model: str, request: VideoRequest) -> float:
         """The learned median duration of a job like ``request`` (for ``JobSubmitted``)."""
         return math.exp(self._durations.log_normal(model, request)[0])
+
+
+def _listed_prices() -> Mapping[str, Price] | None:
+    """The prices of the cached model list (``fastrouter-video models --refresh``), if there is one."""
+    catalog = cached_catalog()
+    return None if catalog is None else catalog.prices()
 
 
 def _request_from_fields(fields: Mapping[str, Any], extra: Mapping[str, Any]) -> VideoRequest:
