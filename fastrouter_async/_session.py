@@ -11,7 +11,7 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -20,6 +20,7 @@ import anyio
 
 from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
+from ._batch_spend import BatchSpend
 from ._budget import RequestBudget, Throttle, coerce_budget
 from ._catalog import Price
 from ._catalog_cache import cached_catalog
@@ -71,7 +72,7 @@ from ._protocol import (
     submit_estimate,
 )
 from ._replays import SubmitAttempts, found_again, replaying
-from ._spend import SessionCosts, SpendHold, check_cap
+from ._spend import SessionCosts, SpendHold, SpendLedger, check_cap
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
@@ -609,8 +610,8 @@ class FastRouterSession:
             submit_estimate=accepted.submit_estimate,
             spend_hold=hold,
         )
-        if hold is not None and accepted.found_again:
-            hold.settle(0.0)  # found again: the job an earlier attempt created, never billed twice
+        if hold is not None and accepted.found_again and identity is None and attempts.replays == 0:
+            hold.settle(0.0)  # a cache hit on a job another submit created (and paid for): this one is free
         if slot is not None:
             self._slot_holders.add(job)
         return job
@@ -623,6 +624,7 @@ class FastRouterSession:
         slot: _Slot | None,
         *,
         submitted_wall_time: float | None = None,
+        spend_hold: SpendHold | None = None,
     ) -> VideoJob:
         """Re-attach to a task submitted earlier, counting it against the cap with ``slot``.
 
@@ -640,6 +642,7 @@ class FastRouterSession:
             slot=slot,
             submitted_at=submitted_at,
             submitted_wall=submitted_wall_time,
+            spend_hold=spend_hold,
         )
         if slot is not None:
             self._slot_holders.add(job)
@@ -681,6 +684,7 @@ class FastRouterSession:
         resubmit_uncertain: bool = False,
         retry_failed: bool = False,
         timeout: float | None = None,
+        max_spend_usd: float | None = None,
     ) -> BatchRun:
         """Generate many videos; iterate the answer for one :class:`BatchOutcome` per request, as each ends.
 
@@ -701,10 +705,14 @@ class FastRouterSession:
         reported as ``UNCERTAIN`` and left alone unless ``resubmit_uncertain``.
         Jobs that failed in an earlier run are reported again unless
         ``retry_failed``. ``timeout`` bounds each job's wait for its result.
+        ``max_spend_usd`` caps what the batch's jobs may cost, counting earlier runs of the same
+        journal (docs/costs.md): a job that would exceed it is not sent, nor is any after it
+        (``NOT_SENT``, ``stopped_by`` is the :class:`SpendCapError`).
         """
         self._ensure_open()
         prepared = prepare_requests(requests, check=self._validate)
         check_wait_timeout(timeout)
+        cap = check_cap("max_spend_usd", max_spend_usd)
         if filename is not None and not callable(filename):
             raise InvalidRequestError("filename", filename, "a function (index, request) -> file name, or None")
         if journal is not None and not isinstance(journal, str | os.PathLike):
@@ -718,7 +726,13 @@ class FastRouterSession:
             resubmit_uncertain=bool(resubmit_uncertain),
             retry_failed=bool(retry_failed),
             timeout=timeout,
+            spend=BatchSpend(cap, self._costs.estimate(prepared)),
         )
+
+    def _spend_hold(self, request: VideoRequest, ledger: SpendLedger, key: Hashable) -> SpendHold | None:
+        """Reserve ``request``'s estimate in a batch's ``ledger`` and under the session's cap
+        (:class:`SpendCapError` when either would be exceeded)."""
+        return self._costs.hold(request, ledger, key, track_unknown=not math.isfinite(ledger.cap_usd))
 
     def _set_job_cap(self, cap: int | None) -> None:
         """Apply a new effective job cap (``None``: unchanged); jobs in flight above it are not touched."""

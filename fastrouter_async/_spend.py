@@ -152,10 +152,16 @@ class SessionCosts:
         return estimate_requests(requests, paid=self.paid, listed=self.listed())
 
     def hold(
-        self, request: VideoRequest, ledger: SpendLedger | None = None, key: Hashable | None = None
+        self,
+        request: VideoRequest,
+        ledger: SpendLedger | None = None,
+        key: Hashable | None = None,
+        *,
+        track_unknown: bool = False,
     ) -> SpendHold | None:
         """Reserve ``request``'s estimate in ``ledger`` and the session's cap (:class:`SpendCapError` if either
-        is full, or the price is unknown and no ``unknown_price_usd`` was given); ``None``: no cap applies."""
+        is full, or the price is unknown and no ``unknown_price_usd`` was given); ``None``: no cap applies.
+        ``track_unknown``: ``ledger`` only tracks (no cap), so an unknown price is reserved as 0 there."""
         ledgers = [each for each in (ledger, self.ledger) if each is not None]
         if not ledgers:
             return None
@@ -165,6 +171,8 @@ class SessionCosts:
             usd = estimate_request(0, request, paid=self.paid, listed=self.listed()).usd
         if usd is None:
             usd = self.unknown_price_usd
+        if usd is None and track_unknown and self.ledger is None:
+            usd = 0.0  # no cap applies: the batch's tally shows only what is known
         if usd is None:
             first = ledgers[0]
             raise SpendCapError(
