@@ -578,7 +578,7 @@ class BatchRun:
         """Reserve the job's estimate before anything is sent, or stop the batch at its spend cap."""
         self._spend.started(item.index)
         try:
-            hold = self._session._spend_hold(item.request, self._spend.ledger, item.key)
+            hold = self._session._spend_hold(item.request, self._spend.ledger, self._spend.key(item))
         except SpendCapError as exc:
             if slot is not None:
                 slot.release()

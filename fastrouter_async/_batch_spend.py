@@ -11,7 +11,7 @@ the running ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 from ._batch_plan import Action, Item
 from ._costs import SpendEstimate
@@ -31,6 +31,11 @@ class BatchSpend:
         self.capped = cap_usd is not None
         self._estimates = [each.usd for each in estimate.requests]
         self._unstarted: set[int] = set()
+        self._token = object()  # one batch's jobs never share a key with another's in the session's ledger
+
+    def key(self, item: Item) -> Hashable:
+        """The job's key in the ledgers (its batch, and its journal key)."""
+        return (self._token, item.key)
 
     def estimate_of(self, index: int) -> float | None:
         return self._estimates[index]
@@ -46,9 +51,9 @@ class BatchSpend:
             reserved = entry.reserved_usd if entry.reserved_usd is not None else self._estimates[item.index]
             if entry.state is JournalState.SUCCEEDED:
                 cost = entry.cost_usd if entry.cost_usd is not None else reserved
-                self.ledger.settle(item.key, cost or 0.0)
+                self.ledger.settle(self.key(item), cost or 0.0)
             elif entry.state in _HELD:  # it may exist (and be billed): reserved until it is seen to end
-                self.ledger.reserve(item.key, reserved or 0.0, model=item.request.model, force=True)
+                self.ledger.reserve(self.key(item), reserved or 0.0, model=item.request.model, force=True)
 
     def recorded(self, item: Item, hold: SpendHold | None) -> None:
         """What to journal as the job's reservation: ``None`` when its price was unknown and only tallied as 0."""
@@ -62,8 +67,9 @@ class BatchSpend:
 
     def hold_for_attached(self, item: Item) -> SpendHold | None:
         """The reservation a re-attached job settles when it ends (made by ``seed``)."""
-        usd = self.ledger.reservation(item.key)
-        return None if usd is None else SpendHold(key=item.key, usd=usd, ledgers=[self.ledger])
+        key = self.key(item)
+        usd = self.ledger.reservation(key)
+        return None if usd is None else SpendHold(key=key, usd=usd, ledgers=[self.ledger])
 
     @property
     def spent(self) -> float:

@@ -72,7 +72,7 @@ def _length(request: VideoRequest) -> int | None:
 
 
 def paid_key(request: VideoRequest) -> str:
-    """What a price depends on: the model (canonical id), the length and the resolution."""
+    """What a price depends on: the model (canonical id), the length, the resolution and the mode."""
     spec = find_model(request.model)
     parts = [spec.id if spec is not None else request.model]
     length = _length(request)
@@ -81,6 +81,8 @@ def paid_key(request: VideoRequest) -> str:
     resolution = request.resolution or request.size
     if resolution:
         parts.append(f"resolution={resolution.lower()}")
+    if request.mode:
+        parts.append(f"mode={request.mode.lower()}")
     return " ".join(parts)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fastrouter_async import (
+    BadRequestError,
     Cost,
     FastRouterSession,
     InvalidRequestError,
@@ -17,7 +18,7 @@ from fastrouter_async import (
     VideoRequest,
     refresh_catalog,
 )
-from fastrouter_async.testing import FastRouterSimulator, JobPlan
+from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
 
 from .conftest import SessionFactory
 
@@ -197,3 +198,14 @@ async def test_bad_cap_is_refused(bad: object) -> None:
     """max_spend_usd must be a finite amount >= 0: anything else is refused before anything is sent."""
     with pytest.raises(InvalidRequestError, match="max_spend_usd"):
         FastRouterSession("k", base_url="http://127.0.0.1:9", max_spend_usd=bad)  # type: ignore[arg-type]
+
+
+async def test_refused_submit_releases_its_reservation(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A submit FastRouter refuses (400: no job created) gives its reservation back at once."""
+    session = make_session(max_spend_usd=0.21)
+    sim.inject(Fault(route="submit", kind="status", http_status=400))
+    with pytest.raises(BadRequestError):
+        await session.submit(prompt="refused", **KLING)
+    assert (session.spent_usd, session.reserved_usd) == (0, 0)
+    await session.generate(prompt="fits", **KLING)
+    assert session.spent_usd == pytest.approx(0.21)

@@ -141,3 +141,14 @@ async def test_progress_shows_spent_reserved_and_the_rest(make_session: SessionF
     assert progress.spent_usd == pytest.approx(0.63)
     assert (progress.reserved_usd, progress.rest_usd) == (0, 0)
     assert progress.max_spend_usd is None
+
+
+async def test_the_session_cap_also_stops_a_batch(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
+    """A session's max_spend_usd covers its batches too: the job that would exceed it is not sent, nor any after."""
+    session = make_session(max_spend_usd=0.42, max_concurrent_jobs=1)
+    async with session.generate_many(_requests(4)) as batch:
+        outcomes = sorted([o async for o in batch], key=lambda o: o.index)
+        assert isinstance(batch.stopped_by, SpendCapError)
+    assert [o.status for o in outcomes] == [OutcomeStatus.SUCCEEDED] * 2 + [OutcomeStatus.NOT_SENT] * 2
+    assert session.spent_usd == pytest.approx(0.42)
+    assert len(sim.jobs) == 2
