@@ -91,6 +91,8 @@ async def test_max_spend_stops_the_batch_and_a_higher_cap_continues(
     assert [row["cost_kind"] for row in rows] == ["final"] * 2 + ["free"] * 3
     assert "with a higher --max-spend" in child.stdout
     assert "total cost: $0.42" in child.stdout
+    assert "spent $0.42, reserved $0.00, rest ~$0.00 (cap $0.50)" in child.stdout  # the last progress line
+    assert "estimated:  $1.05 for the whole file; cap $0.50" in child.stdout
     assert len(sim.jobs) == 2
 
     code, child = await run(cli, *batch_args(server, source.name, "--concurrency", "1", "--max-spend", "1.05"))
@@ -144,3 +146,19 @@ async def test_sigkill_and_rerun_never_exceed_the_cap(
     code, child = await run(cli, *batch_args(server, source.name, "--max-spend", "1.26"))
     assert code == 0, child.stdout + child.stderr
     assert len(sim.jobs) == 6
+
+
+async def test_what_was_paid_is_kept_for_the_next_estimate(
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """A batch keeps what its jobs cost in DIR/costs.json; the next --dry-run into DIR estimates from it."""
+    source = tmp_path / "veo.jsonl"
+    source.write_text(json.dumps({"prompt": "a cat", "model": "google/veo3", "length": 8}) + "\n", encoding="utf-8")
+    code, child = await run(cli, *batch_args(server, source.name))
+    assert code == 0, child.stdout + child.stderr
+    assert json.loads((tmp_path / "out" / "costs.json").read_text())["paid_usd"] == {"google/veo3 length=8": 0.21}
+    submits = sim.records.submit_count
+    code, child = await run(cli, *batch_args(server, source.name, "--dry-run"))
+    assert code == 0, child.stdout + child.stderr
+    assert "google/veo3: 1 x  $0.21  (paid before)" in child.stdout
+    assert sim.records.submit_count == submits
