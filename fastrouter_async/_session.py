@@ -570,8 +570,8 @@ class FastRouterSession:
                 if not is_concurrency_limit_error(exc):
                     if slot is not None:
                         slot.release()
-                    if hold is not None:
-                        hold.release()
+                    if hold is not None and attempts.replays == 0:
+                        hold.release()  # refused before any replay: no job was created
                     raise
                 self._set_job_cap(self._job_cap.limited(self.jobs_in_flight))  # this submit's slot counts
                 if slot is not None:
@@ -592,8 +592,11 @@ class FastRouterSession:
             except BaseException as exc:
                 if slot is not None:
                     slot.release()
-                if hold is not None and isinstance(exc, FastRouterError) and not isinstance(exc, SubmitUncertainError):
-                    hold.release()  # refused: no job was created (an uncertain one stays reserved)
+                refused = isinstance(exc, FastRouterError) and not isinstance(exc, SubmitUncertainError)
+                if hold is not None and refused and attempts.replays == 0:
+                    # Refused: no job was created. An uncertain submit, or one refused on a replay (an
+                    # earlier attempt may have created the job), stays reserved.
+                    hold.release()
                 raise
         self._set_job_cap(self._job_cap.accepted())
         logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
