@@ -21,6 +21,7 @@ from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
 from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
 from ._config import DEFAULT_BASE_URL, DEFAULT_REPLAY_POLICY, PollPolicy, PollRoute, ReplayPolicy, RetryPolicy, Timeouts
+from ._costs import RequestEstimate, SpendEstimate
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -38,6 +39,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    SpendCapError,
     SubmitUncertainError,
     UnexpectedResponseError,
 )
@@ -60,6 +62,7 @@ from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
 from ._models import (
     AcceptedJob,
+    Cost,
     DownloadedFile,
     JobState,
     JobStatus,
@@ -95,6 +98,7 @@ __all__ = [
     "BatchOutcome",
     "BatchProgress",
     "BatchRun",
+    "Cost",
     "DownloadError",
     "DownloadFinished",
     "DownloadProgressed",
@@ -130,9 +134,12 @@ __all__ = [
     "RateLimited",
     "ReplayPolicy",
     "RequestBudget",
+    "RequestEstimate",
     "ResultSource",
     "RetryPolicy",
     "ServerError",
+    "SpendCapError",
+    "SpendEstimate",
     "StatusChanged",
     "SubmitEstimate",
     "SubmitUncertainError",

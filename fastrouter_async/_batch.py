@@ -32,6 +32,7 @@ from ._batch_hooks import JournalHooks, replay_refused
 from ._batch_inputs import default_filename, file_matches, output_dir_path, prepare_requests
 from ._batch_keys import batch_namespace
 from ._batch_plan import Action, Item, KeyContext, Why, decide, past_window, replay_expired
+from ._batch_spend import BatchSpend
 from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
 from ._errors import (
     AuthenticationError,
@@ -40,6 +41,7 @@ from ._errors import (
     JobFailedError,
     NotFoundError,
     PermissionDeniedError,
+    SpendCapError,
     SubmitUncertainError,
 )
 from ._events import Event, StatusChanged
@@ -53,6 +55,7 @@ from ._submits import SubmitIdentity
 if TYPE_CHECKING:
     from ._job import VideoJob
     from ._session import FastRouterSession, _Slot
+    from ._spend import SpendHold
 
 __all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "output_dir_path", "prepare_requests"]
 
@@ -91,8 +94,10 @@ class BatchRun:
         resubmit_uncertain: bool,
         retry_failed: bool,
         timeout: float | None,
+        spend: BatchSpend,
     ) -> None:
         self._session = session
+        self._spend = spend
         self._requests = requests
         self._output_dir = output_dir
         namer = filename or default_filename
@@ -142,11 +147,22 @@ class BatchRun:
 
     @property
     def progress(self) -> BatchProgress:
-        return BatchProgress(total=len(self._requests), **self._counts)
+        spend = self._spend
+        rest_usd, rest_unknown = spend.rest
+        return BatchProgress(
+            total=len(self._requests),
+            **self._counts,
+            spent_usd=spend.spent,
+            reserved_usd=spend.reserved,
+            rest_usd=rest_usd,
+            rest_unknown=rest_unknown,
+            max_spend_usd=spend.ledger.cap_usd if spend.capped else None,
+        )
 
     @property
     def stopped_by(self) -> FastRouterError | None:
-        """The account error (401, 402 or 403 on a submit) that stopped all further submits, if one did.
+        """The account error (401, 402 or 403 on a submit), or the :class:`SpendCapError` of a job that would
+        have exceeded ``max_spend_usd``, that stopped all further submits, if one did.
 
         Jobs already submitted were still followed to their end; the jobs not sent because of it are
         ``NOT_SENT`` outcomes.
@@ -239,6 +255,7 @@ class BatchRun:
                     raise
             else:
                 await self._plan(items, {})
+            self._spend.seed(items)
             self._send, self._receive = anyio.create_memory_object_stream[BatchOutcome | BaseException](
                 max_buffer_size=math.inf
             )
@@ -256,7 +273,7 @@ class BatchRun:
         bodies = [build_submit_body(request) for request in self._requests]
         keys = keys_for([fingerprint(body) for body in bodies])
         return [
-            Item(index=i, request=request, body=body, key=key)
+            Item(index=i, request=request, body=body, key=key, estimated_usd=self._spend.estimate_of(i))
             for i, (request, body, key) in enumerate(zip(self._requests, bodies, keys, strict=True))
         ]
 
@@ -272,6 +289,8 @@ class BatchRun:
         )
         for item in items:
             entry = entries.get(item.key)
+            if entry is not None and entry.state is not JournalState.NOT_SENT:
+                item.estimated_usd = entry.reserved_usd  # what was estimated when it was sent, as recorded
             decide(
                 item,
                 entry,
@@ -315,16 +334,23 @@ class BatchRun:
     def _stop(self, error: FastRouterError) -> None:
         if self._stopped_by is None:
             self._stopped_by = error
+            fix = "raise the cap" if isinstance(error, SpendCapError) else "fix the account problem"
             logger.error(
                 "the batch stopped submitting: %s (%s). Jobs already submitted are followed to their end; the "
-                "others were not sent. Fix the account problem and run the batch again to submit them.",
+                "others were not sent: %s and run the batch again to submit them.",
                 type(error).__name__,
                 error,
+                fix,
             )
 
     def _never_sent(self, item: Item) -> BatchOutcome:
+        self._spend.started(item.index)
         return BatchOutcome(
-            index=item.index, request=item.request, status=OutcomeStatus.NOT_SENT, error=self._stopped_by
+            index=item.index,
+            request=item.request,
+            status=OutcomeStatus.NOT_SENT,
+            error=self._stopped_by,
+            estimated_usd=item.estimated_usd,
         )
 
     def _finished_earlier(self, item: Item, entry: JournalEntry, file: DownloadedFile | None) -> BatchOutcome:
@@ -464,17 +490,7 @@ class BatchRun:
         session = self._session
         resumed = item.action is Action.ATTACH
         if resumed:
-            assert item.entry is not None
-            assert item.entry.task_id is not None
-            job = session._attach(
-                item.entry.task_id,
-                item.entry.model,
-                item.request,
-                slot,
-                submitted_wall_time=item.entry.submitted_at,
-            )
-            self._moved("waiting", "running")
-            self._counts["resumed"] += 1
+            job = self._attach_earlier(item, slot)
         else:
             if self._stopped_by is not None:  # stopped while this job waited for its slot
                 if slot is not None:
@@ -484,10 +500,13 @@ class BatchRun:
             too_late = await self._replay_too_late(item, slot)
             if too_late is not None:
                 return too_late
+            hold = self._reserve(item, slot)
+            if isinstance(hold, BatchOutcome):
+                return hold
             self._moved("waiting", "submitting")
             try:
                 hooks = None if self._journal is None else JournalHooks(self._journal, item)
-                job = await session._start_job(item.request, slot, hooks, self._identity(item))
+                job = await session._start_job(item.request, slot, hooks, self._identity(item), hold)
             except SubmitUncertainError as exc:
                 item.cache_key = exc.cache_key or item.cache_key
                 if exc.task_id is not None:
@@ -497,7 +516,12 @@ class BatchRun:
                         await self._journal.submitted(item.key, exc.task_id)
                     slot = await session._acquire_slot()
                     job = session._attach(
-                        exc.task_id, item.request.model, item.request, slot, submitted_wall_time=time.time()
+                        exc.task_id,
+                        item.request.model,
+                        item.request,
+                        slot,
+                        submitted_wall_time=time.time(),
+                        spend_hold=hold,
                     )
                     self._moved("submitting", "running")
                     session._events.follow(job.task_id, self._observer(item))
@@ -533,6 +557,36 @@ class BatchRun:
             self._moved("submitting", "running")
         session._events.follow(job.task_id, self._observer(item))
         return await self._finish_job(item, job, resumed)
+
+    def _attach_earlier(self, item: Item, slot: _Slot | None) -> VideoJob:
+        """Follow a job an earlier run submitted (by its task id), with what was reserved for it."""
+        assert item.entry is not None
+        assert item.entry.task_id is not None
+        job = self._session._attach(
+            item.entry.task_id,
+            item.entry.model,
+            item.request,
+            slot,
+            submitted_wall_time=item.entry.submitted_at,
+            spend_hold=self._spend.hold_for_attached(item),
+        )
+        self._moved("waiting", "running")
+        self._counts["resumed"] += 1
+        return job
+
+    def _reserve(self, item: Item, slot: _Slot | None) -> SpendHold | BatchOutcome | None:
+        """Reserve the job's estimate before anything is sent, or stop the batch at its spend cap."""
+        self._spend.started(item.index)
+        try:
+            hold = self._session._spend_hold(item.request, self._spend.ledger, self._spend.key(item))
+        except SpendCapError as exc:
+            if slot is not None:
+                slot.release()
+            self._stop(exc)
+            self._moved("waiting", "not_sent")
+            return self._never_sent(item)
+        self._spend.recorded(item, hold)
+        return hold
 
     async def _finish_job(self, item: Item, job: VideoJob, resumed: bool) -> BatchOutcome:
         journal = self._journal
@@ -656,7 +710,12 @@ _DIED_WHILE_SUBMITTING = (
 
 def _facts(item: Item) -> dict[str, Any]:
     """The submit facts of a job for its outcome: found again by a replay, its key, its estimate."""
-    return {"found_again": item.found_again, "cache_key": item.cache_key, "submit_estimate": item.estimate}
+    return {
+        "found_again": item.found_again,
+        "cache_key": item.cache_key,
+        "submit_estimate": item.estimate,
+        "estimated_usd": item.estimated_usd,
+    }
 
 
 def _bucket(outcome: BatchOutcome) -> str:

@@ -37,6 +37,7 @@ class JournalHooks:
             cache_key=item.cache_key,
             generation=item.generation,
             first_attempt_at=item.first_attempt_at,
+            reserved_usd=item.reserved_usd,
         )
 
     async def accepted(self, task_id: str, *, found_again: bool | None) -> None:

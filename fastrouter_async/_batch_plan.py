@@ -65,6 +65,10 @@ class Item:
     found_again: bool | None = None
     """Whether its task was found again by a replay (from the journal, or from this run's submit)."""
     estimate: SubmitEstimate | None = None
+    estimated_usd: float | None = None
+    """Its estimate before sending (``session.estimate``; ``None``: unknown price)."""
+    reserved_usd: float | None = None
+    """What a spend cap reserved for it before its submit (recorded with the intent to submit)."""
     outcome: Any = None  # the BatchOutcome of a REPORT item, made by the batch
 
 

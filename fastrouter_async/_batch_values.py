@@ -6,8 +6,8 @@ import enum
 
 import attrs
 
-from ._errors import FastRouterError
-from ._models import DownloadedFile, SubmitEstimate, VideoRequest, VideoResult
+from ._errors import FastRouterError, JobFailedError, NotFoundError
+from ._models import Cost, DownloadedFile, SubmitEstimate, VideoRequest, VideoResult
 
 __all__ = ["BatchOutcome", "BatchProgress", "OutcomeStatus"]
 
@@ -20,9 +20,10 @@ class OutcomeStatus(enum.Enum):
     UNCERTAIN = "uncertain"
     """The submit may have created a job whose task id was lost; it was not submitted again."""
     NOT_SENT = "not_sent"
-    """Never submitted: the batch was stopped by an account error (``BatchRun.stopped_by``) before this
-    job's turn, or its submit was refused with that error. Nothing was created or billed; running the
-    batch again (with the problem fixed) submits it."""
+    """Never submitted: the batch was stopped by an account error or by its spend cap
+    (``BatchRun.stopped_by``) before this job's turn, or its submit was refused with that error.
+    Nothing was created or billed; running the batch again (with the problem fixed, or a higher cap)
+    submits it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +55,21 @@ class BatchOutcome:
     submit_estimate: SubmitEstimate | None = None
     """What the create answer said the job costs (``estimate_usage``); a job found again shows no credits.
     Never added to ``cost_usd``: the job's cost is what its finished result reports, counted once."""
+    estimated_usd: float | None = None
+    """What the job was estimated to cost before it was sent (``session.estimate``; ``None``: unknown)."""
+
+    @property
+    def final_cost(self) -> Cost:
+        """What the job was billed: ``"final"`` from its result (or the journal, for a job finished in an
+        earlier run), ``"free"`` for a job that failed or was never sent, ``"unknown"`` when not stated,
+        for an uncertain submit and for a job whose wait ended while it may still run."""
+        if self.result is not None:  # also a job whose download failed: it was billed
+            return self.result.final_cost
+        if self.status is OutcomeStatus.SUCCEEDED:
+            return Cost.of("final", usd=self.cost_usd, credits=None)
+        if self.status is OutcomeStatus.NOT_SENT or isinstance(self.error, JobFailedError | NotFoundError):
+            return Cost.free()
+        return Cost.unknown()  # uncertain, or stopped waiting while the job may still run
 
     @property
     def ok(self) -> bool:
@@ -79,7 +95,17 @@ class BatchProgress:
     resumed: int
     """Re-attached to tasks submitted by an earlier run."""
     not_sent: int = 0
-    """Never submitted, because an account error stopped the batch (see ``BatchRun.stopped_by``)."""
+    """Never submitted, because an account error or the spend cap stopped the batch (see ``BatchRun.stopped_by``)."""
+    spent_usd: float = 0.0
+    """Final costs of the batch's jobs that ended (with a journal, earlier runs' too)."""
+    reserved_usd: float = 0.0
+    """Estimates reserved for the jobs submitted and not ended yet."""
+    rest_usd: float = 0.0
+    """The estimate of the jobs not sent yet (those of known price)."""
+    rest_unknown: int = 0
+    """How many jobs not sent yet have an unknown price (not in ``rest_usd``)."""
+    max_spend_usd: float | None = None
+    """The batch's spend cap (``None``: none)."""
 
     @property
     def finished(self) -> int:

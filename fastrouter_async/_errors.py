@@ -19,6 +19,7 @@ aiohttp exceptions never escape, they are mapped here and chained as
     │   │   └── APITimeoutError (also TimeoutError)
     │   └── UnexpectedResponseError             a 2xx answer that cannot be understood
     ├── SubmitUncertainError                    a paid submit may or may not have created a job
+    ├── SpendCapError                           a submit was not sent: it could take spend over the cap
     ├── JobFailedError                          the generation itself failed
     ├── JobTimeoutError (also TimeoutError)     result(timeout=...) ran out while the job was running
     └── DownloadError                           the video could not be written to disk
@@ -52,6 +53,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "SpendCapError",
     "SubmitUncertainError",
     "UnexpectedResponseError",
 ]
@@ -248,6 +250,43 @@ class SubmitUncertainError(FastRouterError):
         super().__init__(
             f"submit of model {request.model!r} may have created a paid job, but its answer was lost "
             f"({reason}); {advice}"
+        )
+
+
+class SpendCapError(FastRouterError):
+    """A submit was not sent: its cost, reserved on top of what is spent and reserved, would exceed the cap.
+
+    ``cap_usd`` is the cap (``max_spend_usd``), ``spent_usd`` the final costs of jobs that ended,
+    ``reserved_usd`` the estimates of jobs still running and ``cost_usd`` what this job would cost
+    (``None``: its price is unknown, and no ``unknown_price_usd`` was given to assume one). Nothing
+    was sent or billed; raise the cap (or give ``unknown_price_usd``) and submit again.
+    """
+
+    def __init__(
+        self,
+        *,
+        cap_usd: float,
+        spent_usd: float,
+        reserved_usd: float,
+        cost_usd: float | None,
+        model: str | None = None,
+    ) -> None:
+        self.cap_usd = cap_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.cost_usd = cost_usd
+        self.model = model
+        job = f"a job of model {model!r}" if model else "the job"
+        if cost_usd is None:
+            why = (
+                f"the price of {job} is unknown (no price table entry and nothing paid for it before), so it "
+                "cannot be kept under the cap; pass unknown_price_usd= (--unknown-price USD) to assume one"
+            )
+        else:
+            why = f"{job} would cost ${cost_usd:.4f}"
+        super().__init__(
+            f"spend cap ${cap_usd:.2f} reached: ${spent_usd:.4f} spent and ${reserved_usd:.4f} reserved; {why}. "
+            "Nothing was sent."
         )
 
 

@@ -18,12 +18,13 @@ from ._estimates import learned_delay
 from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
 from ._job_events import JobEvents
-from ._models import JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
+from ._models import Cost, JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
 from ._polling import RetryCounter, poll_delay
 from ._protocol import HttpCall
 
 if TYPE_CHECKING:
     from ._session import FastRouterSession, _Slot
+    from ._spend import SpendHold
 
 __all__ = ["VideoJob"]
 
@@ -63,6 +64,8 @@ class VideoJob:
     (unbilled); False: created by this submit's attempt; None: unknown (e.g. a re-attached job)."""
     submit_estimate: SubmitEstimate | None = attrs.field(default=None, kw_only=True)
     """The cost the create answer stated; a job found again shows no credits: it is never a second cost."""
+    _spend_hold: SpendHold | None = attrs.field(default=None, alias="spend_hold", kw_only=True)
+    """This job's reservation under a spend cap, settled when the job ends."""
     _last_status: JobStatus | None = attrs.field(default=None, init=False)
     _outcome: VideoResult | JobFailedError | None = attrs.field(default=None, init=False)
     _polls_done: int = attrs.field(default=0, init=False)
@@ -104,6 +107,31 @@ class VideoJob:
     def last_status(self) -> JobStatus | None:
         """The most recent snapshot (``None`` until the first poll answered)."""
         return self._last_status
+
+    @property
+    def estimated_cost(self) -> Cost:
+        """The submit answer's estimate (``kind="estimated"``); ``"free"`` for a cache hit or a job found
+        again by a replay; ``"unknown"`` when the answer stated none (or the job was re-attached)."""
+        if self.found_again:
+            return Cost.free()
+        estimate = self.submit_estimate
+        if estimate is None:
+            return Cost.unknown()
+        cost = Cost.of("estimated", usd=estimate.usd, credits=estimate.credits)
+        return Cost.free() if cost.usd == 0 else cost
+
+    @property
+    def cost(self) -> Cost:
+        """The best-known cost: final once the job succeeded (``"unknown"`` if its answer did not say),
+        ``"free"`` once it failed (FastRouter bills no failed job) or for a cache hit, else the estimate."""
+        outcome = self._outcome
+        if self.found_again:
+            return Cost.free()
+        if isinstance(outcome, VideoResult):
+            return outcome.final_cost
+        if outcome is not None:
+            return Cost.free()
+        return self.estimated_cost
 
     @property
     def done(self) -> bool:
@@ -287,6 +315,8 @@ class VideoJob:
             )
         self._schedule_token = None
         self._release_slot()
+        if self._spend_hold is not None:  # settled to the final cost; a failed job costs nothing
+            self._spend_hold.ended(self._outcome.final_cost if isinstance(self._outcome, VideoResult) else None)
         self._announce_end(snapshot, now)
         self._wake()
 

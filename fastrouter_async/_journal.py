@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     found_again INTEGER,
     estimate_credits REAL,
     estimate_usd REAL,
+    reserved_usd REAL,
     PRIMARY KEY (fingerprint, occurrence)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -99,6 +100,7 @@ _ADDED_COLUMNS = (
     ("found_again", "INTEGER"),
     ("estimate_credits", "REAL"),
     ("estimate_usd", "REAL"),
+    ("reserved_usd", "REAL"),  # spend caps: what was reserved for the job before its submit was sent
 )
 
 
@@ -148,6 +150,8 @@ class JournalEntry:
     """True: the task was found again by a replay (not billed twice); False: created by its attempt."""
     estimate_credits: float | None = None
     estimate_usd: float | None = None
+    reserved_usd: float | None = None
+    """What a spend cap reserved for the job, recorded before its submit was sent."""
 
 
 @attrs.frozen(kw_only=True)
@@ -155,6 +159,7 @@ class _Attempt:
     cache_key: str | None
     generation: int
     first_attempt_at: float | None
+    reserved_usd: float | None = None
 
 
 fingerprint = request_fingerprint
@@ -261,8 +266,8 @@ class Journal:
             "file_path, file_size, file_sha256, submit_attempts, "
             "(SELECT max(at) FROM events AS e WHERE e.fingerprint = jobs.fingerprint "
             "AND e.occurrence = jobs.occurrence AND e.event = 'submitted'), "
-            "cache_key, generation, first_attempt_at, last_attempt_at, found_again, estimate_credits, estimate_usd "
-            "FROM jobs"
+            "cache_key, generation, first_attempt_at, last_attempt_at, found_again, estimate_credits, estimate_usd, "
+            "reserved_usd FROM jobs"
         ).fetchall()
         found: dict[JobKey, JournalEntry] = {}
         for row in rows:
@@ -292,6 +297,7 @@ class Journal:
                 found_again=None if row[18] is None else bool(row[18]),
                 estimate_credits=row[19],
                 estimate_usd=row[20],
+                reserved_usd=row[21],
             )
         return found
 
@@ -307,6 +313,7 @@ class Journal:
         cache_key: str | None = None,
         generation: int = 0,
         first_attempt_at: float | None = None,
+        reserved_usd: float | None = None,
     ) -> None:
         """The intent of one submit attempt: recorded, and on disk, before the attempt is sent.
 
@@ -314,7 +321,9 @@ class Journal:
         ``first_attempt_at`` the time of the generation's first attempt (this one's, if ``None``).
         """
         request = json.dumps(dict(body), default=str)
-        attempt = _Attempt(cache_key=cache_key, generation=generation, first_attempt_at=first_attempt_at)
+        attempt = _Attempt(
+            cache_key=cache_key, generation=generation, first_attempt_at=first_attempt_at, reserved_usd=reserved_usd
+        )
         await self._run(self._submitting_sync, key, position, model, request, attempt)
 
     def _submitting_sync(self, key: JobKey, position: int, model: str, body: str, attempt: _Attempt) -> None:
@@ -324,16 +333,30 @@ class Journal:
         with _transaction(self._db):
             self._db.execute(
                 "INSERT INTO jobs (fingerprint, occurrence, position, model, request, state, submit_attempts, "
-                "created_at, updated_at, cache_key, generation, first_attempt_at, last_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?, ?, ?, ?, ?) "
+                "created_at, updated_at, cache_key, generation, first_attempt_at, last_attempt_at, reserved_usd) "
+                "VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (fingerprint, occurrence) DO UPDATE SET state = 'submitting', "
                 "position = excluded.position, "
                 "task_id = NULL, status = NULL, error = NULL, cost_usd = NULL, file_path = NULL, file_size = NULL, "
                 "file_sha256 = NULL, submit_attempts = submit_attempts + 1, updated_at = excluded.updated_at, "
                 "cache_key = excluded.cache_key, generation = excluded.generation, "
                 "first_attempt_at = excluded.first_attempt_at, last_attempt_at = excluded.last_attempt_at, "
-                "found_again = NULL, estimate_credits = NULL, estimate_usd = NULL",
-                (key.fingerprint, key.occurrence, position, model, body, now, now, cache_key, generation, first, now),
+                "found_again = NULL, estimate_credits = NULL, estimate_usd = NULL, "
+                "reserved_usd = coalesce(excluded.reserved_usd, reserved_usd)",
+                (
+                    key.fingerprint,
+                    key.occurrence,
+                    position,
+                    model,
+                    body,
+                    now,
+                    now,
+                    cache_key,
+                    generation,
+                    first,
+                    now,
+                    attempt.reserved_usd,
+                ),
             )
             attempts = self._db.execute(
                 "SELECT submit_attempts FROM jobs WHERE fingerprint = ? AND occurrence = ?",

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AcceptedJob",
+    "Cost",
     "DownloadedFile",
     "JobState",
     "JobStatus",
@@ -132,6 +133,41 @@ class SubmitEstimate:
     """The credits charged for the job, as estimated at submit (``None``: not stated)."""
     usd: float | None = None
     """The same in US dollars, when the answer states it."""
+
+
+CostKind = Literal["estimated", "final", "unknown", "free"]
+
+
+@attrs.frozen(kw_only=True)
+class Cost:
+    """What a job costs, and how sure that is: ``kind`` says which figure it is.
+
+    ``"estimated"``: the submit answer's estimate (``estimate_usage``); ``"final"``: what the finished
+    job's answer billed; ``"free"``: a cache hit or a job found again by a replay (never billed twice),
+    or a failed job (FastRouter bills no failed job); ``"unknown"``: FastRouter did not say (some
+    providers' prices arrive late). ``usd`` is in US dollars: FastRouter's credits are dollars
+    (``credits_used`` 0.21 for ``costUsd`` 0.21 in its docs), so ``usd`` falls back on ``credits``.
+    """
+
+    kind: CostKind
+    usd: float | None = None
+    """US dollars (``None`` when unknown; 0 when free)."""
+    credits: float | None = None
+    """FastRouter credits as its answer gave them (``credits_used``), if it gave them."""
+
+    @classmethod
+    def unknown(cls) -> Cost:
+        return cls(kind="unknown")
+
+    @classmethod
+    def free(cls) -> Cost:
+        return cls(kind="free", usd=0.0, credits=0.0)
+
+    @classmethod
+    def of(cls, kind: Literal["estimated", "final"], *, usd: float | None, credits: float | None) -> Cost:
+        """``kind`` with these figures; neither given: unknown."""
+        usd = usd if usd is not None else credits
+        return cls.unknown() if usd is None else cls(kind=kind, usd=usd, credits=credits)
 
 
 def _put_once(target: dict[str, Any], key: str, value: Any) -> None:
@@ -318,6 +354,11 @@ class VideoResult:
     source: ResultSource = ResultSource.URL
     payload: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False)
     _fetcher: _ResultFetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
+
+    @property
+    def final_cost(self) -> Cost:
+        """What the finished job was billed (``kind="final"``), or ``kind="unknown"`` when the answer did not say."""
+        return Cost.of("final", usd=self.cost_usd, credits=self.credits_used)
 
     async def download(
         self,

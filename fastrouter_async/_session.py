@@ -11,7 +11,7 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -20,7 +20,10 @@ import anyio
 
 from ._answers import detached, poll_outcome, submit_outcome
 from ._batch import BatchRun, output_dir_path, prepare_requests
+from ._batch_spend import BatchSpend
 from ._budget import RequestBudget, Throttle, coerce_budget
+from ._catalog import Price
+from ._catalog_cache import cached_catalog
 from ._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
 from ._config import (
     DEFAULT_MAX_CONCURRENT_DOWNLOADS,
@@ -39,6 +42,7 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
+from ._costs import SpendEstimate
 from ._download import Downloader, DownloadProgress
 from ._errors import (
     APIConnectionError,
@@ -68,6 +72,7 @@ from ._protocol import (
     submit_estimate,
 )
 from ._replays import SubmitAttempts, found_again, replaying
+from ._spend import SessionCosts, SpendHold, SpendLedger, check_cap
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
     AcceptedCallback,
@@ -227,7 +232,14 @@ class FastRouterSession:
         on_event: EventCallback | None = None,
         telemetry: bool = True,
         telemetry_prompts: bool = False,
+        max_spend_usd: float | None = None,
+        unknown_price_usd: float | None = None,
     ) -> None:
+        self._costs = SessionCosts(
+            cap_usd=check_cap("max_spend_usd", max_spend_usd),
+            unknown_price_usd=check_cap("unknown_price_usd", unknown_price_usd),
+            listed=_listed_prices,
+        )
         self._secret = resolve_api_key(api_key)
         on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
         self._events = EventHub(check_on_event(on_event), secret=self._secret.reveal)
@@ -408,6 +420,50 @@ class FastRouterSession:
         """
         return self._durations.load(data)
 
+    # --- costs ------------------------------------------------------------------------------
+
+    def estimate(
+        self, requests: VideoRequest | Mapping[str, Any] | Iterable[VideoRequest | Mapping[str, Any]]
+    ) -> SpendEstimate:
+        """What ``requests`` (one request, or many) will cost, before anything is sent (docs/costs.md).
+
+        Each request is validated, then estimated from the best source that knows its price: what
+        this session (or an earlier one, see :meth:`import_costs`) paid for the same model and
+        parameters, FastRouter's cached model list (``fastrouter-video models --refresh``), the
+        shipped dated price table, else ``"unknown"`` (never a guessed figure). Sends nothing.
+        """
+        if isinstance(requests, VideoRequest | Mapping):
+            requests = [requests]
+        return self._costs.estimate(prepare_requests(requests, check=self._validate))
+
+    @property
+    def max_spend_usd(self) -> float | None:
+        """The spend cap in US dollars (``None``: no cap)."""
+        ledger = self._costs.ledger
+        return None if ledger is None else ledger.cap_usd
+
+    @property
+    def spent_usd(self) -> float:
+        """Final costs of the jobs of this session that ended under the cap (0 without a cap)."""
+        ledger = self._costs.ledger
+        return 0.0 if ledger is None else ledger.spent
+
+    @property
+    def reserved_usd(self) -> float:
+        """Estimates reserved for jobs of this session not ended yet (0 without a cap)."""
+        ledger = self._costs.ledger
+        return 0.0 if ledger is None else ledger.reserved
+
+    def export_costs(self) -> dict[str, Any]:
+        """What this session's finished jobs cost, by model and parameters, as JSON-ready data
+        (hand it to :meth:`import_costs` of a later session: its estimates then use it)."""
+        return self._costs.paid.export()
+
+    def import_costs(self, data: Mapping[str, Any]) -> int:
+        """Take over costs exported by :meth:`export_costs`; returns how many were loaded
+        (malformed data raises :class:`InvalidRequestError` and loads nothing)."""
+        return self._costs.paid.load(data)
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
@@ -491,6 +547,7 @@ class FastRouterSession:
         slot: _Slot | None,
         hooks: SubmitHooks | None,
         identity: SubmitIdentity | None = None,
+        hold: SpendHold | None = None,
     ) -> VideoJob:
         """Submit an already validated request on an already acquired slot (released on failure).
 
@@ -500,6 +557,13 @@ class FastRouterSession:
         A submit refused with "too many jobs at once" lowers the job cap, gives its slot
         back, waits for a slot under the lower cap (and a backoff), and tries again.
         """
+        if hold is None:
+            try:
+                hold = self._costs.hold(request)  # reserved before anything is sent (spend caps)
+            except BaseException:
+                if slot is not None:
+                    slot.release()
+                raise
         refusals = RetryCounter(self._retry_policy)
         attempts = SubmitAttempts.start(request, identity, self._replay_policy)  # one key for every attempt
         while True:
@@ -510,6 +574,8 @@ class FastRouterSession:
                 if not is_concurrency_limit_error(exc):
                     if slot is not None:
                         slot.release()
+                    if hold is not None and attempts.replays == 0:
+                        hold.release()  # refused before any replay: no job was created
                     raise
                 self._set_job_cap(self._job_cap.limited(self.jobs_in_flight))  # this submit's slot counts
                 if slot is not None:
@@ -527,9 +593,14 @@ class FastRouterSession:
                 )
                 await anyio.sleep(delay)
                 slot = await self._acquire_slot()
-            except BaseException:
+            except BaseException as exc:
                 if slot is not None:
                     slot.release()
+                refused = isinstance(exc, FastRouterError) and not isinstance(exc, SubmitUncertainError)
+                if hold is not None and refused and attempts.replays == 0:
+                    # Refused: no job was created. An uncertain submit, or one refused on a replay (an
+                    # earlier attempt may have created the job), stays reserved.
+                    hold.release()
                 raise
         self._set_job_cap(self._job_cap.accepted())
         logger.info("submitted %s as task %s", request.describe(), accepted.task_id)
@@ -544,7 +615,10 @@ class FastRouterSession:
             cache_key=accepted.cache_key,
             found_again=accepted.found_again,
             submit_estimate=accepted.submit_estimate,
+            spend_hold=hold,
         )
+        if hold is not None and accepted.found_again and identity is None and attempts.replays == 0:
+            hold.settle(0.0)  # a cache hit on a job another submit created (and paid for): this one is free
         if slot is not None:
             self._slot_holders.add(job)
         return job
@@ -557,6 +631,7 @@ class FastRouterSession:
         slot: _Slot | None,
         *,
         submitted_wall_time: float | None = None,
+        spend_hold: SpendHold | None = None,
     ) -> VideoJob:
         """Re-attach to a task submitted earlier, counting it against the cap with ``slot``.
 
@@ -574,6 +649,7 @@ class FastRouterSession:
             slot=slot,
             submitted_at=submitted_at,
             submitted_wall=submitted_wall_time,
+            spend_hold=spend_hold,
         )
         if slot is not None:
             self._slot_holders.add(job)
@@ -615,6 +691,7 @@ class FastRouterSession:
         resubmit_uncertain: bool = False,
         retry_failed: bool = False,
         timeout: float | None = None,
+        max_spend_usd: float | None = None,
     ) -> BatchRun:
         """Generate many videos; iterate the answer for one :class:`BatchOutcome` per request, as each ends.
 
@@ -635,10 +712,14 @@ class FastRouterSession:
         reported as ``UNCERTAIN`` and left alone unless ``resubmit_uncertain``.
         Jobs that failed in an earlier run are reported again unless
         ``retry_failed``. ``timeout`` bounds each job's wait for its result.
+        ``max_spend_usd`` caps what the batch's jobs may cost, counting earlier runs of the same
+        journal (docs/costs.md): a job that would exceed it is not sent, nor is any after it
+        (``NOT_SENT``, ``stopped_by`` is the :class:`SpendCapError`).
         """
         self._ensure_open()
         prepared = prepare_requests(requests, check=self._validate)
         check_wait_timeout(timeout)
+        cap = check_cap("max_spend_usd", max_spend_usd)
         if filename is not None and not callable(filename):
             raise InvalidRequestError("filename", filename, "a function (index, request) -> file name, or None")
         if journal is not None and not isinstance(journal, str | os.PathLike):
@@ -652,7 +733,13 @@ class FastRouterSession:
             resubmit_uncertain=bool(resubmit_uncertain),
             retry_failed=bool(retry_failed),
             timeout=timeout,
+            spend=BatchSpend(cap, self._costs.estimate(prepared)),
         )
+
+    def _spend_hold(self, request: VideoRequest, ledger: SpendLedger, key: Hashable) -> SpendHold | None:
+        """Reserve ``request``'s estimate in a batch's ``ledger`` and under the session's cap
+        (:class:`SpendCapError` when either would be exceeded)."""
+        return self._costs.hold(request, ledger, key, track_unknown=not math.isfinite(ledger.cap_usd))
 
     def _set_job_cap(self, cap: int | None) -> None:
         """Apply a new effective job cap (``None``: unchanged); jobs in flight above it are not touched."""
@@ -864,7 +951,7 @@ class FastRouterSession:
 
     def _result_from(self, job: VideoJob, status: JobStatus) -> VideoResult:
         assert status.source is not None
-        return VideoResult(
+        result = VideoResult(
             task_id=job.task_id,
             model=job.model,
             url=status.urls[0] if status.urls else None,
@@ -875,6 +962,8 @@ class FastRouterSession:
             payload=status.payload,
             fetcher=self,
         )
+        self._costs.observe(job.request, result.final_cost, found_again=job.found_again)
+        return result
 
     # --- downloading ----------------------------------------------------------------------
 
@@ -938,6 +1027,12 @@ class FastRouterSession:
     def _estimated_seconds(self, model: str, request: VideoRequest) -> float:
         """The learned median duration of a job like ``request`` (for ``JobSubmitted``)."""
         return math.exp(self._durations.log_normal(model, request)[0])
+
+
+def _listed_prices() -> Mapping[str, Price] | None:
+    """The prices of the cached model list (``fastrouter-video models --refresh``), if there is one."""
+    catalog = cached_catalog()
+    return None if catalog is None else catalog.prices()
 
 
 def _request_from_fields(fields: Mapping[str, Any], extra: Mapping[str, Any]) -> VideoRequest:

@@ -181,7 +181,8 @@ def assert_videos(folder: Path, rows: list[dict[str, Any]], videos: Mapping[str,
 
 
 MANIFEST_FIELDS = ["index", "line", "prompt", "model", "task_id", "status", "file", "bytes", "sha256", "cost_usd"]
-MANIFEST_FIELDS += ["found_again", "cache_key", "estimate_credits", "estimate_usd", "error", "in_batch_file"]
+MANIFEST_FIELDS += ["found_again", "cache_key", "estimate_credits", "estimate_usd", "error"]
+MANIFEST_FIELDS += ["estimated_usd", "cost_kind", "in_batch_file"]
 
 # -- bad batch files -------------------------------------------------------------------------------------
 

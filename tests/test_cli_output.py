@@ -61,7 +61,7 @@ def test_manifest_rows_one_per_job_in_input_order(tmp_path: Path) -> None:
         "index": 0, "line": 1, "prompt": "a cat surfing", "model": "google/veo3", "task_id": "fr_1",
         "status": "succeeded", "file": "0001-a-cat-surfing.mp4", "bytes": 123, "sha256": "ab" * 32,
         "cost_usd": 0.21, "found_again": None, "cache_key": None, "estimate_credits": None, "estimate_usd": None,
-        "error": None, "in_batch_file": True,
+        "error": None, "estimated_usd": None, "cost_kind": "final", "in_batch_file": True,
     }  # fmt: skip
     assert (rows[1]["status"], rows[1]["error"], rows[1]["file"]) == (
         "failed",
@@ -71,7 +71,8 @@ def test_manifest_rows_one_per_job_in_input_order(tmp_path: Path) -> None:
     assert rows[2]["status"] == "uncertain"
     assert rows[2]["error"].startswith("the submit may or may not have reached FastRouter (the connection broke")
     assert rows[3] == {**dict.fromkeys(rows[3], None), "index": 3, "line": 5, "prompt": "a cat surfing",
-                       "model": "google/veo3", "status": "not_sent", "in_batch_file": True}  # fmt: skip
+                       "model": "google/veo3", "status": "not_sent", "cost_kind": "free",
+                       "in_batch_file": True}  # fmt: skip
 
 
 def test_manifest_is_replaced_atomically(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from fastrouter_async import (
 )
 
 from ._batch_file import BatchFile, BatchFileError, load_batch_file
+from ._costs import COSTS_NAME, dry_run, load_costs, save_costs
 from ._display import BatchDisplay, LiveBatchDisplay, PlainBatchDisplay
 from ._manifest import MANIFEST_NAME, manifest_rows, write_atomically, write_manifest
 from ._options import PROG
@@ -45,7 +46,7 @@ from ._runtime import (
 )
 from ._summary import Kind, classify, describe_stop, print_others, print_summary
 
-__all__ = ["DURATIONS_NAME", "JOURNAL_NAME", "run_batch"]
+__all__ = ["COSTS_NAME", "DURATIONS_NAME", "JOURNAL_NAME", "run_batch"]
 
 JOURNAL_NAME: Final = "journal.sqlite"
 DURATIONS_NAME: Final = "durations.json"
@@ -69,9 +70,11 @@ class _Run:
         self.journal = Path(options.journal) if options.journal else self.folder / JOURNAL_NAME
         self.manifest = self.folder / MANIFEST_NAME
         self.durations = None if options.simulate else self.folder / DURATIONS_NAME
+        self.costs = None if options.simulate else self.folder / COSTS_NAME
         self.requests = [entry.request for entry in batch_file.entries]
         self.lines = [entry.line for entry in batch_file.entries]
         self.outcomes: dict[int, BatchOutcome] = {}
+        self.estimates: list[float | None] | None = None  # each request's estimate before sending
         self.journal_view: BatchJournal | None = None
         self.stop_noted = False
         self._manifest_written_at: float | None = None
@@ -89,6 +92,12 @@ class _Run:
                 f"{PROG}: note: ignoring {self.durations} ({exc}); polling starts from the built-in priors",
                 file=sys.stderr,
             )
+
+    async def load_learned(self, session: FastRouterSession) -> None:
+        """What earlier batches into this folder learned: durations, and costs (then each request's estimate)."""
+        await self.load_durations(session)
+        await load_costs(session, self.costs)
+        self.estimates = [each.usd for each in session.estimate(self.requests).requests]
 
     async def save_durations(self, session: FastRouterSession) -> None:
         if self.durations is None:
@@ -113,7 +122,9 @@ class _Run:
         with anyio.CancelScope(shield=True):  # a half-done rename is worse than a late stop
             async with self._manifest_lock:
                 journal = await self.read_journal(batch)
-                rows = manifest_rows(self.requests, self.lines, self.outcomes, self.folder, journal)
+                rows = manifest_rows(
+                    self.requests, self.lines, self.outcomes, self.folder, journal, estimates=self.estimates
+                )
                 await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
 
     def kinds(self) -> Counter[Kind]:
@@ -136,6 +147,8 @@ def _session_options(options: argparse.Namespace) -> dict[str, Any]:
         chosen["max_concurrent_jobs"] = options.concurrency
     if options.rps is not None:
         chosen["request_budget"] = RequestBudget.per_second(options.rps)
+    if options.unknown_price is not None:
+        chosen["unknown_price_usd"] = options.unknown_price
     if options.replay_window is not None or options.no_replay:
         window = DEFAULT_REPLAY_POLICY.window if options.replay_window is None else options.replay_window
         try:
@@ -168,6 +181,8 @@ async def run_batch(options: argparse.Namespace) -> int:
         say(f"{PROG}: nothing was submitted; fix the file and run the command again", file=sys.stderr)
         return EXIT_USAGE
     run = _Run(options, batch_file)
+    if options.dry_run:
+        return await dry_run(options, run.requests, run.costs if run.folder.exists() else None)
     if not options.verbose:
         # The display reports every failure and uncertain job; the library's warnings would repeat them.
         logging.getLogger("fastrouter_async").setLevel(logging.ERROR)
@@ -183,13 +198,14 @@ async def run_batch(options: argparse.Namespace) -> int:
     stop = StopSignals(on_first=lambda signum: display.note(_stopping_note(signum)))
     with stop.installed():
         async with open_session(options, **_session_options(options)) as session:
-            await run.load_durations(session)
+            await run.load_learned(session)
             batch = session.generate_many(
                 run.requests,
                 output_dir=run.folder,
                 journal=run.journal,
                 resubmit_uncertain=options.resubmit_uncertain,
                 retry_failed=options.retry_failed,
+                max_spend_usd=options.max_spend,
             )
             try:
                 with display, anyio.CancelScope() as scope, stop.cancels(scope):
@@ -210,6 +226,8 @@ async def run_batch(options: argparse.Namespace) -> int:
                 if failure is None or run.outcomes:  # a batch that never started (journal locked...) has nothing to add
                     await run.save_manifest(batch, force=True)
                     await run.save_durations(session)
+                    with anyio.CancelScope(shield=True):
+                        await save_costs(session, run.costs)
     if failure is not None:
         raise failure
     _summary(run, batch, interrupted_by=stop.signum)
@@ -237,7 +255,9 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
     # One cost per job, from its finished result: a job found again by a replay is the same job (its
     # cost is counted once, here), and submit estimates are never added.
     costs = [o.cost_usd for o in run.outcomes.values() if o.cost_usd is not None]
-    unknown_cost = any(o.ok and o.cost_usd is None for o in run.outcomes.values())
+    unknown_cost = any(o.final_cost.kind == "unknown" for o in run.outcomes.values())
+    estimated = [e for e in run.estimates or () if e is not None]
+    unknown_estimates = sum(e is None for e in run.estimates or ())
     say()
     parts = [f"{kinds[Kind.SUCCEEDED]} succeeded", f"{kinds[Kind.FAILED]} failed", f"{kinds[Kind.UNCERTAIN]} uncertain"]
     parts += [f"{kinds[kind]} {kind.value}" for kind in (Kind.RUNNING, Kind.NOT_SENT) if kinds[kind]]
@@ -250,6 +270,11 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
         history.append(f"{found_again} found again by replay (not billed twice)")
     say(f"{total} jobs: {', '.join(parts)}" + (f" ({', '.join(history)})" if history else ""))
     say(f"total cost: ${sum(costs):.2f}" + (" (some costs unknown)" if unknown_cost else ""))
+    say(
+        f"estimated:  ${sum(estimated):.2f} for the whole file"
+        + (f" (+ {unknown_estimates} of unknown price)" if unknown_estimates else "")
+        + (f"; cap ${run.options.max_spend:.2f}" if run.options.max_spend is not None else "")
+    )
     say(f"videos:     {run.folder}/")
     say(f"manifest:   {run.manifest}")
     say(f"journal:    {run.journal}")

@@ -61,6 +61,13 @@ def _counts(progress: BatchProgress) -> str:
     )
 
 
+def spend_text(progress: BatchProgress) -> str:
+    """Spent so far, reserved for running jobs, the estimate of the rest, and the cap if there is one."""
+    rest = f"${progress.rest_usd:.2f}" + (f" + {progress.rest_unknown} unknown" if progress.rest_unknown else "")
+    text = f"spent ${progress.spent_usd:.2f}, reserved ${progress.reserved_usd:.2f}, rest ~{rest}"
+    return text + (f" (cap ${progress.max_spend_usd:.2f})" if progress.max_spend_usd is not None else "")
+
+
 def _submitted(progress: BatchProgress) -> int:
     """Jobs whose submit was answered, in this run or an earlier one."""
     return progress.running + progress.downloading + progress.succeeded + progress.failed
@@ -136,7 +143,7 @@ class PlainBatchDisplay:
         eta = eta_seconds(progress, time.monotonic() - self.started)
         eta_text = "unknown" if eta is None else format_duration(eta)
         finished = f"{progress.finished}/{progress.total} finished"
-        say(f"{self._stamp()} progress   {finished}: {_counts(progress)}; ETA {eta_text}")
+        say(f"{self._stamp()} progress   {finished}: {_counts(progress)}; {spend_text(progress)}; ETA {eta_text}")
 
     def note(self, text: str) -> None:
         say(f"{self._stamp()} {text}")
@@ -226,7 +233,13 @@ class LiveBatchDisplay:
             extras.append(f"rate-limited {self._rate_limited}x (the whole batch slowed down)")
         line = Table.grid(padding=(0, 1))
         line.add_row(bar, Text(f"{progress.finished}/{progress.total}  {percent:3.0f}%"))
-        parts: list[Text | Table] = [title, line, counts, Text(timing + ("   " + ", ".join(extras) if extras else ""))]
+        parts: list[Text | Table] = [
+            title,
+            line,
+            counts,
+            Text(spend_text(progress)),
+            Text(timing + ("   " + ", ".join(extras) if extras else "")),
+        ]
         if self._note:
             parts.append(Text(plain(self._note), style="bold yellow"))
         return Group(*parts)

@@ -117,6 +117,8 @@ def manifest_rows(
     outcomes: Mapping[int, BatchOutcome],
     folder: Path,
     journal: BatchJournal | None = None,
+    *,
+    estimates: Sequence[float | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per request, in input order, then one per job of the journal not in the batch file.
 
@@ -128,12 +130,24 @@ def manifest_rows(
         outcome = outcomes.get(index)
         record = journal.jobs.get(index) if journal is not None else None
         facts = _from_record(record, folder) if outcome is None else _from_outcome(outcome, record, folder)
+        expected = outcome.estimated_usd if outcome is not None else estimates[index] if estimates else None
         rows.append({"index": index, "line": lines[index], "prompt": request.prompt, "model": request.model,
-                     **facts, "in_batch_file": True})  # fmt: skip
+                     **facts, "estimated_usd": expected, "cost_kind": _cost_kind(outcome, record),
+                     "in_batch_file": True})  # fmt: skip
     for record in journal.others if journal is not None else ():
         rows.append({"index": None, "line": None, "prompt": record.prompt, "model": record.model,
-                     **_from_record(record, folder), "in_batch_file": False})  # fmt: skip
+                     **_from_record(record, folder), "estimated_usd": None,
+                     "cost_kind": _cost_kind(None, record), "in_batch_file": False})  # fmt: skip
     return rows
+
+
+def _cost_kind(outcome: BatchOutcome | None, record: JournalRecord | None) -> str:
+    """What ``cost_usd`` is: ``final``, ``free`` (failed or never sent), or ``unknown`` (not stated, or not ended)."""
+    if outcome is not None:
+        return outcome.final_cost.kind
+    if record is None or record.state in ("not_sent", "failed"):
+        return "free"
+    return "final" if record.state == "succeeded" and record.cost_usd is not None else "unknown"
 
 
 def write_manifest(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:

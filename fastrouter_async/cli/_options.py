@@ -70,6 +70,16 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _amount(text: str) -> float:
+    try:
+        value = float(text.removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in US dollars") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an amount in US dollars >= 0")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, whose usage errors are a JSON ``error`` object on stdout when ``--json`` was given."""
 
@@ -165,6 +175,27 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_spend_options(batch: argparse.ArgumentParser) -> None:
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every line and print what the batch would cost, per model and in total; send nothing",
+    )
+    batch.add_argument(
+        "--max-spend",
+        metavar="USD",
+        type=_amount,
+        help="never let the batch's jobs cost more than USD (earlier runs into DIR count): a job that would go "
+        "over is not sent, and the rest stay not sent (run again with a higher cap to continue)",
+    )
+    batch.add_argument(
+        "--unknown-price",
+        metavar="USD",
+        type=_amount,
+        help="under --max-spend, reserve USD for a job whose price is unknown (default: such jobs are not sent)",
+    )
+
+
 def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     """The whole command line (with ``json_errors``, usage errors are printed as a JSON ``error`` object)."""
     parser = _Parser(
@@ -228,6 +259,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         help="send again, with the same cache key, a submit whose outcome is unknown while its first attempt "
         "is younger than this (default 1200, at most 1800)",
     )
+    _add_spend_options(batch)
     batch.add_argument(
         "--no-replay",
         action="store_true",

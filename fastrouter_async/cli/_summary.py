@@ -28,6 +28,7 @@ from fastrouter_async import (
     JournalRecord,
     NotFoundError,
     OutcomeStatus,
+    SpendCapError,
     safe_filename,
 )
 
@@ -71,7 +72,9 @@ def classify(outcome: BatchOutcome | None, record: JournalRecord | None) -> Kind
 
 
 def describe_stop(error: FastRouterError) -> str:
-    """One clear sentence on the account error that stopped the batch's submits."""
+    """One clear sentence on the account error (or the spend cap) that stopped the batch's submits."""
+    if isinstance(error, SpendCapError):
+        return f"stopped submitting: the spend cap was reached (--max-spend). {error}"
     code = getattr(error, "status_code", None)
     cause = {
         401: "FastRouter refused the API key (401): check FASTROUTER_API_KEY",
@@ -113,6 +116,8 @@ def print_summary(
         )
     if counts.get(Kind.NOT_SENT):
         fix = " once the account problem is fixed" if stopped_by is not None else ""
+        if isinstance(stopped_by, SpendCapError):
+            fix = " with a higher --max-spend"
         say(
             f"{counts[Kind.NOT_SENT]} not sent: never created on FastRouter (nothing billed). Run the same "
             f"command again{fix} to submit them."

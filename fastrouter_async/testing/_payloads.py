@@ -114,7 +114,7 @@ def _fallback_error(status: int) -> tuple[str, str, str]:
     return phrase, kind, phrase.lower().replace(" ", "_").replace("-", "_")
 
 
-def create_body(*, task_id: str, model: str, cost_usd: float) -> dict[str, Any]:
+def create_body(*, task_id: str, model: str, cost_usd: float | None) -> dict[str, Any]:
     """The 200 answer to ``POST /videos`` (section 2.2, cache miss)."""
     chat_id = new_chat_id()
     return {
@@ -170,7 +170,7 @@ def success_body(
     word: str,
     gen: dict[str, Any],
     with_status: bool,
-    cost_usd: float,
+    cost_usd: float | None,
     credits: float,
     asset_url: str | None,
     cached_at: int,

@@ -75,9 +75,10 @@ class JobPlan:
     """Leave ``data.status`` out of every poll answer, so clients must read ``generations[].status``."""
     running_word: str = "processing"
     """The status word while running (Pollo also uses ``"waiting"``)."""
-    cost_usd: float = 0.21
+    cost_usd: float | None = 0.21
     """The job's price: ``data.costUsd`` of the final answer, and the ``credits_used`` of the create
-    answer's ``estimate_usage`` and of the final answer's ``usage`` (FastRouter bills in USD credits)."""
+    answer's ``estimate_usage`` and of the final answer's ``usage`` (FastRouter bills in USD credits).
+    ``None``: a price that arrives late (some providers): both answers state it as ``null``."""
     credits: float = 3.5
     """The upstream provider's own credit count: ``data.credit`` of the final answer (clients ignore it)."""
     visible_after: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
