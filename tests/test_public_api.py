@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import pickle
+import typing
+from collections.abc import Mapping
+from typing import Any
+
 import fastrouter_async
 import fastrouter_async.testing
 
@@ -121,3 +127,26 @@ def test_error_tree() -> None:
     assert issubclass(f.APITimeoutError, f.APIConnectionError)
     assert issubclass(f.JobTimeoutError, TimeoutError)
     assert issubclass(f.InvalidRequestError, ValueError)
+
+
+def test_public_classes_and_functions_name_the_public_module() -> None:
+    """Every exported class and function reports ``__module__ == "fastrouter_async"`` under its exported name."""
+    for name in fastrouter_async.__all__:
+        obj = getattr(fastrouter_async, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            assert obj.__module__ == "fastrouter_async", name
+            assert obj.__qualname__ == name, name
+
+
+def test_public_values_and_functions_still_pickle() -> None:
+    """Frozen values, enums, classes and functions round-trip through pickle by their public names."""
+    f = fastrouter_async
+    for value in (f.PollPolicy(), f.Timeouts(), f.JobState.SUCCEEDED, f.validate_request, f.FastRouterSession):
+        assert pickle.loads(pickle.dumps(value)) == value
+
+
+def test_public_classes_type_hints_still_resolve() -> None:
+    """typing.get_type_hints on a public value still resolves its annotations after the module rename."""
+    hints = typing.get_type_hints(fastrouter_async.VideoRequest)
+    assert hints["extra"] == Mapping[str, Any]
+    assert typing.get_type_hints(fastrouter_async.PollPolicy)
