@@ -94,8 +94,6 @@ __all__ = ["FastRouterSession"]
 
 logger = logging.getLogger("fastrouter_async")
 
-_UNSET: Any = object()
-
 _PARSE_IN_THREAD_BYTES = 256 * 1024
 # Status answers are a few hundred bytes and parse in microseconds. One that carries the video
 # inline (base64) can be megabytes: parsing it on the event loop would stall every other job.
