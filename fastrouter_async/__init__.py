@@ -13,7 +13,10 @@ Everything public is importable from here; ``fastrouter_async.testing`` holds th
 FastRouter simulator for tests.
 """
 
+import contextlib as _contextlib
+import inspect as _inspect
 import logging as _logging
+import typing as _typing
 from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
@@ -158,3 +161,18 @@ __all__ = [
     "unique_path",
     "validate_request",
 ]
+
+# Public classes and functions say they live where users import them from (as httpx does): reprs,
+# tracebacks, pickles and introspection name ``fastrouter_async.VideoRequest``, not a private module.
+# A class's string annotations are resolved first, against the module that wrote them, so that
+# ``typing.get_type_hints`` (attrs.resolve_types, cattrs) still finds the names they use.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        with _contextlib.suppress(NameError):  # a name only known to type checkers: left as written
+            _obj.__annotations__ = _typing.get_type_hints(_obj, include_extras=True)
+    if isinstance(_obj, type) or _inspect.isfunction(_obj):
+        _obj.__module__ = "fastrouter_async"
+        if _obj.__name__ != _name:  # exported under another name (validate_request): pickles find it by that name
+            _obj.__name__ = _obj.__qualname__ = _name
+del _name, _obj

@@ -102,8 +102,7 @@ class Poller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._polling: set[VideoJob] = set()  # jobs whose poll is on its way
-        self.polls = 0
-        """Polls sent by the scheduler (``status()`` calls are not counted)."""
+        self._polls = 0  # polls sent by the scheduler (``status()`` calls are not counted)
         self._lateness = 0.0  # running average, seconds
         self._max_lateness = 0.0
         self._streak = 0  # late polls in a row (while on time) or on-time polls in a row (while behind)
@@ -119,7 +118,7 @@ class Poller:
         return PollerStatistics(
             scheduled=len(self._heap),
             polling=len(self._polling),
-            polls=self.polls,
+            polls=self._polls,
             behind=self._behind_since is not None,
             lateness=self._lateness,
             max_lateness=self._max_lateness,
@@ -259,7 +258,7 @@ class Poller:
         session = self._session
         loop = self._loop
         assert loop is not None
-        self.polls += 1
+        self._polls += 1
         self._polling.add(job)
         token = polling_task.set(job.task_id)  # the request hook (tracing) tells polls apart by it
         try:

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
@@ -92,8 +93,6 @@ if TYPE_CHECKING:
 __all__ = ["FastRouterSession"]
 
 logger = logging.getLogger("fastrouter_async")
-
-_UNSET: Any = object()
 
 _PARSE_IN_THREAD_BYTES = 256 * 1024
 # Status answers are a few hundred bytes and parse in microseconds. One that carries the video
@@ -290,6 +289,7 @@ class FastRouterSession:
         self._durations = DurationEstimates(scale=poll_policy.duration_scale)
         self._batches: set[BatchRun] = set()
         self._closed = False
+        self._used = False  # set by the first use; an unused session needs no closing
         self._rng = random.Random()
         self._downloader = Downloader(
             self._transport,
@@ -333,6 +333,17 @@ class FastRouterSession:
             if self._telemetry is not None:
                 self._telemetry.close()  # spans of jobs nobody saw end are ended as such
             await self._transport.aclose()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # Only warns: closing needs the event loop, which a finalizer must not touch (as svcs and aiohttp do).
+        if getattr(self, "_used", False) and not getattr(self, "_closed", True):
+            base_url = getattr(self, "_base_url", "?")
+            _warn(
+                f"unclosed FastRouterSession (base_url={base_url!r}): "
+                "use `async with FastRouterSession(...)` or `await session.aclose()`",
+                ResourceWarning,
+                source=self,
+            )
 
     @property
     def closed(self) -> bool:
@@ -476,6 +487,7 @@ class FastRouterSession:
             raise RuntimeError(
                 "this FastRouterSession is closed; create a new one (jobs can be re-attached by task id)"
             )
+        self._used = True
 
     # --- submitting -----------------------------------------------------------------------
 

@@ -228,10 +228,6 @@ class Transport:
         self.request_hook: RequestHook | None = None
         """Hears of each API request (tracing: see ``_otel``); ``None``: nothing to tell."""
 
-    @property
-    def owns_session(self) -> bool:
-        return self._owns_session
-
     def _parse_url(self, url: str) -> tuple[URL, bool]:
         """``url`` parsed, and whether it is the API's; remembered, since polls repeat a few URLs."""
         known = self._urls.get(url)

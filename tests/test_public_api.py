@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import pickle
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import fastrouter_async
 import fastrouter_async.testing
 
@@ -121,3 +129,50 @@ def test_error_tree() -> None:
     assert issubclass(f.APITimeoutError, f.APIConnectionError)
     assert issubclass(f.JobTimeoutError, TimeoutError)
     assert issubclass(f.InvalidRequestError, ValueError)
+
+
+def test_public_classes_and_functions_name_the_public_module() -> None:
+    """Every exported class and function reports ``__module__ == "fastrouter_async"`` under its exported name."""
+    for name in fastrouter_async.__all__:
+        obj = getattr(fastrouter_async, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            assert obj.__module__ == "fastrouter_async", name
+            assert obj.__qualname__ == name, name
+
+
+def test_public_values_and_functions_still_pickle() -> None:
+    """Frozen values, enums, classes and functions round-trip through pickle by their public names."""
+    f = fastrouter_async
+    for value in (f.PollPolicy(), f.Timeouts(), f.JobState.SUCCEEDED, f.validate_request, f.FastRouterSession):
+        assert pickle.loads(pickle.dumps(value)) == value
+
+
+def test_public_classes_type_hints_still_resolve() -> None:
+    """typing.get_type_hints on a public value still resolves its annotations after the module rename."""
+    hints = typing.get_type_hints(fastrouter_async.VideoRequest)
+    assert hints["extra"] == Mapping[str, Any]
+    assert typing.get_type_hints(fastrouter_async.PollPolicy)
+
+
+def test_error_guide_draws_every_error_where_it_sits() -> None:
+    """docs/errors.md's tree names every exported error under its direct base class."""
+    page = (Path(__file__).parent.parent / "docs" / "errors.md").read_text(encoding="utf-8")
+    tree = page.split("## The tree", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    parents: list[str] = []  # the chain of names above the current line, by depth
+    drawn: dict[str, str | None] = {}
+    for line in tree.splitlines():
+        match = re.search(r"[A-Za-z]\w*", line)
+        assert match is not None, line
+        depth = match.start() // 4
+        del parents[depth:]
+        drawn[match.group()] = parents[-1] if parents else None
+        parents.append(match.group())
+    errors = {
+        name: obj
+        for name in fastrouter_async.__all__
+        if isinstance(obj := getattr(fastrouter_async, name), type) and issubclass(obj, Exception)
+    }
+    assert set(drawn) == set(errors)
+    for name, cls in errors.items():
+        bases = [b.__name__ for b in cls.__bases__ if issubclass(b, fastrouter_async.FastRouterError)]
+        assert drawn[name] == (bases[0] if bases else None), name

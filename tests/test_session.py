@@ -7,6 +7,7 @@ import datetime
 import gc
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -767,6 +768,27 @@ async def test_use_after_close_is_a_precise_runtime_error(session: FastRouterSes
             await attempt
     with pytest.raises(RuntimeError, match="closed"):
         session.job("fr_x")
+
+
+async def test_unclosed_session_warns_when_garbage_collected() -> None:
+    """A session used and never closed warns ResourceWarning naming FastRouterSession when collected."""
+    session = FastRouterSession(API_KEY, base_url="http://127.0.0.1:9")
+    await session.__aenter__()  # used, never closed (no request: no aiohttp session to leak)
+    del session
+    with pytest.warns(ResourceWarning, match=r"unclosed FastRouterSession.*async with.*aclose\(\)"):
+        gc.collect()
+
+
+async def test_closed_or_unused_session_does_not_warn_when_garbage_collected() -> None:
+    """A closed session, and one never used, are collected without a ResourceWarning."""
+    async with FastRouterSession(API_KEY, base_url="http://127.0.0.1:9") as closed:
+        pass
+    unused = FastRouterSession(API_KEY, base_url="http://127.0.0.1:9")
+    del closed, unused
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if "FastRouterSession" in str(w.message)]
 
 
 async def test_caller_owned_aiohttp_session_is_not_closed(server: SimulatorServer) -> None:
