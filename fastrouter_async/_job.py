@@ -205,18 +205,11 @@ class VideoJob:
     async def _until_done(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait on the shared poller until the job has ended (or a poll failed for good: raised)."""
         while self._outcome is None:
-            self._session._ensure_open()
-            waiter: asyncio.Future[BaseException | None] = loop.create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
+            waiter = self._join_polling(loop)
             try:
-                poller = self._session._poller
-                if not poller.is_scheduled(self):
-                    poller.schedule(self, self._due_at_jittered(loop.time()))
                 failure = await waiter
             finally:
-                self._waiters.remove(waiter)
+                self._waiters_remove(waiter)
             if failure is not None:
                 raise failure
 
@@ -335,7 +328,17 @@ class VideoJob:
 
     async def _until_event(self, arrived: asyncio.Future[None]) -> None:
         """Keep this job polled (as ``result()`` does) until ``arrived`` resolves or the job ends."""
-        loop = asyncio.get_running_loop()
+        waiter = self._join_polling(asyncio.get_running_loop())
+        try:
+            await asyncio.wait((waiter, arrived), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiters_remove(waiter)
+        failure = waiter.result() if waiter.done() else None
+        if failure is not None and not arrived.done():
+            raise failure
+
+    def _join_polling(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[BaseException | None]:
+        """A new waiter for this job's end (a failure for good, or None), with the job on the poller's schedule."""
         self._session._ensure_open()
         waiter: asyncio.Future[BaseException | None] = loop.create_future()
         if self._waiters is None:
@@ -345,12 +348,14 @@ class VideoJob:
             poller = self._session._poller
             if not poller.is_scheduled(self):
                 poller.schedule(self, self._due_at_jittered(loop.time()))
-            await asyncio.wait((waiter, arrived), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._waiters.remove(waiter)
-        failure = waiter.result() if waiter.done() else None
-        if failure is not None and not arrived.done():
-            raise failure
+        except BaseException:
+            self._waiters_remove(waiter)
+            raise
+        return waiter
+
+    def _waiters_remove(self, waiter: asyncio.Future[BaseException | None]) -> None:
+        assert self._waiters is not None
+        self._waiters.remove(waiter)
 
     def _finish(self) -> VideoResult:
         outcome = self._outcome
