@@ -12,6 +12,7 @@ import pytest
 
 from fastrouter_async.testing import FastRouterSimulator, JobPlan, SimulatorServer
 
+from ._sim import FakeClock
 from .conftest import API_KEY
 from .test_cli import batch_args, child_env, cli, read_manifest, run
 
@@ -20,23 +21,14 @@ __all__ = ["cli"]
 KLING = {"model": "kling-ai/kling-v1-6", "length": 5}  # 0.21 in the shipped price table; the simulator bills 0.21
 
 
-class _Clock:
+@pytest.fixture
+def clock() -> FakeClock:
     """The simulator's clock, moved by the test: jobs with a duration end when it says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> _Clock:
-    return _Clock()
-
-
-@pytest.fixture
-def sim(clock: _Clock) -> FastRouterSimulator:
+def sim(clock: FakeClock) -> FastRouterSimulator:
     """A simulator on the test's clock; jobs succeed at their first poll once their duration passed."""
     return FastRouterSimulator(api_key=API_KEY, default_plan=JobPlan(polls=1), clock=clock)
 
@@ -117,7 +109,7 @@ async def test_unknown_price_needs_an_assumed_price_under_a_cap(
 
 
 async def test_sigkill_and_rerun_never_exceed_the_cap(
-    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, clock: _Clock, tmp_path: Path
+    cli: Callable[..., Any], server: SimulatorServer, sim: FastRouterSimulator, clock: FakeClock, tmp_path: Path
 ) -> None:
     """Killed with SIGKILL while the jobs under the cap run, the re-run counts them (from the journal) and
     sends nothing more under the same cap; a higher cap then sends the rest."""
@@ -134,7 +126,7 @@ async def test_sigkill_and_rerun_never_exceed_the_cap(
     assert await first.finish() == -signal.SIGKILL
     assert len(sim.jobs) == 3
 
-    clock.now = 100.0  # the three jobs are done now
+    clock.now += 100.0  # the three jobs are done now
     sim.default_plan = JobPlan(polls=1)  # and new ones end at once
     code, child = await run(cli, *args)
     assert code == 1, child.stdout + child.stderr

@@ -18,26 +18,18 @@ from fastrouter_async import (
 )
 from fastrouter_async.testing import FastRouterSimulator, JobPlan
 
+from ._sim import FakeClock
 from .conftest import API_KEY, SessionFactory
 
 
-class _Clock:
-    """The simulator's clock, moved by the test (jobs with a duration end when it says so)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    """The simulator's clock, moved by the test: jobs with a duration end when it says so."""
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> _Clock:
-    return _Clock()
-
-
-@pytest.fixture
-def sim(clock: _Clock) -> FastRouterSimulator:
+def sim(clock: FakeClock) -> FastRouterSimulator:
     """A simulator on a clock of the test's: jobs succeed at their first poll once their duration passed."""
     return FastRouterSimulator(api_key=API_KEY, default_plan=JobPlan(polls=1), clock=clock)
 
@@ -84,7 +76,7 @@ async def test_batch_stops_at_its_cap_and_a_rerun_with_a_higher_cap_continues(
 
 
 async def test_running_jobs_of_a_stopped_run_count_against_the_cap(
-    make_session: SessionFactory, sim: FastRouterSimulator, clock: _Clock, tmp_path: Path
+    make_session: SessionFactory, sim: FastRouterSimulator, clock: FakeClock, tmp_path: Path
 ) -> None:
     """A run stopped while its jobs run (as by a crash) leaves their reservations in the journal: a re-run with
     the same cap re-attaches them and sends nothing that would exceed it."""
@@ -97,7 +89,7 @@ async def test_running_jobs_of_a_stopped_run_count_against_the_cap(
             await asyncio.sleep(0)
         assert batch.progress.reserved_usd == pytest.approx(0.42)
     assert len(sim.jobs) == 2
-    clock.now = 100.0
+    clock.now += 100.0
     again = await _run(make_session(), requests, journal=journal, max_spend_usd=0.42)
     assert [o.status for o in again] == [OutcomeStatus.SUCCEEDED] * 2 + [OutcomeStatus.NOT_SENT] * 2
     assert [o.resumed for o in again[:2]] == [True, True]
