@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._cachekey import MAX_CACHE_TTL_S, MIN_CACHE_TTL_S, PENDING_TIMEOUT_S
 from ._errors import InvalidRequestError
 from ._urls import loggable
 
@@ -65,6 +64,14 @@ DEFAULT_MAX_LINK_REFRESHES = 2
 # Signed provider links can expire between the poll and the download, so one refresh is often
 # needed; a second covers a refresh that raced with an expiry. More would only poll a task whose
 # result is gone for good.
+
+MIN_CACHE_TTL_S = 60
+MAX_CACHE_TTL_S = 604_800
+# The documented range of FastRouter's response cache ``cache.expiration_time`` for images and video
+# (one minute to seven days).
+PENDING_TIMEOUT_S = 30 * 60
+# FastRouter's documented "pending-job safety timeout": an unfinished task is matched for at most this
+# long after its first request, so a replay must be sent well inside it (the replay window is shorter).
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
 # An API answer larger than this is not JSON we want in memory (a video body is streamed instead).

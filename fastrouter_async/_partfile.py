@@ -44,7 +44,7 @@ import attrs
 
 from ._errors import DownloadError, FastRouterError
 from ._integrity import ExpectedDigest
-from ._models import DownloadedFile
+from ._models import DownloadedFile, DownloadProgress
 from ._partfs import LOCKS_PART_FILES, lock_part, read_at, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
 from ._writer import ChunkWriter
@@ -54,16 +54,12 @@ __all__ = [
     "Abort",
     "Corrupt",
     "DestinationTaken",
-    "DownloadProgress",
     "PartFile",
     "TooLarge",
     "part_paths",
 ]
 
 logger = logging.getLogger("fastrouter_async")
-
-DownloadProgress = Callable[[int, int | None], object]
-"""``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
 
 WRITE_BUFFER = 1024 * 1024  # progress is reported after each WRITE_BUFFER bytes received
 _READ_BLOCK = 1024 * 1024
