@@ -55,8 +55,8 @@ from ._integrity import (
 )
 from ._models import DownloadedFile, DownloadProgress, ResultSource, VideoResult
 from ._partfile import Abort, Corrupt, PartFile, TooLarge
-from ._polling import retrying
 from ._protocol import HttpCall, is_retryable_status
+from ._retry import retrying
 from ._transport import StreamedResponse, loggable
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
 from ._job_events import JobEvents
 from ._models import Cost, JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
-from ._polling import RetryCounter, poll_delay
 from ._protocol import HttpCall
+from ._retry import RetryCounter, poll_delay
 
 if TYPE_CHECKING:
     from ._session import FastRouterSession, _Slot

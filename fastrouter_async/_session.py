@@ -62,7 +62,6 @@ from ._job import VideoJob
 from ._models import AcceptedJob, DownloadedFile, JobState, JobStatus, VideoRequest, VideoResult
 from ._otel import Telemetry
 from ._poller import Poller, PollerStatistics
-from ._polling import RetryCounter, is_transient, retrying
 from ._protocol import (
     HttpCall,
     Response,
@@ -73,6 +72,7 @@ from ._protocol import (
     submit_estimate,
 )
 from ._replays import SubmitAttempts, found_again, replaying
+from ._retry import RetryCounter, is_transient, retrying
 from ._spend import SessionCosts, SpendHold, SpendLedger, check_cap
 from ._submits import (
     DEFAULT_ON_ACCEPTED_TIMEOUT,
