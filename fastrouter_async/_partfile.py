@@ -124,7 +124,6 @@ class PartFile:
     _unknown_tail: bool = attrs.field(default=False, init=False, repr=False)
     """A writer thread outlived its cleanup: what the file holds is not known."""
     _done: bool = attrs.field(default=False, init=False, repr=False)
-    _leftover: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False)
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -137,21 +136,30 @@ class PartFile:
         leaves the kept bytes for a later call.
         """
         part = cls._open_sync(destination, task_id)  # no await: nothing can cancel between open and ownership
-        if part._leftover is None:
-            return part
+        if not part.private:
+            await part.adopt_leftover()
+        return part
+
+    async def adopt_leftover(self) -> None:
+        """Keep the bytes an earlier download left in the file, if its sidecar vouches for them; else start over.
+
+        Their hash is computed in a worker thread; on any error or cancellation the file is closed
+        (its kept bytes stay for a later call) and the error propagates.
+        """
         try:
-            while await anyio.to_thread.run_sync(part._hash_kept_sync):
+            meta = self._check_leftover_sync()
+            if meta is None:
+                return
+            while await anyio.to_thread.run_sync(self._hash_kept_sync):
                 pass
         except BaseException:
-            part._handle.close()
-            part._done = True
+            self._handle.close()
+            self._done = True
             raise
-        meta, part._leftover = part._leftover, None
-        part.size, part.source, part.etag, part.total = meta["size"], meta["source"], meta["etag"], meta["total"]
+        self.size, self.source, self.etag, self.total = meta["size"], meta["source"], meta["etag"], meta["total"]
         logger.info(
-            "found %d of %d bytes of task %s in %s; will try to resume", part.size, part.total, task_id, part.path
+            "found %d of %d bytes of task %s in %s; will try to resume", self.size, self.total, self.task_id, self.path
         )
-        return part
 
     @classmethod
     def _open_sync(cls, destination: Path, task_id: str) -> PartFile:
@@ -175,13 +183,7 @@ class PartFile:
         else:  # the file kept being replaced under us: do not share it
             return cls._open_private(path, task_id)
         handle = os.fdopen(fd, "r+b")
-        part = cls(path=path, sidecar=sidecar, task_id=task_id, handle=handle)
-        try:
-            part._check_leftover_sync()
-        except BaseException:
-            handle.close()
-            raise
-        return part
+        return cls(path=path, sidecar=sidecar, task_id=task_id, handle=handle)
 
     @classmethod
     def _open_private(cls, shared: Path, task_id: str) -> PartFile:
@@ -192,8 +194,11 @@ class PartFile:
         logger.info("%s is in use by another download; writing to %s instead", shared, path)
         return cls(path=path, sidecar=path.with_name(path.name + ".json"), task_id=task_id, handle=handle, private=True)
 
-    def _check_leftover_sync(self) -> None:
-        """Keep the bytes found only if the sidecar vouches for them (their hash is computed by ``open``)."""
+    def _check_leftover_sync(self) -> dict[str, Any] | None:
+        """What the sidecar says of the bytes found, with their ``size``.
+
+        ``None``, and the file emptied, when the sidecar does not vouch for them.
+        """
         size = os.fstat(self._handle.fileno()).st_size
         meta = read_sidecar(self.sidecar)
         usable = (
@@ -208,8 +213,8 @@ class PartFile:
         )
         if not usable or meta is None:
             self._truncate_sync()
-            return
-        self._leftover = {**meta, "size": size}
+            return None
+        return {**meta, "size": size}
 
     def _hash_kept_sync(self) -> bool:
         """Hash the next blocks of the kept bytes; ``False`` once all are hashed."""
