@@ -17,13 +17,13 @@ import contextlib as _contextlib
 import inspect as _inspect
 import logging as _logging
 import typing as _typing
-from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
 from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
 from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
 from ._config import DEFAULT_BASE_URL, DEFAULT_REPLAY_POLICY, PollPolicy, PollRoute, ReplayPolicy, RetryPolicy, Timeouts
+from ._config import package_version as _package_version
 from ._costs import RequestEstimate, SpendEstimate
 from ._errors import (
     APIConnectionError,
@@ -81,10 +81,7 @@ from ._validate import validate as validate_request
 # A library logs, the application decides where it goes (nowhere until it configures logging).
 _logging.getLogger("fastrouter_async").addHandler(_logging.NullHandler())
 
-try:
-    __version__ = version("fastrouter-async")
-except PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
-    __version__ = "0+unknown"
+__version__ = _package_version()
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._config import MAX_CACHE_TTL_S, MIN_CACHE_TTL_S, PENDING_TIMEOUT_S
+from ._config import MAX_CACHE_TTL_S, MIN_CACHE_TTL_S, PENDING_TIMEOUT_S, check_integer
 from ._errors import InvalidRequestError
 from ._models import CACHE_KEY_ALLOWED, CACHE_KEY_MAX_LENGTH, validate_user_cache_key
 
@@ -82,8 +82,7 @@ def job_cache_key(*, namespace: str, fingerprint: str, occurrence: int) -> str:
         raise InvalidRequestError("namespace", namespace, "a non-empty string (the batch's run id)")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise InvalidRequestError("fingerprint", fingerprint, "a non-empty string (the request's fingerprint)")
-    if isinstance(occurrence, bool) or not isinstance(occurrence, int) or occurrence < 0:
-        raise InvalidRequestError("occurrence", occurrence, "an integer >= 0")
+    check_integer("occurrence", occurrence, "an integer >= 0", at_least=0)
     # Each part is length-prefixed, so no two different triples can hash the same text.
     text = f"{len(namespace)}:{namespace}|{len(fingerprint)}:{fingerprint}|{occurrence}"
     return f"{_KEY_VERSION}:j:{_b32(hashlib.sha256(text.encode('utf-8')).digest())}"
@@ -96,10 +95,8 @@ def fresh_cache_key() -> str:
 
 def cache_body(ttl_s: int) -> dict[str, Any]:
     """The body's ``cache`` object: exact matching, filtered on the model, entries kept ``ttl_s`` seconds."""
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not MIN_CACHE_TTL_S <= ttl_s <= MAX_CACHE_TTL_S:
-        raise InvalidRequestError(
-            "cache_ttl", ttl_s, f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S} (7 days)"
-        )
+    allowed = f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S} (7 days)"
+    check_integer("cache_ttl", ttl_s, allowed, at_least=MIN_CACHE_TTL_S, at_most=MAX_CACHE_TTL_S)
     return {
         "expiration_time": ttl_s,
         "filter_on_model": FILTER_ON_MODEL,

@@ -43,7 +43,8 @@ import anyio
 import attrs
 
 from ._errors import DownloadError, FastRouterError
-from ._integrity import ExpectedDigest
+from ._filenames import MAX_NAME_BYTES
+from ._integrity import ExpectedDigest, file_digests
 from ._models import DownloadedFile, DownloadProgress
 from ._partfs import LOCKS_PART_FILES, lock_part, read_at, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
@@ -65,7 +66,6 @@ WRITE_BUFFER = 1024 * 1024  # progress is reported after each WRITE_BUFFER bytes
 _READ_BLOCK = 1024 * 1024
 _HASH_HOP = 16  # read blocks hashed per worker-thread call when adopting a leftover (cancellable between calls)
 _SIDECAR_FORMAT = 1
-_MAX_NAME_BYTES = 255
 _CLEANUP_SECONDS = 10.0  # cleanup after a cancellation is shielded, but never for longer than this
 
 
@@ -91,7 +91,7 @@ def part_paths(destination: Path) -> tuple[Path, Path]:
     A name too long for that (file systems allow 255 bytes) uses a hash of it instead.
     """
     base = f".{destination.name}"
-    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see write_sidecar)
+    if len(f"{base}.part.json.tmp".encode()) > MAX_NAME_BYTES:  # the longest name used (see write_sidecar)
         base = "." + hashlib.sha256(destination.name.encode()).hexdigest()[:32]
     return destination.with_name(f"{base}.part"), destination.with_name(f"{base}.part.json")
 
@@ -401,32 +401,23 @@ class PartFile:
             return f"the file does not start like a video: its first bytes look like {describe_bytes(head)}"
         if self._tail and read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
             return "the end of the file on disk is not the bytes received (was it written to by something else?)"
-        md5 = self._md5
+        md5 = None if self._md5 is None else self._md5.digest()
         wants_md5 = md5 is None and any(d.algorithm == "md5" for d in self.digests)
         if wants_md5 or not LOCKS_PART_FILES:
             # Without file locks (Windows) another process may have written into the file: read it all back.
-            sha256, md5_read = self._hash_file_sync()
-            if sha256.digest() != self._sha256.digest():
+            sha256, md5_read = file_digests(self._handle, "sha256", "md5")  # the rare path
+            self._handle.seek(0, os.SEEK_END)
+            if sha256 != self._sha256.digest():
                 return "the file on disk does not match the bytes received (was it written to by something else?)"
             md5 = md5_read if md5 is None else md5
         for expected in self.digests:
-            actual = self._sha256.digest() if expected.algorithm == "sha256" else md5.digest()
+            actual = self._sha256.digest() if expected.algorithm == "sha256" else md5 or b""  # read above if None
             if actual != expected.value:
                 return (
                     f"the {expected.algorithm} of the {self.size} bytes received is {actual.hex()}, "
                     f"but the {expected.header} header says {expected.hex}"
                 )
         return None
-
-    def _hash_file_sync(self) -> tuple[Any, Any]:
-        """The sha256 and md5 of the whole file as stored (read back: the rare path)."""
-        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-        self._handle.seek(0)
-        while block := self._handle.read(_READ_BLOCK):
-            sha256.update(block)
-            md5.update(block)
-        self._handle.seek(0, os.SEEK_END)
-        return sha256, md5
 
     def _move_sync(self, destination: Path, overwrite: bool) -> None:
         if os.name == "nt":

@@ -23,7 +23,6 @@ import platform
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._config import MAX_JSON_BYTES, Secret, Timeouts
+from ._config import MAX_JSON_BYTES, Secret, Timeouts, package_version
 from ._errors import APIConnectionError, APITimeoutError, FastRouterError, UnexpectedResponseError
 from ._protocol import HttpCall, Response, scrub
 from ._rawbody import RawBody, raw_transport
@@ -52,11 +51,7 @@ DEFAULT_CONNECTION_LIMIT = 100
 
 
 def _user_agent() -> str:
-    try:
-        ours = version("fastrouter-async")
-    except PackageNotFoundError:  # running from a source tree that was not installed
-        ours = "0+unknown"
-    return f"fastrouter-async/{ours} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+    return f"fastrouter-async/{package_version()} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 
 
 FASTROUTER_GATEWAYS = frozenset({"go.fastrouter.ai", "api.fastrouter.ai"})
