@@ -22,6 +22,7 @@ from ._errors import InvalidRequestError
 __all__ = [
     "CACHE_KEY_ALLOWED",
     "CACHE_KEY_MAX_LENGTH",
+    "WIRE_NAMES",
     "AcceptedJob",
     "Cost",
     "DownloadedFile",
@@ -127,11 +128,26 @@ class VideoRequest:
         return f"{self.model}: {prompt!r}"
 
 
-_FIELD_NAMES = frozenset(
-    {"model", "prompt", "image", "length", "seconds", "resolution"}
-    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired", "cache_key"}
+WIRE_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "model": "model",
+        "prompt": "prompt",
+        "image": "image",
+        "length": "length",
+        "seconds": "seconds",
+        "resolution": "resolution",
+        "aspect_ratio": "aspectRatio",
+        "size": "size",
+        "mode": "mode",
+        "seed": "seed",
+        "generate_audio": "generateAudio",
+    }
 )
-_PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
+"""``VideoRequest`` field sent to FastRouter -> the name its JSON body uses. The one list of the
+request's parameters: building the body, reading a batch line and validation derive from it."""
+_CLIENT_ONLY_FIELDS = frozenset({"allow_retired", "cache_key"})  # never part of the body
+_FIELD_NAMES = frozenset(WIRE_NAMES) | _CLIENT_ONLY_FIELDS
+_PYTHON_NAMES = {wire: field for field, wire in WIRE_NAMES.items() if wire != field}
 
 
 def _check_key(value: object) -> None:

@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 from ._catalog import MODELS, ModelSpec, find_model
 from ._config import check_integer
 from ._errors import InvalidRequestError
-from ._models import VideoRequest
-from ._protocol import WIRE_NAMES
+from ._models import WIRE_NAMES, VideoRequest
 
 __all__ = ["natural_key", "validate"]
 

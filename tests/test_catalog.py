@@ -11,8 +11,7 @@ import pytest
 from fastrouter_async import FastRouterSession, validate_request
 from fastrouter_async._catalog import MODELS, PRICES, ModelSpec, Price, find_model, price_for
 from fastrouter_async._errors import InvalidRequestError
-from fastrouter_async._models import VideoRequest
-from fastrouter_async._protocol import WIRE_NAMES
+from fastrouter_async._models import WIRE_NAMES, VideoRequest
 from fastrouter_async._validate import _check_against_spec, validate
 from fastrouter_async.testing import FastRouterSimulator
 
