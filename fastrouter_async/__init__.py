@@ -20,7 +20,7 @@ import typing as _typing
 
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
-from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
+from ._catalog import MODELS
 from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
 from ._config import DEFAULT_BASE_URL, DEFAULT_REPLAY_POLICY, PollPolicy, PollRoute, ReplayPolicy, RetryPolicy, Timeouts
 from ._config import package_version as _package_version
@@ -63,6 +63,7 @@ from ._job import VideoJob
 from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
+from ._lookup import find_model, price_for
 from ._models import (
     AcceptedJob,
     Cost,
@@ -76,6 +77,7 @@ from ._models import (
 )
 from ._poller import PollerStatistics
 from ._session import FastRouterSession
+from ._specs import ModelSpec, Price
 from ._validate import validate as validate_request
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).

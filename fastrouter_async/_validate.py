@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from ._catalog import MODELS, ModelSpec, find_model
+from ._catalog import MODELS
 from ._config import check_integer
 from ._errors import InvalidRequestError
+from ._lookup import find_model
 from ._models import WIRE_NAMES, VideoRequest
+from ._specs import ModelSpec
 
 __all__ = ["natural_key", "validate"]
 
