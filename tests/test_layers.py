@@ -1,7 +1,9 @@
-"""The layering rules of tools/layers.py, pinned where they already hold: the simulator package."""
+"""The layering rules of tools/layers.py, pinned where they already hold: the simulator package and the
+client's lower layers (values, pure logic, I/O primitives)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -11,6 +13,21 @@ from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKER = REPO_ROOT / "tools" / "layers.py"
+PACKAGE = REPO_ROOT / "fastrouter_async"
+
+# The client's lower layers, bottom up (docs/explanation/design.md, "Layers that only look down").
+LAYERS: dict[str, frozenset[str]] = {
+    "values": frozenset({"_errors", "_models", "_config", "_specs", "_catalog", "_urls"}),
+    "pure logic": frozenset(
+        {"_cachekey", "_untrusted", "_sniff", "_protocol", "_interpret", "_integrity", "_validate", "_lookup"}
+        | {"_retry", "_schedule", "_estimates", "_filenames"}
+    ),
+    "I/O primitives": frozenset(
+        {"_http_parts", "_transport", "_rawbody", "_budget", "_partfs", "_writer", "_partfile"}
+        | {"_batch_keys", "_journal_lock", "_journal", "_journal_read"}
+    ),
+}
+LOWER = frozenset().union(*LAYERS.values())
 
 
 def _layers() -> ModuleType:
@@ -79,3 +96,68 @@ def test_checker_exits_1_with_findings_and_0_without(tmp_path: Path) -> None:
     good = REPO_ROOT / "fastrouter_async" / "testing"
     passed = subprocess.run([sys.executable, CHECKER, good], capture_output=True, text=True, check=False)
     assert (passed.returncode, passed.stdout) == (0, "")
+
+
+def _short(module: str) -> str:
+    return module.rpartition(".")[2]
+
+
+def test_lower_layers_have_no_import_cycle() -> None:
+    """No import cycle (type-only imports included) passes through a module of the values, logic or I/O layers."""
+    lower = {f"fastrouter_async.{name}" for name in LOWER}
+    assert _layers().cycles_touching(PACKAGE, lower) == []
+
+
+def test_lower_layers_only_look_down() -> None:
+    """A module of the lower layers imports only modules of its own layer or below, none of the engine or above."""
+    graph = _layers().import_graph(PACKAGE)
+    allowed: set[str] = set()
+    wrong = []
+    for layer, modules in LAYERS.items():
+        allowed |= modules
+        for module in sorted(modules):
+            above = sorted(_short(m) for m in graph[f"fastrouter_async.{module}"] if _short(m) not in allowed)
+            wrong += [f"{module} ({layer}) imports {target}" for target in above]
+    assert wrong == []
+
+
+def test_lower_layers_are_short_and_take_no_private_names() -> None:
+    """Every lower-layer module is at most 500 lines and takes no other module's private name."""
+    findings = _layers().check(PACKAGE)
+    mine = [f for f in findings if not f.startswith("import cycle") and _finding_module(f) in LOWER]
+    assert mine == []
+
+
+def _finding_module(finding: str) -> str:
+    # "long module: pkg._x has ..." / "private import: pkg._x:12: ..."
+    return _short(finding.split(": ", 1)[1].split(" ", 1)[0].split(":", 1)[0])
+
+
+def test_only_the_transport_imports_aiohttp_among_the_lower_layers() -> None:
+    """Of the lower layers, only _transport (and _rawbody, its raw body reader) import aiohttp."""
+    importers = set()
+    for name in LOWER:
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "aiohttp" for a in node.names):
+                importers.add(name)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "aiohttp" and not node.level:
+                importers.add(name)
+    assert importers <= {"_transport", "_rawbody"}
+    assert "_transport" in importers
+
+
+def test_cycles_touching_keeps_only_the_cycles_through_the_modules_named(tmp_path: Path) -> None:
+    """cycles_touching reports a cycle through a named module and leaves out one elsewhere."""
+    package = _package(
+        tmp_path,
+        {
+            "_a.py": "from ._b import x\n",
+            "_b.py": "from ._a import y\n",
+            "_c.py": "from ._d import x\n",
+            "_d.py": "from ._c import y\n",
+        },
+    )
+    layers = _layers()
+    assert layers.cycles_touching(package, {"pkg._a"}) == [["pkg._a", "pkg._b"]]
+    assert layers.cycles_touching(package, {"pkg._x"}) == []

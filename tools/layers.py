@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -136,19 +136,37 @@ def shortest_cycle(graph: dict[str, set[str]], component: list[str]) -> list[str
     raise AssertionError(f"{start} is in a cycle")  # pragma: no cover  (a component always has one)
 
 
-def check(directory: Path) -> list[str]:
-    """Every finding for the modules under ``directory``, one line each."""
+def _parsed(directory: Path) -> Iterator[tuple[str, str, ast.Module, bool, set[str]]]:
+    """Each module under ``directory``: its name, source, syntax tree, whether it is a package, all names."""
     directory = directory.resolve()
     root = package_root(directory)
     paths = sorted(directory.rglob("*.py"))
     names = {path: module_name(path, root) for path in paths}
     known = set(names.values())
-    graph: dict[str, set[str]] = {}
-    findings: list[str] = []
     for path, name in names.items():
         source = path.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(path))
-        is_package = path.name == "__init__.py"
+        yield name, source, ast.parse(source, filename=str(path)), path.name == "__init__.py", known
+
+
+def import_graph(directory: Path) -> dict[str, set[str]]:
+    """Each module under ``directory`` -> the modules under it that it imports (type-only and local imports too)."""
+    return {
+        name: set(imported_modules(tree, name, is_package=is_package, known=known)) - {name}
+        for name, _, tree, is_package, known in _parsed(directory)
+    }
+
+
+def cycles_touching(directory: Path, modules: Iterable[str]) -> list[list[str]]:
+    """The import cycles under ``directory`` (as :func:`cycles` finds them) that pass through any of ``modules``."""
+    wanted = set(modules)
+    return [cycle for cycle in cycles(import_graph(directory)) if wanted.intersection(cycle)]
+
+
+def check(directory: Path) -> list[str]:
+    """Every finding for the modules under ``directory``, one line each."""
+    graph: dict[str, set[str]] = {}
+    findings: list[str] = []
+    for name, source, tree, is_package, known in _parsed(directory):
         graph[name] = set(imported_modules(tree, name, is_package=is_package, known=known)) - {name}
         lines = len(source.splitlines())
         if lines > MAX_LINES:
