@@ -46,6 +46,7 @@ from ._errors import (
 )
 from ._events import Event, StatusChanged
 from ._filenames import plan_names, unique_path
+from ._job_life import JobLife, attached, submitted
 from ._journal import JobKey, Journal, JournalEntry, JournalError, JournalState, fingerprint, keys_for
 from ._journal_read import BatchJournal, match_records, read_journal
 from ._models import DownloadedFile, VideoRequest, VideoResult
@@ -53,8 +54,8 @@ from ._protocol import build_submit_body
 from ._submits import SubmitIdentity
 
 if TYPE_CHECKING:
-    from ._job import VideoJob
-    from ._session import FastRouterSession, _Slot
+    from ._engine import Engine
+    from ._slots import Slot
     from ._spend import SpendHold
 
 __all__ = ["BatchOutcome", "BatchProgress", "BatchRun", "OutcomeStatus", "output_dir_path", "prepare_requests"]
@@ -85,7 +86,7 @@ class BatchRun:
 
     def __init__(
         self,
-        session: FastRouterSession,
+        engine: Engine,
         requests: list[VideoRequest],
         *,
         output_dir: Path | None,
@@ -96,7 +97,7 @@ class BatchRun:
         timeout: float | None,
         spend: BatchSpend,
     ) -> None:
-        self._session = session
+        self._engine = engine
         self._spend = spend
         self._requests = requests
         self._output_dir = output_dir
@@ -226,7 +227,7 @@ class BatchRun:
         for stream in (self._send, self._receive, self._status_send, self._status_receive):
             if stream is not None:
                 stream.close()
-        self._session._batches.discard(self)
+        self._engine.open_batches.discard(self)
 
     def __repr__(self) -> str:
         p = self.progress
@@ -243,7 +244,7 @@ class BatchRun:
         async with self._start_lock:
             if self._started:
                 return
-            self._session._ensure_open()
+            self._engine.ensure_open()
             items = self._items()
             if self._journal_path is not None:
                 self._journal = await Journal.open(self._journal_path)
@@ -263,7 +264,7 @@ class BatchRun:
                 max_buffer_size=math.inf
             )
             self._started = True
-            self._session._batches.add(self)
+            self._engine.open_batches.add(self)
             self._driver = asyncio.create_task(self._drive(items), name="fastrouter_async batch")
 
     def _keys(self) -> list[JobKey]:
@@ -279,7 +280,7 @@ class BatchRun:
 
     async def _plan(self, items: list[Item], entries: Mapping[JobKey, JournalEntry]) -> None:
         """Decide, from the journal, what each job needs this run, and the cache key it carries."""
-        policy = self._session.replay_policy
+        policy = self._engine.replay_policy
         journal_path = self._journal.path if self._journal is not None else None
         context = KeyContext(
             namespace=batch_namespace(journal=journal_path, output_dir=self._output_dir),
@@ -384,9 +385,9 @@ class BatchRun:
             cache_key=entry.cache_key,
         )
 
-    async def _replay_too_late(self, item: Item, slot: _Slot | None) -> BatchOutcome | None:
+    async def _replay_too_late(self, item: Item, slot: Slot | None) -> BatchOutcome | None:
         """A replay that waited for its slot past the window is not sent: FastRouter may no longer match its task."""
-        window = self._session.replay_policy.window
+        window = self._engine.replay_policy.window
         now = time.time()
         if item.why is not Why.REPLAY or not replay_expired(item, window=window, now=now):
             return None
@@ -406,7 +407,7 @@ class BatchRun:
             return None
         return SubmitIdentity(cache_key=item.cache_key, first_attempt_at=item.first_attempt_at)
 
-    async def _submitted(self, item: Item, job: VideoJob) -> None:
+    async def _submitted(self, item: Item, job: JobLife) -> None:
         """Keep what the accepted submit said: its key, whether it was found again, its estimate."""
         item.cache_key = job.cache_key or item.cache_key
         item.found_again = job.found_again
@@ -471,7 +472,7 @@ class BatchRun:
                 await self._start_work(item, tg)
 
     async def _start_work(self, item: Item, tg: anyio.abc.TaskGroup) -> None:
-        slot = await self._session._acquire_slot()
+        slot = await self._engine.acquire_slot()
         tg.start_soon(self._work, item, slot)
 
     def _report(self, outcome: BatchOutcome) -> None:
@@ -481,13 +482,13 @@ class BatchRun:
             self._counts["skipped"] += 1
         self._send.send_nowait(outcome)
 
-    async def _work(self, item: Item, slot: _Slot | None) -> None:
+    async def _work(self, item: Item, slot: Slot | None) -> None:
         outcome = await self._run_job(item, slot)
         assert self._send is not None
         self._send.send_nowait(outcome)
 
-    async def _run_job(self, item: Item, slot: _Slot | None) -> BatchOutcome:
-        session = self._session
+    async def _run_job(self, item: Item, slot: Slot | None) -> BatchOutcome:
+        engine = self._engine
         resumed = item.action is Action.ATTACH
         if resumed:
             job = self._attach_earlier(item, slot)
@@ -506,7 +507,7 @@ class BatchRun:
             self._moved("waiting", "submitting")
             try:
                 hooks = None if self._journal is None else JournalHooks(self._journal, item)
-                job = await session._start_job(item.request, slot, hooks, self._identity(item), hold)
+                job = await submitted(engine, item.request, slot, hooks=hooks, identity=self._identity(item), hold=hold)
             except SubmitUncertainError as exc:
                 item.cache_key = exc.cache_key or item.cache_key
                 if exc.task_id is not None:
@@ -514,8 +515,9 @@ class BatchRun:
                     logger.warning("request #%d (%s): %s", item.index, item.request.describe(), exc)
                     if self._journal is not None:
                         await self._journal.submitted(item.key, exc.task_id)
-                    slot = await session._acquire_slot()
-                    job = session._attach(
+                    slot = await engine.acquire_slot()
+                    job = attached(
+                        engine,
                         exc.task_id,
                         item.request.model,
                         item.request,
@@ -524,7 +526,7 @@ class BatchRun:
                         spend_hold=hold,
                     )
                     self._moved("submitting", "running")
-                    session._events.follow(job.task_id, self._observer(item))
+                    engine.events.follow(job.task_id, self._observer(item))
                     return await self._finish_job(item, job, False)
                 if self._journal is not None:
                     await self._journal.uncertain(item.key, exc.reason)
@@ -555,14 +557,15 @@ class BatchRun:
                 return self._ended(item, "submitting", OutcomeStatus.UNCERTAIN, error=uncertain)
             await self._submitted(item, job)
             self._moved("submitting", "running")
-        session._events.follow(job.task_id, self._observer(item))
+        engine.events.follow(job.task_id, self._observer(item))
         return await self._finish_job(item, job, resumed)
 
-    def _attach_earlier(self, item: Item, slot: _Slot | None) -> VideoJob:
+    def _attach_earlier(self, item: Item, slot: Slot | None) -> JobLife:
         """Follow a job an earlier run submitted (by its task id), with what was reserved for it."""
         assert item.entry is not None
         assert item.entry.task_id is not None
-        job = self._session._attach(
+        job = attached(
+            self._engine,
             item.entry.task_id,
             item.entry.model,
             item.request,
@@ -574,11 +577,14 @@ class BatchRun:
         self._counts["resumed"] += 1
         return job
 
-    def _reserve(self, item: Item, slot: _Slot | None) -> SpendHold | BatchOutcome | None:
+    def _reserve(self, item: Item, slot: Slot | None) -> SpendHold | BatchOutcome | None:
         """Reserve the job's estimate before anything is sent, or stop the batch at its spend cap."""
         self._spend.started(item.index)
         try:
-            hold = self._session._spend_hold(item.request, self._spend.ledger, self._spend.key(item))
+            ledger = self._spend.ledger
+            hold = self._engine.costs.hold(
+                item.request, ledger, self._spend.key(item), track_unknown=not math.isfinite(ledger.cap_usd)
+            )
         except SpendCapError as exc:
             if slot is not None:
                 slot.release()
@@ -588,10 +594,10 @@ class BatchRun:
         self._spend.recorded(item, hold)
         return hold
 
-    async def _finish_job(self, item: Item, job: VideoJob, resumed: bool) -> BatchOutcome:
+    async def _finish_job(self, item: Item, job: JobLife, resumed: bool) -> BatchOutcome:
         journal = self._journal
         try:
-            result = await job.result(timeout=self._timeout)
+            result = await job.result(self._timeout)
         except JobFailedError as exc:
             if journal is not None:
                 await journal.failed(item.key, exc.message)
@@ -607,7 +613,7 @@ class BatchRun:
             raise
         except FastRouterError as exc:
             # Timed out, or polling failed for good: the job may still be running; a re-run re-attaches it.
-            job._release_slot()
+            job.release_slot()
             if journal is not None:
                 await journal.problem(item.key, str(exc))
             return self._ended(item, "running", OutcomeStatus.FAILED, error=exc, task_id=job.task_id, resumed=resumed)

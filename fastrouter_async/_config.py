@@ -405,3 +405,9 @@ DEFAULT_POLL_POLICY = PollPolicy()
 DEFAULT_REPLAY_POLICY = ReplayPolicy()
 DEFAULT_RETRY_POLICY = RetryPolicy()
 DEFAULT_TIMEOUTS = Timeouts()
+
+
+def check_limit(name: str, value: object, allowed: str = "an integer >= 1, or None for no bound") -> None:
+    """``value`` must be an int >= 1 or ``None`` (booleans are not numbers here)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidRequestError(name, value, allowed)
