@@ -27,8 +27,8 @@ from ._errors import APIConnectionError, FastRouterError, NotFoundError, SubmitU
 from ._event_hub import EventHub, polling_task
 from ._events import RateLimited
 from ._models import JobState, JobStatus, VideoRequest
-from ._polling import is_transient, retrying
 from ._protocol import HttpCall, Response, SubmitAccepted, poll_call, retry_after_seconds
+from ._retry import is_transient, retrying
 from ._transport import Transport, loggable
 
 __all__ = ["Api", "never_in_grace"]

@@ -19,8 +19,7 @@ from ._download import Downloader
 from ._errors import DownloadError
 from ._event_hub import EventHub
 from ._events import DownloadFinished, DownloadProgressed
-from ._models import DownloadedFile, JobState, JobStatus, VideoResult
-from ._partfile import DownloadProgress
+from ._models import DownloadedFile, DownloadProgress, JobState, JobStatus, VideoResult
 
 __all__ = ["Fetcher", "video_result"]
 

@@ -25,7 +25,7 @@ from ._events import JobEnded, StatusChanged
 from ._fetch import video_result
 from ._job_record import RecordedJob
 from ._models import JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
-from ._polling import poll_delay
+from ._retry import poll_delay
 
 if TYPE_CHECKING:
     from ._engine import Engine

@@ -9,20 +9,20 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 
-from ._cachekey import validate_user_cache_key
 from ._errors import InvalidRequestError
 
-if TYPE_CHECKING:
-    from ._download import DownloadProgress
-
 __all__ = [
+    "CACHE_KEY_ALLOWED",
+    "CACHE_KEY_MAX_LENGTH",
+    "WIRE_NAMES",
     "AcceptedJob",
     "Cost",
     "DownloadedFile",
@@ -32,7 +32,25 @@ __all__ = [
     "SubmitEstimate",
     "VideoRequest",
     "VideoResult",
+    "validate_user_cache_key",
 ]
+
+DownloadProgress = Callable[[int, int | None], object]
+"""``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
+
+CACHE_KEY_MAX_LENGTH: Final = 128
+CACHE_KEY_ALLOWED: Final = "letters A-Z a-z, digits 0-9 and _ - : ."
+# FastRouter's documented limit for a ``cache_key``: "at most 128 characters of [A-Za-z0-9_\\-:.]".
+_CACHE_KEY = re.compile(r"[A-Za-z0-9_\-:.]{1,128}")
+
+
+def validate_user_cache_key(value: object) -> str:
+    """``value`` if it is a key FastRouter accepts (1 to 128 of ``[A-Za-z0-9_\\-:.]``), else InvalidRequestError."""
+    if not isinstance(value, str) or _CACHE_KEY.fullmatch(value) is None:
+        raise InvalidRequestError(
+            "cache_key", value, f"a string of 1 to {CACHE_KEY_MAX_LENGTH} characters: {CACHE_KEY_ALLOWED}"
+        )
+    return value
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -110,11 +128,26 @@ class VideoRequest:
         return f"{self.model}: {prompt!r}"
 
 
-_FIELD_NAMES = frozenset(
-    {"model", "prompt", "image", "length", "seconds", "resolution"}
-    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired", "cache_key"}
+WIRE_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "model": "model",
+        "prompt": "prompt",
+        "image": "image",
+        "length": "length",
+        "seconds": "seconds",
+        "resolution": "resolution",
+        "aspect_ratio": "aspectRatio",
+        "size": "size",
+        "mode": "mode",
+        "seed": "seed",
+        "generate_audio": "generateAudio",
+    }
 )
-_PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
+"""``VideoRequest`` field sent to FastRouter -> the name its JSON body uses. The one list of the
+request's parameters: building the body, reading a batch line and validation derive from it."""
+_CLIENT_ONLY_FIELDS = frozenset({"allow_retired", "cache_key"})  # never part of the body
+_FIELD_NAMES = frozenset(WIRE_NAMES) | _CLIENT_ONLY_FIELDS
+_PYTHON_NAMES = {wire: field for field, wire in WIRE_NAMES.items() if wire != field}
 
 
 def _check_key(value: object) -> None:

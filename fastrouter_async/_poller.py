@@ -38,7 +38,7 @@ from ._answers import unexpected_error
 from ._errors import FastRouterError, NotFoundError
 from ._event_hub import EventHub, polling_task
 from ._events import PollerBehind, PollerCaughtUp, PollRetried
-from ._polling import RetryCounter, is_transient
+from ._retry import RetryCounter, is_transient
 
 if TYPE_CHECKING:
     import random

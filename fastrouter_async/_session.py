@@ -132,8 +132,8 @@ class FastRouterSession:
         on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
         events = EventHub(check_on_event(on_event), secret=secret.reveal)
         base_url = resolve_base_url(base_url)
-        check_limit("max_concurrent_jobs", max_concurrent_jobs)
-        check_limit("max_concurrent_downloads", max_concurrent_downloads)
+        check_limit("max_concurrent_jobs", max_concurrent_jobs, "an integer >= 1, or None for no bound")
+        check_limit("max_concurrent_downloads", max_concurrent_downloads, "an integer >= 1, or None for no bound")
         check_limit("max_download_bytes", max_download_bytes, "a number of bytes >= 1, or None for no bound")
         if not isinstance(allow_link_local_downloads, bool):
             raise InvalidRequestError("allow_link_local_downloads", allow_link_local_downloads, "True or False")

@@ -25,9 +25,9 @@ from ._concurrency import is_concurrency_limit_error
 from ._config import ReplayPolicy
 from ._errors import APIConnectionError, FastRouterError, RateLimitError, SubmitUncertainError
 from ._models import AcceptedJob, VideoRequest
-from ._polling import RetryCounter, retrying
 from ._protocol import HttpCall, submit_call, submit_estimate
 from ._replays import SubmitAttempts, found_again, replaying
+from ._retry import RetryCounter, retrying
 from ._slots import JobSlots, Slot
 from ._spend import SpendHold
 from ._submits import Announcer, SubmitIdentity, SubmitWin, complete_despite_cancellation

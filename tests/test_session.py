@@ -775,9 +775,14 @@ async def test_unclosed_session_warns_when_garbage_collected() -> None:
     """A session used and never closed warns ResourceWarning naming FastRouterSession when collected."""
     session = FastRouterSession(API_KEY, base_url="http://127.0.0.1:9")
     await session.__aenter__()  # used, never closed (no request: no aiohttp session to leak)
-    with pytest.warns(ResourceWarning, match=r"unclosed FastRouterSession.*async with.*aclose\(\)"):
+
+    def drop() -> None:
+        nonlocal session
         del session  # collected here (no reference cycle holds it), or by the collection below
         gc.collect()
+
+    with pytest.warns(ResourceWarning, match=r"unclosed FastRouterSession.*async with.*aclose\(\)"):
+        drop()
 
 
 async def test_closed_or_unused_session_does_not_warn_when_garbage_collected() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -30,15 +30,15 @@ LONG_ALLOWED: Final = frozenset({"fastrouter_async._catalog"})  # the catalog's 
 LAYERS: Final[dict[str, tuple[str, ...]]] = {
     # Each module imports only from its own layer or the ones above it in this table.
     "L0 values": (
-        "_errors", "_models", "_config", "_catalog", "_events", "_batch_values", "_urls",
+        "_errors", "_models", "_config", "_specs", "_catalog", "_events", "_batch_values", "_urls",
     ),
     "L1 pure logic": (
-        "_protocol", "_integrity", "_validate", "_polling", "_retry", "_estimates", "_schedule", "_filenames",
-        "_untrusted", "_answers", "_accept", "_sniff", "_cachekey", "_concurrency", "_costs", "_spend",
+        "_protocol", "_interpret", "_lookup", "_integrity", "_validate", "_retry", "_estimates", "_schedule",
+        "_filenames", "_untrusted", "_answers", "_accept", "_sniff", "_cachekey", "_concurrency", "_costs", "_spend",
         "_batch_keys", "_arguments",
     ),
     "L2 I/O primitives": (
-        "_transport", "_rawbody", "_hosts", "_budget", "_partfs", "_writer", "_partfile", "_inline",
+        "_http_parts", "_transport", "_rawbody", "_hosts", "_budget", "_partfs", "_writer", "_partfile", "_inline",
         "_journal_lock", "_journal", "_journal_read", "_catalog_cache", "_batch_inputs", "_event_hub",
         "_job_record", "_shared", "_redis",
     ),
@@ -198,19 +198,37 @@ def layer_findings(graph: dict[str, set[str]]) -> list[str]:
     return findings
 
 
-def check(directory: Path) -> list[str]:
-    """Every finding for the modules under ``directory``, one line each."""
+def _parsed(directory: Path) -> Iterator[tuple[str, str, ast.Module, bool, set[str]]]:
+    """Each module under ``directory``: its name, source, syntax tree, whether it is a package, all names."""
     directory = directory.resolve()
     root = package_root(directory)
     paths = sorted(directory.rglob("*.py"))
     names = {path: module_name(path, root) for path in paths}
     known = set(names.values())
-    graph: dict[str, set[str]] = {}
-    findings: list[str] = []
     for path, name in names.items():
         source = path.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(path))
-        is_package = path.name == "__init__.py"
+        yield name, source, ast.parse(source, filename=str(path)), path.name == "__init__.py", known
+
+
+def import_graph(directory: Path) -> dict[str, set[str]]:
+    """Each module under ``directory`` -> the modules under it that it imports (type-only and local imports too)."""
+    return {
+        name: set(imported_modules(tree, name, is_package=is_package, known=known)) - {name}
+        for name, _, tree, is_package, known in _parsed(directory)
+    }
+
+
+def cycles_touching(directory: Path, modules: Iterable[str]) -> list[list[str]]:
+    """The import cycles under ``directory`` (as :func:`cycles` finds them) that pass through any of ``modules``."""
+    wanted = set(modules)
+    return [cycle for cycle in cycles(import_graph(directory)) if wanted.intersection(cycle)]
+
+
+def check(directory: Path) -> list[str]:
+    """Every finding for the modules under ``directory``, one line each."""
+    graph: dict[str, set[str]] = {}
+    findings: list[str] = []
+    for name, source, tree, is_package, known in _parsed(directory):
         graph[name] = set(imported_modules(tree, name, is_package=is_package, known=known)) - {name}
         lines = len(source.splitlines())
         if lines > MAX_LINES and name not in LONG_ALLOWED:
@@ -220,7 +238,7 @@ def check(directory: Path) -> list[str]:
         f"import cycle among {len(c)} modules: {', '.join(c)} (e.g. {' -> '.join(shortest_cycle(graph, c))})"
         for c in cycles(graph)
     ]
-    if directory.name == "fastrouter_async" and directory == root:
+    if "fastrouter_async" in graph:  # the client package itself: every module has a layer, imports look down
         findings.extend(layer_findings(graph))
     return findings
 
