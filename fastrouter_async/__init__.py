@@ -17,13 +17,13 @@ import contextlib as _contextlib
 import inspect as _inspect
 import logging as _logging
 import typing as _typing
-from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchOutcome, BatchProgress, BatchRun, OutcomeStatus
 from ._budget import RequestBudget
-from ._catalog import MODELS, ModelSpec, Price, find_model, price_for
+from ._catalog import MODELS
 from ._catalog_cache import ListedCatalog, ListedModel, cached_catalog, refresh_catalog
 from ._config import DEFAULT_BASE_URL, DEFAULT_REPLAY_POLICY, PollPolicy, PollRoute, ReplayPolicy, RetryPolicy, Timeouts
+from ._config import package_version as _package_version
 from ._costs import RequestEstimate, SpendEstimate
 from ._errors import (
     APIConnectionError,
@@ -63,6 +63,7 @@ from ._job import VideoJob
 from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
+from ._lookup import find_model, price_for
 from ._models import (
     AcceptedJob,
     Cost,
@@ -76,15 +77,13 @@ from ._models import (
 )
 from ._poller import PollerStatistics
 from ._session import FastRouterSession
+from ._specs import ModelSpec, Price
 from ._validate import validate as validate_request
 
 # A library logs, the application decides where it goes (nowhere until it configures logging).
 _logging.getLogger("fastrouter_async").addHandler(_logging.NullHandler())
 
-try:
-    __version__ = version("fastrouter-async")
-except PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
-    __version__ = "0+unknown"
+__version__ = _package_version()
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -18,17 +18,9 @@ from __future__ import annotations
 
 from ._config import Secret
 from ._errors import APIStatusError, FastRouterError, SubmitUncertainError, UnexpectedResponseError
+from ._interpret import parse_poll_response, parse_submit_response, usable_task_id
 from ._models import JobStatus, VideoRequest
-from ._protocol import (
-    HttpCall,
-    Response,
-    SubmitAccepted,
-    body_preview,
-    error_for_status,
-    parse_poll_response,
-    parse_submit_response,
-    usable_task_id,
-)
+from ._protocol import HttpCall, Response, SubmitAccepted, body_preview, error_for_status
 from ._untrusted import salvage_task_id
 from ._urls import loggable
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import re
 import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._config import MAX_CACHE_TTL_S, MIN_CACHE_TTL_S, PENDING_TIMEOUT_S, check_integer
 from ._errors import InvalidRequestError
+from ._models import CACHE_KEY_ALLOWED, CACHE_KEY_MAX_LENGTH, validate_user_cache_key
 
 __all__ = [
     "CACHE_BODY_FIELD",
@@ -47,17 +48,11 @@ CACHE_KEY_HEADER: Final = "cache_key"
 # FastRouter's header name, underscore included (sent as it is; HTTP compares names case-insensitively).
 CACHE_BODY_FIELD: Final = "cache"
 # The body object with the cache settings; FastRouter reads it only together with the header.
-CACHE_KEY_MAX_LENGTH: Final = 128
-CACHE_KEY_ALLOWED: Final = "letters A-Z a-z, digits 0-9 and _ - : ."
-# The documented limit: "at most 128 characters of [A-Za-z0-9_\-:.]".
-_CACHE_KEY = re.compile(r"[A-Za-z0-9_\-:.]{1,128}")
 
-MIN_CACHE_TTL_S: Final = 60
-MAX_CACHE_TTL_S: Final = 604_800
-# The documented range of ``cache.expiration_time`` for images and video (one minute to seven days).
-PENDING_TIMEOUT_S: Final = 30 * 60
-# FastRouter's documented "pending-job safety timeout": an unfinished task is matched for at most this
-# long after its first request, so a replay must be sent well inside it (the replay window is shorter).
+# CACHE_KEY_MAX_LENGTH, CACHE_KEY_ALLOWED and validate_user_cache_key live with VideoRequest (its
+# cache_key field checks them); the lifetimes MIN/MAX_CACHE_TTL_S and PENDING_TIMEOUT_S with the
+# policies in _config that check against them. They are named here too, the cache's whole vocabulary.
+
 DEFAULT_CACHE_TTL_S: Final = 86_400
 # One day. It must outlive the replay window (20 minutes) and the pending timeout (30 minutes) by a wide
 # margin, so a replay never misses because the entry expired; a day also covers a crashed batch re-run
@@ -87,8 +82,7 @@ def job_cache_key(*, namespace: str, fingerprint: str, occurrence: int) -> str:
         raise InvalidRequestError("namespace", namespace, "a non-empty string (the batch's run id)")
     if not isinstance(fingerprint, str) or not fingerprint:
         raise InvalidRequestError("fingerprint", fingerprint, "a non-empty string (the request's fingerprint)")
-    if isinstance(occurrence, bool) or not isinstance(occurrence, int) or occurrence < 0:
-        raise InvalidRequestError("occurrence", occurrence, "an integer >= 0")
+    check_integer("occurrence", occurrence, "an integer >= 0", at_least=0)
     # Each part is length-prefixed, so no two different triples can hash the same text.
     text = f"{len(namespace)}:{namespace}|{len(fingerprint)}:{fingerprint}|{occurrence}"
     return f"{_KEY_VERSION}:j:{_b32(hashlib.sha256(text.encode('utf-8')).digest())}"
@@ -99,21 +93,10 @@ def fresh_cache_key() -> str:
     return f"{_KEY_VERSION}:r:{_b32(secrets.token_bytes(20))}"
 
 
-def validate_user_cache_key(value: object) -> str:
-    """``value`` if it is a key FastRouter accepts (1 to 128 of ``[A-Za-z0-9_\\-:.]``), else InvalidRequestError."""
-    if not isinstance(value, str) or _CACHE_KEY.fullmatch(value) is None:
-        raise InvalidRequestError(
-            "cache_key", value, f"a string of 1 to {CACHE_KEY_MAX_LENGTH} characters: {CACHE_KEY_ALLOWED}"
-        )
-    return value
-
-
 def cache_body(ttl_s: int) -> dict[str, Any]:
     """The body's ``cache`` object: exact matching, filtered on the model, entries kept ``ttl_s`` seconds."""
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not MIN_CACHE_TTL_S <= ttl_s <= MAX_CACHE_TTL_S:
-        raise InvalidRequestError(
-            "cache_ttl", ttl_s, f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S} (7 days)"
-        )
+    allowed = f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S} (7 days)"
+    check_integer("cache_ttl", ttl_s, allowed, at_least=MIN_CACHE_TTL_S, at_most=MAX_CACHE_TTL_S)
     return {
         "expiration_time": ttl_s,
         "filter_on_model": FILTER_ON_MODEL,

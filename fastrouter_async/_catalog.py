@@ -1,4 +1,7 @@
-"""Known FastRouter video models and their parameter rules: data plus one :func:`validate`.
+"""Known FastRouter video models and their parameter rules, and the published prices: data only.
+
+The values are :class:`~._specs.ModelSpec` and :class:`~._specs.Price`; finding a model or a
+price is ``_lookup``'s, checking a request against a spec ``_validate``'s.
 
 Where the rules come from, most authoritative first:
 
@@ -33,7 +36,7 @@ Each spec's ``notes`` records its sources and conflicts, for users and tools to 
   waits for a job that is expected to fail, unless the request says ``allow_retired=True``
   (for the day FastRouter routes it again).
 
-The price table (:data:`PRICES`, :func:`price_for`) holds only published, dated figures; a model
+The price table (:data:`PRICES`) holds only published, dated figures; a model
 without one has an unknown price, never a guessed one.
 """
 
@@ -42,49 +45,11 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Literal
 
-import attrs
+from ._specs import ImageSupport, ModelSpec, Price
 
-__all__ = ["MODELS", "PRICES", "ModelSpec", "Price", "find_model", "price_for"]
-
-ImageSupport = Literal["required", "optional", "unknown"]
-
-
-@attrs.frozen(kw_only=True)
-class ModelSpec:
-    """What one FastRouter video model accepts. ``None`` means "not documented, not checked".
-
-    ``image``: ``"required"`` (image-to-video only), ``"optional"`` or ``"unknown"``.
-    ``durations``: allowed ``length`` values (and ``seconds`` values when
-    ``duration_field`` is ``"seconds"``, which only Sora uses).
-    ``resolution_required``: a text-to-video request (one without ``image``) must
-    give ``resolution``; with an image the server's default applies.
-    ``sizes``: Sora's ``size`` values; ``size`` is rejected for models without them.
-    ``supports_audio``: ``False`` means ``generate_audio=True`` is rejected.
-    ``max_duration``: the longest ``length`` accepted, where only an upper bound is documented.
-    ``retired``: the day the model stopped working upstream; validation then refuses it unless the
-    request sets ``allow_retired=True``. ``retired_notice`` says why, for messages.
-    """
-
-    id: str
-    name: str
-    provider: str
-    image: ImageSupport
-    durations: frozenset[int] | None
-    duration_field: Literal["length", "seconds"]
-    duration_required: bool
-    resolutions: frozenset[str] | None
-    resolution_required: bool
-    aspect_ratios: frozenset[str] | None
-    sizes: frozenset[str] | None
-    modes: frozenset[str] | None
-    max_prompt_length: int | None
-    supports_audio: bool | None
-    notes: str = ""
-    max_duration: int | None = None
-    retired: datetime.date | None = None
-    retired_notice: str = ""
+__all__ = ["MODELS", "PRICES", "SORA_RETIRED", "ModelSpec", "Price"]
+# ModelSpec and Price are named here too: the catalog's own vocabulary, for modules that read it.
 
 
 # -- the table ---------------------------------------------------------------------------------------
@@ -118,14 +83,9 @@ def _veo(model_id: str, name: str, *, resolutions: Iterable[str], notes: str) ->
         name=name,
         provider="Google",
         image="optional",
-        durations=frozenset({4, 6, 8}),
-        duration_field="length",
-        duration_required=False,
-        resolutions=frozenset(resolutions),
-        resolution_required=False,
+        durations=(4, 6, 8),
+        resolutions=resolutions,
         aspect_ratios=_VEO_RATIOS,
-        sizes=None,
-        modes=None,
         max_prompt_length=2000,
         supports_audio=True,
         notes=notes,
@@ -140,14 +100,9 @@ def _sora(model_id: str, name: str, *, resolutions: Iterable[str] | None, notes:
         image="optional",
         durations=_SORA_DURATIONS,
         duration_field="seconds",
-        duration_required=False,
-        resolutions=None if resolutions is None else frozenset(resolutions),
-        resolution_required=False,
+        resolutions=resolutions,
         aspect_ratios=_VEO_RATIOS,
         sizes=_SORA_SIZES,
-        modes=None,
-        max_prompt_length=None,
-        supports_audio=None,
         notes=notes,
         retired=SORA_RETIRED,
         retired_notice=_SORA_RETIRED_NOTICE,
@@ -170,14 +125,9 @@ def _kling(
         name=name,
         provider="Kling AI",
         image=image,
-        durations=frozenset(durations),
-        duration_field="length",
-        duration_required=False,
-        resolutions=None,
-        resolution_required=False,
-        aspect_ratios=None if aspect_ratios is None else frozenset(aspect_ratios),
-        sizes=None,
-        modes=None if modes is None else frozenset(modes),
+        durations=durations,
+        aspect_ratios=aspect_ratios,
+        modes=modes,
         max_prompt_length=max_prompt_length,
         supports_audio=False,
         notes=notes,
@@ -199,14 +149,10 @@ def _seedance(
         name=name,
         provider="ByteDance",
         image="optional",
-        durations=frozenset(durations),
-        duration_field="length",
-        duration_required=False,
+        durations=durations,
         resolutions=_SEEDANCE_RESOLUTIONS,
         resolution_required=True,
-        aspect_ratios=frozenset(aspect_ratios),
-        sizes=None,
-        modes=None,
+        aspect_ratios=aspect_ratios,
         max_prompt_length=max_prompt_length,
         supports_audio=supports_audio,
         notes=notes,
@@ -219,80 +165,10 @@ def _runway(model_id: str, name: str, *, aspect_ratios: Iterable[str], notes: st
         name=name,
         provider="Runway",
         image="required",
-        durations=frozenset({5, 10}),
-        duration_field="length",
-        duration_required=False,
-        resolutions=None,
-        resolution_required=False,
-        aspect_ratios=frozenset(aspect_ratios),
-        sizes=None,
-        modes=None,
+        durations=(5, 10),
+        aspect_ratios=aspect_ratios,
         max_prompt_length=1000,
         supports_audio=False,
-        notes=notes,
-    )
-
-
-def _undocumented(
-    model_id: str,
-    name: str,
-    provider: str,
-    *,
-    notes: str = _UNDOCUMENTED,
-    supports_audio: bool | None = None,
-    max_duration: int | None = None,
-) -> ModelSpec:
-    return ModelSpec(
-        id=model_id,
-        name=name,
-        provider=provider,
-        image="unknown",
-        durations=None,
-        duration_field="length",
-        duration_required=False,
-        resolutions=None,
-        resolution_required=False,
-        aspect_ratios=None,
-        sizes=None,
-        modes=None,
-        max_prompt_length=None,
-        supports_audio=supports_audio,
-        notes=notes,
-        max_duration=max_duration,
-    )
-
-
-def _pollo_rules(
-    model_id: str,
-    name: str,
-    provider: str,
-    *,
-    image: ImageSupport = "unknown",
-    durations: Iterable[int] | None = None,
-    resolutions: Iterable[str] | None = None,
-    resolution_required: bool = False,
-    aspect_ratios: Iterable[str] | None = None,
-    modes: Iterable[str] | None = None,
-    max_prompt_length: int | None = None,
-    supports_audio: bool | None = None,
-    notes: str,
-) -> ModelSpec:
-    """A model whose only known rules are Pollo's per-model docs; ``None`` where they say nothing."""
-    return ModelSpec(
-        id=model_id,
-        name=name,
-        provider=provider,
-        image=image,
-        durations=None if durations is None else frozenset(durations),
-        duration_field="length",
-        duration_required=False,
-        resolutions=None if resolutions is None else frozenset(resolutions),
-        resolution_required=resolution_required,
-        aspect_ratios=None if aspect_ratios is None else frozenset(aspect_ratios),
-        sizes=None,
-        modes=None if modes is None else frozenset(modes),
-        max_prompt_length=max_prompt_length,
-        supports_audio=supports_audio,
         notes=notes,
     )
 
@@ -303,7 +179,7 @@ _LISTED_NOTES = f"{_LISTED_2026_12} the universal rules apply."
 
 _SPECS: tuple[ModelSpec, ...] = (
     # Source: FastRouter's model listing (December 2026), id only.
-    _undocumented("alibaba/happyhorse-1.1", "HappyHorse 1.1", "Alibaba", notes=_LISTED_NOTES),
+    ModelSpec(id="alibaba/happyhorse-1.1", name="HappyHorse 1.1", provider="Alibaba", notes=_LISTED_NOTES),
     _seedance(
         "bytedance/seedance",
         "Seedance 1.0 Lite",
@@ -344,33 +220,28 @@ _SPECS: tuple[ModelSpec, ...] = (
             "supported. Also reachable as bytedance/seedance-1-5-pro: FastRouter treats both spellings alike."
         ),
     ),
-    _undocumented("bytedance/seedance-2", "Seedance 2", "ByteDance"),
-    _undocumented("bytedance/seedance-2-fast", "Seedance 2 Fast", "ByteDance"),
+    ModelSpec(id="bytedance/seedance-2", name="Seedance 2", provider="ByteDance", notes=_UNDOCUMENTED),
+    ModelSpec(id="bytedance/seedance-2-fast", name="Seedance 2 Fast", provider="ByteDance", notes=_UNDOCUMENTED),
     # Source: FastRouter's model listing (December 2026): "up to 30 s with audio". No minimum length,
     # resolutions or ratios are published, so only the 30 s cap and audio support are known.
-    _undocumented(
-        "bytedance/dreamina-seedance-2-5",
-        "Dreamina Seedance 2.5",
-        "ByteDance",
+    ModelSpec(
+        id="bytedance/dreamina-seedance-2-5",
+        name="Dreamina Seedance 2.5",
+        provider="ByteDance",
         supports_audio=True,
         max_duration=30,
         notes=f"{_LISTED_2026_12} length at most 30 s and audio support (FastRouter's listing) are checked.",
     ),
     # Source: FastRouter's model listing (December 2026), id only.
-    _undocumented("bytedance/seedance-2-mini", "Seedance 2 Mini", "ByteDance", notes=_LISTED_NOTES),
+    ModelSpec(id="bytedance/seedance-2-mini", name="Seedance 2 Mini", provider="ByteDance", notes=_LISTED_NOTES),
     ModelSpec(
         id="google/veo2",
         name="Veo 2",
         provider="Google",
         image="optional",
-        durations=frozenset({5, 8}),
-        duration_field="length",
-        duration_required=False,
-        resolutions=frozenset({"720p"}),
-        resolution_required=False,
+        durations=(5, 8),
+        resolutions=("720p",),
         aspect_ratios=_VEO_RATIOS,
-        sizes=None,
-        modes=None,
         max_prompt_length=2000,
         supports_audio=False,
         notes=(
@@ -415,11 +286,11 @@ _SPECS: tuple[ModelSpec, ...] = (
         ),
     ),
     # Source: FastRouter's model listing (December 2026), id only.
-    _undocumented("google/gemini-omni-1.1-flash", "Gemini Omni 1.1 Flash", "Google", notes=_LISTED_NOTES),
-    _undocumented(
-        "google/veo3.1-lite",
-        "Veo 3.1 Lite",
-        "Google",
+    ModelSpec(id="google/gemini-omni-1.1-flash", name="Gemini Omni 1.1 Flash", provider="Google", notes=_LISTED_NOTES),
+    ModelSpec(
+        id="google/veo3.1-lite",
+        name="Veo 3.1 Lite",
+        provider="Google",
         notes=f"Probably shares Veo 3.1's limits, but nothing documents them. {_UNDOCUMENTED}",
     ),
     _kling(
@@ -453,7 +324,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         "Kling V2.1 Master",
         notes="From Pollo: length 5/10, aspectRatio 16:9/9:16/1:1; text- or image-to-video. No audio.",
     ),
-    _undocumented("kling-ai/kling-v3", "Kling V3", "Kling AI"),
+    ModelSpec(id="kling-ai/kling-v3", name="Kling V3", provider="Kling AI", notes=_UNDOCUMENTED),
     _kling(
         "kling-ai/kling-video-o1",
         "Kling Video O1",
@@ -469,14 +340,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         name="MiniMax Hailuo-02",
         provider="MiniMax",
         image="optional",
-        durations=frozenset({6, 10}),
-        duration_field="length",
-        duration_required=False,
-        resolutions=frozenset({"480p", "512P", "720p", "768P", "1080p"}),
-        resolution_required=False,
-        aspect_ratios=None,
-        sizes=None,
-        modes=None,
+        durations=(6, 10),
+        resolutions=("480p", "512P", "720p", "768P", "1080p"),
         max_prompt_length=2000,
         supports_audio=False,
         notes=(
@@ -487,7 +352,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         ),
     ),
     # Source: FastRouter's model listing (December 2026), id only.
-    _undocumented("minimax/minimax-h3", "MiniMax H3", "MiniMax", notes=_LISTED_NOTES),
+    ModelSpec(id="minimax/minimax-h3", name="MiniMax H3", provider="MiniMax", notes=_LISTED_NOTES),
     _sora("openai/sora-2", "Sora 2", resolutions=None, notes=_SORA_NOTES),
     _sora(
         "openai/sora-2-pro",
@@ -496,19 +361,19 @@ _SPECS: tuple[ModelSpec, ...] = (
         notes=f"{_SORA_NOTES} resolution 720p/1080p (default 1080p) from Pollo.",
     ),
     # Source: Pollo's per-model docs (research notes 7.2): length 5/10, 720p/1080p.
-    _pollo_rules(
-        "pika/pika-v2-2",
-        "Pika 2.2",
-        "Pika",
+    ModelSpec(
+        id="pika/pika-v2-2",
+        name="Pika 2.2",
+        provider="Pika",
         durations=(5, 10),
         resolutions=("720p", "1080p"),
         notes="From Pollo: length 5/10, resolution 720p/1080p. Other parameters are not documented.",
     ),
     # Source: Pollo's per-model docs (research notes 7.2).
-    _pollo_rules(
-        "pollo/pollo-v1-6",
-        "Pollo 1.6",
-        "Pollo",
+    ModelSpec(
+        id="pollo/pollo-v1-6",
+        name="Pollo 1.6",
+        provider="Pollo",
         durations=(5, 10),
         resolution_required=True,
         modes=("basic", "pro"),
@@ -538,28 +403,28 @@ _SPECS: tuple[ModelSpec, ...] = (
         ),
     ),
     # Source: Pollo's per-model docs (research notes 7.2): length 5 only, 1080p.
-    _pollo_rules(
-        "vidu/vidu-q1",
-        "Vidu Q1",
-        "Vidu",
+    ModelSpec(
+        id="vidu/vidu-q1",
+        name="Vidu Q1",
+        provider="Vidu",
         durations=(5,),
         resolutions=("1080p",),
         notes="From Pollo: length 5 only, resolution 1080p. Other parameters are not documented.",
     ),
     # Source: Pollo's per-model docs (research notes 7.2): image required, length 4 or 8.
-    _pollo_rules(
-        "vidu/vidu-v2-0",
-        "Vidu 2.0",
-        "Vidu",
+    ModelSpec(
+        id="vidu/vidu-v2-0",
+        name="Vidu 2.0",
+        provider="Vidu",
         image="required",
         durations=(4, 8),
         notes="From Pollo: image-to-video only (image required), length 4 or 8. Other parameters are not documented.",
     ),
     # Source: Pollo's per-model docs (research notes 7.2).
-    _pollo_rules(
-        "wanx/wan-v2-6",
-        "Wan 2.6",
-        "Alibaba",
+    ModelSpec(
+        id="wanx/wan-v2-6",
+        name="Wan 2.6",
+        provider="Alibaba",
         durations=range(2, 16),
         resolutions=("720P", "1080P"),
         aspect_ratios=("1:1", "4:3", "3:4", "16:9", "9:16"),
@@ -571,68 +436,23 @@ _SPECS: tuple[ModelSpec, ...] = (
         ),
     ),
     # Source: FastRouter's model listing (December 2026), ids only; Wan 2.6's limits are not assumed.
-    _undocumented("wanx/wan-v2-7", "Wan 2.7", "Alibaba", notes=_LISTED_NOTES),
-    _undocumented("wanx/wan-v3-0", "Wan 3.0", "Alibaba", notes=_LISTED_NOTES),
-    _undocumented(
-        "x-ai/grok-imagine-video",
-        "Grok Imagine Video",
-        "xAI",
+    ModelSpec(id="wanx/wan-v2-7", name="Wan 2.7", provider="Alibaba", notes=_LISTED_NOTES),
+    ModelSpec(id="wanx/wan-v3-0", name="Wan 3.0", provider="Alibaba", notes=_LISTED_NOTES),
+    ModelSpec(
+        id="x-ai/grok-imagine-video",
+        name="Grok Imagine Video",
+        provider="xAI",
         notes=f"Added in FastRouter's changelog (2026-06-18); not in the models.dev catalog sync. {_UNDOCUMENTED}",
     ),
     # Source: FastRouter's model listing (December 2026), id only.
-    _undocumented("x-ai/grok-imagine-video-1.5", "Grok Imagine Video 1.5", "xAI", notes=_LISTED_NOTES),
+    ModelSpec(id="x-ai/grok-imagine-video-1.5", name="Grok Imagine Video 1.5", provider="xAI", notes=_LISTED_NOTES),
 )
 
 MODELS: Mapping[str, ModelSpec] = MappingProxyType({spec.id: spec for spec in _SPECS})
 """Every known FastRouter video model, by id. Not exhaustive: FastRouter adds models."""
 
 
-def _slug_key(model_id: str) -> str:
-    # FastRouter normalises slugs to one canonical form in which "." and "-" are interchangeable:
-    # bytedance/seedance-1.5-pro and bytedance/seedance-1-5-pro are the same model (research §4.5 item 8).
-    return model_id.lower().replace(".", "-")
-
-
-_BY_SLUG_KEY: Mapping[str, ModelSpec] = MappingProxyType({_slug_key(spec.id): spec for spec in _SPECS})
-
-
-def find_model(model_id: str) -> ModelSpec | None:
-    """The spec of ``model_id``, or ``None`` if unknown.
-
-    Matches the exact id or a known alias, case-insensitively: ``"bytedance/seedance-1-5-pro"`` and
-    ``"ByteDance/Seedance-1.5-Pro"`` both find ``bytedance/seedance-1.5-pro``.
-    """
-    spec = MODELS.get(model_id)
-    return spec if spec is not None else _BY_SLUG_KEY.get(_slug_key(model_id))
-
-
 # -- prices ------------------------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Price:
-    """What one video of a model costs, as a source published it.
-
-    ``per`` is ``"video"`` (``usd`` for one video of ``length`` seconds; ``length=None``: any length)
-    or ``"second"`` (``usd`` per second of video). ``source`` says where the number comes from and
-    ``as_of`` when it was seen, so an estimate can say how much to trust it.
-    """
-
-    model: str
-    usd: float
-    per: Literal["video", "second"]
-    length: int | None
-    source: str
-    as_of: datetime.date
-
-    def cost(self, length: int | None) -> float | None:
-        """The price of one video of ``length`` seconds, or ``None`` if this price does not say."""
-        if self.per == "second":
-            return None if length is None else self.usd * length
-        if self.length is None or length is None or length == self.length:
-            return self.usd
-        return None
-
 
 # FastRouter publishes no per-model video price list in its docs (searched December 2026); its
 # GET /models answer carries ``pricing`` (see _catalog_cache). The only published figures are the
@@ -656,21 +476,3 @@ _PRICE_TABLE: tuple[Price, ...] = (
 
 PRICES: Mapping[str, Price] = MappingProxyType({price.model: price for price in _PRICE_TABLE})
 """The shipped, dated price of each model that has a published one, by model id."""
-
-
-def price_for(model: str, length: int | None = None, *, listed: Mapping[str, Price] | None = None) -> Price | None:
-    """The price that applies to one video of ``model`` of ``length`` seconds, or ``None`` if unknown.
-
-    ``listed`` (prices from FastRouter's refreshed model list, by id) wins over the shipped table,
-    being newer. A price that does not cover ``length`` (a per-video price for another length)
-    is not returned: it would be a guess. With ``length=None`` the model's price is returned as
-    published; ``Price.cost(length)`` then says what one video costs.
-    """
-    for table in (listed or {}, PRICES):
-        price = table.get(model)
-        if price is None:
-            spec = find_model(model)
-            price = table.get(spec.id) if spec is not None else None
-        if price is not None and (length is None or price.cost(length) is not None):
-            return price
-    return None

@@ -30,7 +30,6 @@ from typing import Any
 import anyio
 import attrs
 
-from ._catalog import Price
 from ._config import DEFAULT_TIMEOUTS, Secret, resolve_base_url
 from ._errors import (
     APIStatusError,
@@ -40,6 +39,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._protocol import HttpCall
+from ._specs import Price
 from ._transport import Transport
 
 __all__ = [

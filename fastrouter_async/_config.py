@@ -8,12 +8,12 @@ import enum
 import ipaddress
 import math
 import os
+from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 import attrs
 
-from ._cachekey import MAX_CACHE_TTL_S, MIN_CACHE_TTL_S, PENDING_TIMEOUT_S
 from ._errors import InvalidRequestError
 from ._urls import loggable
 
@@ -65,6 +65,14 @@ DEFAULT_MAX_LINK_REFRESHES = 2
 # Signed provider links can expire between the poll and the download, so one refresh is often
 # needed; a second covers a refresh that raced with an expiry. More would only poll a task whose
 # result is gone for good.
+
+MIN_CACHE_TTL_S = 60
+MAX_CACHE_TTL_S = 604_800
+# The documented range of FastRouter's response cache ``cache.expiration_time`` for images and video
+# (one minute to seven days).
+PENDING_TIMEOUT_S = 30 * 60
+# FastRouter's documented "pending-job safety timeout": an unfinished task is matched for at most this
+# long after its first request, so a replay must be sent well inside it (the replay window is shorter).
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
 # An API answer larger than this is not JSON we want in memory (a video body is streamed instead).
@@ -144,18 +152,13 @@ class PollPolicy:
         _check_non_negative("interval", self.interval)
         _check_non_negative("max_interval", self.max_interval)
         _check_non_negative("not_found_grace", self.not_found_grace)
-        if not (_is_number(self.multiplier) and self.multiplier >= 1):
-            _invalid("multiplier", self.multiplier, "a number >= 1")
-        if not (_is_number(self.jitter) and 0 <= self.jitter < 1):
-            _invalid("jitter", self.jitter, "a fraction in [0, 1)")
+        check_number("multiplier", self.multiplier, "a number >= 1", at_least=1)
+        check_number("jitter", self.jitter, "a fraction in [0, 1)", at_least=0, below=1)
         if not isinstance(self.learn, bool):
             _invalid("learn", self.learn, "True or False")
-        if not (_is_number(self.dense_hazard) and 0 <= self.dense_hazard < 1):
-            _invalid("dense_hazard", self.dense_hazard, "a fraction in [0, 1)")
-        if not (_is_number(self.sparse_share) and 0 <= self.sparse_share < 0.5):
-            _invalid("sparse_share", self.sparse_share, "a fraction in [0, 0.5)")
-        if not (_is_number(self.duration_scale) and 0 < self.duration_scale < math.inf):
-            _invalid("duration_scale", self.duration_scale, "a finite number > 0")
+        check_number("dense_hazard", self.dense_hazard, "a fraction in [0, 1)", at_least=0, below=1)
+        check_number("sparse_share", self.sparse_share, "a fraction in [0, 0.5)", at_least=0, below=0.5)
+        check_number("duration_scale", self.duration_scale, "a finite number > 0", above=0, below=math.inf)
         if self.interval > self.max_interval:
             _invalid("interval", self.interval, f"at most max_interval ({self.max_interval})")
 
@@ -178,8 +181,7 @@ class PollPolicy:
         For a simulator whose jobs run ``factor`` times as long as real ones
         (``factor=0.01``: a 5-minute job takes 3 seconds).
         """
-        if not (_is_number(factor) and 0 < factor < math.inf):
-            _invalid("factor", factor, "a finite number > 0")
+        check_number("factor", factor, "a finite number > 0", above=0, below=math.inf)
         return attrs.evolve(
             self,
             first_delay=self.first_delay * factor,
@@ -215,8 +217,7 @@ class RetryPolicy:
     # A server asking for longer than two minutes is treated as asking for two minutes.
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            _invalid("max_attempts", self.max_attempts, "an integer >= 1")
+        check_integer("max_attempts", self.max_attempts, "an integer >= 1", at_least=1)
         _check_non_negative("base_delay", self.base_delay)
         _check_non_negative("max_delay", self.max_delay)
         _check_non_negative("max_retry_after", self.max_retry_after)
@@ -254,24 +255,20 @@ class ReplayPolicy:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             _invalid("enabled", self.enabled, "True or False")
-        if not (_is_number(self.window) and 0 < self.window <= PENDING_TIMEOUT_S):
-            _invalid(
-                "window",
-                self.window,
-                f"a number of seconds > 0 and <= {PENDING_TIMEOUT_S} (FastRouter's 30-minute pending-job timeout)",
-            )
-        if (
-            isinstance(self.ttl, bool)
-            or not isinstance(self.ttl, int)
-            or not MIN_CACHE_TTL_S <= self.ttl <= MAX_CACHE_TTL_S
-        ):
-            _invalid("ttl", self.ttl, f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S}")
+        check_number(
+            "window",
+            self.window,
+            f"a number of seconds > 0 and <= {PENDING_TIMEOUT_S} (FastRouter's 30-minute pending-job timeout)",
+            above=0,
+            at_most=PENDING_TIMEOUT_S,
+        )
+        ttl_allowed = f"an integer number of seconds from {MIN_CACHE_TTL_S} to {MAX_CACHE_TTL_S}"
+        check_integer("ttl", self.ttl, ttl_allowed, at_least=MIN_CACHE_TTL_S, at_most=MAX_CACHE_TTL_S)
         if self.ttl < self.window:
             _invalid(
                 "ttl", self.ttl, f"at least the window ({self.window:g} s), so a replay never finds the entry gone"
             )
-        if isinstance(self.max_replays, bool) or not isinstance(self.max_replays, int) or self.max_replays < 0:
-            _invalid("max_replays", self.max_replays, "an integer >= 0")
+        check_integer("max_replays", self.max_replays, "an integer >= 0", at_least=0)
 
 
 @attrs.frozen(kw_only=True)
@@ -288,9 +285,7 @@ class Timeouts:
 
     def __attrs_post_init__(self) -> None:
         for name in ("connect", "request", "read"):
-            value = getattr(self, name)
-            if not value > 0:
-                _invalid(name, value, "a positive number of seconds")
+            check_number(name, getattr(self, name), "a positive number of seconds", above=0)
 
 
 class Secret:
@@ -382,19 +377,65 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def package_version() -> str:
+    """This package's installed version; ``"0+unknown"`` when running from a source tree that was not installed."""
+    try:
+        return version("fastrouter-async")
+    except PackageNotFoundError:  # pragma: no cover - an uninstalled source tree
+        return "0+unknown"
+
+
 def check_wait_timeout(timeout: object) -> None:
     """A ``timeout=`` on a wait: seconds >= 0, or ``None`` to wait as long as it takes."""
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0):
-        raise InvalidRequestError("timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes")
+    if timeout is not None:
+        check_number("timeout", timeout, "a number of seconds >= 0, or None to wait as long as it takes", at_least=0)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def check_number(
+    name: str,
+    value: object,
+    allowed: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+) -> float:
+    """``value`` as a float if it is a number (not a bool) within the bounds given; else InvalidRequestError.
+
+    The error names ``name`` and says what is ``allowed``. ``below=math.inf`` asks for a finite
+    number; NaN fails every bound.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _invalid(name, value, allowed)
+    if (
+        (above is not None and not value > above)
+        or (at_least is not None and not value >= at_least)
+        or (below is not None and not value < below)
+        or (at_most is not None and not value <= at_most)
+    ):
+        _invalid(name, value, allowed)
+    return float(value)
 
 
-def _check_non_negative(name: str, value: float) -> None:
-    if not (_is_number(value) and value >= 0):
-        _invalid(name, value, "a number of seconds >= 0")
+def check_integer(
+    name: str, value: object, allowed: str, *, at_least: int | None = None, at_most: int | None = None
+) -> int:
+    """``value`` if it is an int (not a bool) within the bounds given; else InvalidRequestError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        _invalid(name, value, allowed)
+    if (at_least is not None and value < at_least) or (at_most is not None and value > at_most):
+        _invalid(name, value, allowed)
+    return value
+
+
+def check_limit(name: str, value: object, allowed: str) -> int | None:
+    """A limit: ``None`` (no bound) or an int >= 1 (not a bool); else InvalidRequestError naming ``name``."""
+    return None if value is None else check_integer(name, value, allowed, at_least=1)
+
+
+def _check_non_negative(name: str, value: object) -> None:
+    check_number(name, value, "a number of seconds >= 0", at_least=0)
 
 
 def _invalid(name: str, value: object, allowed: str) -> NoReturn:

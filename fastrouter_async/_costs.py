@@ -14,9 +14,11 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._catalog import PRICES, Price, find_model, price_for
+from ._catalog import PRICES
 from ._errors import InvalidRequestError
+from ._lookup import find_model, price_for
 from ._models import VideoRequest
+from ._specs import Price
 
 __all__ = ["CostSource", "PaidPrices", "RequestEstimate", "SpendEstimate", "estimate_request", "estimate_requests"]
 

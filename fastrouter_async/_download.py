@@ -53,10 +53,10 @@ from ._integrity import (
     parse_content_range,
     strong_etag,
 )
-from ._models import DownloadedFile, ResultSource, VideoResult
-from ._partfile import Abort, Corrupt, DownloadProgress, PartFile, TooLarge
-from ._polling import retrying
+from ._models import DownloadedFile, DownloadProgress, ResultSource, VideoResult
+from ._partfile import Abort, Corrupt, PartFile, TooLarge
 from ._protocol import HttpCall, is_retryable_status
+from ._retry import retrying
 from ._transport import StreamedResponse, loggable
 
 if TYPE_CHECKING:

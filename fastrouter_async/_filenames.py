@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
+from ._config import check_integer
 from ._errors import InvalidRequestError
 
 __all__ = ["MAX_NAME_BYTES", "check_plain_name", "plan_names", "safe_filename", "unique_path"]
@@ -161,14 +162,13 @@ def _first_free(name: str, taken: set[str]) -> str:
 
 
 def _room_for_stem(max_length: int, suffix: str) -> int:
-    allowed = f"an integer from {len(suffix.encode()) + 2} to {MAX_NAME_BYTES} (bytes, suffix included)"
-    if not isinstance(max_length, int) or isinstance(max_length, bool):
-        raise InvalidRequestError("max_length", max_length, allowed)
-    room = max_length - len(suffix.encode())
+    suffix_bytes = len(suffix.encode())
     # Two bytes at least: a stem that is a device name ("con") needs room for the "_" that defuses it.
-    if room < 2 or max_length > MAX_NAME_BYTES:
-        raise InvalidRequestError("max_length", max_length, allowed)
-    return room
+    allowed = f"an integer from {suffix_bytes + 2} to {MAX_NAME_BYTES} (bytes, suffix included)"
+    return (
+        check_integer("max_length", max_length, allowed, at_least=suffix_bytes + 2, at_most=MAX_NAME_BYTES)
+        - suffix_bytes
+    )
 
 
 def _slug(text: str, limit: int, *, lowercase: bool) -> str:

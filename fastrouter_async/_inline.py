@@ -16,9 +16,9 @@ from pathlib import Path
 from ._accept import not_a_video, peek
 from ._errors import DownloadError
 from ._integrity import decoded_base64_size
-from ._models import DownloadedFile, VideoResult
-from ._partfile import Corrupt, DownloadProgress, PartFile, TooLarge
-from ._protocol import inline_video_base64
+from ._interpret import inline_video_base64
+from ._models import DownloadedFile, DownloadProgress, VideoResult
+from ._partfile import Corrupt, PartFile, TooLarge
 from ._sniff import describe_bytes
 
 __all__ = ["write_inline"]

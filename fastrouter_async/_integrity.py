@@ -3,8 +3,8 @@
 Ranges (RFC 9110 section 14), strong validators (ETag, section 8.8.3) and digests:
 ``Content-MD5`` (RFC 1864), ``Digest`` (RFC 3230), ``Repr-Digest`` and
 ``Content-Digest`` (RFC 9530) and Google Cloud Storage's ``x-goog-hash``.
-Nothing here does I/O; ``headers`` are mappings with lower-case names, as the
-transport hands them over.
+Nothing here does I/O but :func:`file_digests`, which reads a file it is handed;
+``headers`` are mappings with lower-case names, as the transport hands them over.
 
 An ETag is never read as a checksum: its format is the server's business (nginx
 writes ``"mtime-size"``, S3 an MD5 only for some uploads), and a false mismatch
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping
-from typing import Literal
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import attrs
 
@@ -29,6 +31,7 @@ __all__ = [
     "continuation_problem",
     "decoded_base64_size",
     "expected_digests",
+    "file_digests",
     "parse_content_range",
     "strong_etag",
 ]
@@ -36,6 +39,7 @@ __all__ = [
 DigestAlgorithm = Literal["sha256", "md5"]
 
 _DIGEST_SIZES: Mapping[DigestAlgorithm, int] = {"sha256": 32, "md5": 16}
+_HASH_BLOCK = 1024 * 1024  # read a file in 1 MiB blocks to hash it
 _ALGORITHM_NAMES: Mapping[str, DigestAlgorithm] = {"sha-256": "sha256", "sha256": "sha256", "md5": "md5"}
 
 
@@ -196,6 +200,27 @@ def continuation_problem(
     if length is not None and length != content_range.length:
         return f"Content-Length {length} does not match Content-Range {_show(content_range)}"
     return None
+
+
+def file_digests(source: Path | BinaryIO, *algorithms: DigestAlgorithm) -> tuple[bytes, ...]:
+    """The digests of a whole file, one per algorithm: of the file at a path, or of an open binary handle.
+
+    A handle is read from its start to its end (and left there); blocking, so call it in a worker thread.
+    """
+    hashes = [hashlib.new(name, usedforsecurity=False) if name == "md5" else hashlib.new(name) for name in algorithms]
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            _hash_all(handle, hashes)
+    else:
+        source.seek(0)
+        _hash_all(source, hashes)
+    return tuple(h.digest() for h in hashes)
+
+
+def _hash_all(handle: BinaryIO, hashes: list[Any]) -> None:  # hashlib objects (their type is private)
+    while block := handle.read(_HASH_BLOCK):
+        for h in hashes:
+            h.update(block)
 
 
 def decoded_base64_size(text: str) -> int | None:

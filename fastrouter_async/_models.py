@@ -9,20 +9,20 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 
-from ._cachekey import validate_user_cache_key
 from ._errors import InvalidRequestError
 
-if TYPE_CHECKING:
-    from ._download import DownloadProgress
-
 __all__ = [
+    "CACHE_KEY_ALLOWED",
+    "CACHE_KEY_MAX_LENGTH",
+    "WIRE_NAMES",
     "AcceptedJob",
     "Cost",
     "DownloadedFile",
@@ -32,7 +32,25 @@ __all__ = [
     "SubmitEstimate",
     "VideoRequest",
     "VideoResult",
+    "validate_user_cache_key",
 ]
+
+DownloadProgress = Callable[[int, int | None], object]
+"""``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
+
+CACHE_KEY_MAX_LENGTH: Final = 128
+CACHE_KEY_ALLOWED: Final = "letters A-Z a-z, digits 0-9 and _ - : ."
+# FastRouter's documented limit for a ``cache_key``: "at most 128 characters of [A-Za-z0-9_\\-:.]".
+_CACHE_KEY = re.compile(r"[A-Za-z0-9_\-:.]{1,128}")
+
+
+def validate_user_cache_key(value: object) -> str:
+    """``value`` if it is a key FastRouter accepts (1 to 128 of ``[A-Za-z0-9_\\-:.]``), else InvalidRequestError."""
+    if not isinstance(value, str) or _CACHE_KEY.fullmatch(value) is None:
+        raise InvalidRequestError(
+            "cache_key", value, f"a string of 1 to {CACHE_KEY_MAX_LENGTH} characters: {CACHE_KEY_ALLOWED}"
+        )
+    return value
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -110,11 +128,26 @@ class VideoRequest:
         return f"{self.model}: {prompt!r}"
 
 
-_FIELD_NAMES = frozenset(
-    {"model", "prompt", "image", "length", "seconds", "resolution"}
-    | {"aspect_ratio", "size", "mode", "seed", "generate_audio", "allow_retired", "cache_key"}
+WIRE_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "model": "model",
+        "prompt": "prompt",
+        "image": "image",
+        "length": "length",
+        "seconds": "seconds",
+        "resolution": "resolution",
+        "aspect_ratio": "aspectRatio",
+        "size": "size",
+        "mode": "mode",
+        "seed": "seed",
+        "generate_audio": "generateAudio",
+    }
 )
-_PYTHON_NAMES = {"aspectRatio": "aspect_ratio", "generateAudio": "generate_audio"}
+"""``VideoRequest`` field sent to FastRouter -> the name its JSON body uses. The one list of the
+request's parameters: building the body, reading a batch line and validation derive from it."""
+_CLIENT_ONLY_FIELDS = frozenset({"allow_retired", "cache_key"})  # never part of the body
+_FIELD_NAMES = frozenset(WIRE_NAMES) | _CLIENT_ONLY_FIELDS
+_PYTHON_NAMES = {wire: field for field, wire in WIRE_NAMES.items() if wire != field}
 
 
 def _check_key(value: object) -> None:
@@ -226,20 +259,6 @@ class JobStatus:
     def done(self) -> bool:
         return self.state.done
 
-    def _without_payload(self) -> JobStatus:
-        """This snapshot without its decoded answer (what a job keeps while it runs)."""
-        return JobStatus(
-            task_id=self.task_id,
-            model=self.model,
-            state=self.state,
-            raw_status=self.raw_status,
-            urls=self.urls,
-            error=self.error,
-            cost_usd=self.cost_usd,
-            credits_used=self.credits_used,
-            source=self.source,
-        )
-
     def describe(self) -> str:
         """``"running (processing)"``, ``"failed: upstream status 400"``, ..."""
         text = self.state.value
@@ -327,8 +346,10 @@ class DownloadedFile(os.PathLike[str]):
         return self.path.exists()
 
 
-class _ResultFetcher(Protocol):
-    async def _download_result(
+class VideoFetcher(Protocol):
+    """What a :class:`VideoResult` downloads itself with (the session's engine)."""
+
+    async def download_video(
         self,
         result: VideoResult,
         path: Path,
@@ -353,7 +374,7 @@ class VideoResult:
     credits_used: float | None = None
     source: ResultSource = ResultSource.URL
     payload: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False)
-    _fetcher: _ResultFetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
+    _fetcher: VideoFetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
 
     @property
     def final_cost(self) -> Cost:
@@ -385,6 +406,6 @@ class VideoResult:
             raise RuntimeError(
                 "this VideoResult is not bound to a FastRouterSession; get it from VideoJob.result() to download it"
             )
-        return await self._fetcher._download_result(
+        return await self._fetcher.download_video(
             self, Path(path), overwrite=overwrite, progress=progress, max_bytes=max_bytes
         )

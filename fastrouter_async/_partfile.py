@@ -43,8 +43,9 @@ import anyio
 import attrs
 
 from ._errors import DownloadError, FastRouterError
-from ._integrity import ExpectedDigest
-from ._models import DownloadedFile
+from ._filenames import MAX_NAME_BYTES
+from ._integrity import ExpectedDigest, file_digests
+from ._models import DownloadedFile, DownloadProgress
 from ._partfs import LOCKS_PART_FILES, lock_part, read_at, read_sidecar, write_sidecar
 from ._sniff import SNIFF_BYTES, describe_bytes, sniff_video
 from ._writer import ChunkWriter
@@ -54,7 +55,6 @@ __all__ = [
     "Abort",
     "Corrupt",
     "DestinationTaken",
-    "DownloadProgress",
     "PartFile",
     "TooLarge",
     "part_paths",
@@ -62,14 +62,10 @@ __all__ = [
 
 logger = logging.getLogger("fastrouter_async")
 
-DownloadProgress = Callable[[int, int | None], object]
-"""``progress(bytes_received, total_or_None)``; may be a plain function or a coroutine function."""
-
 WRITE_BUFFER = 1024 * 1024  # progress is reported after each WRITE_BUFFER bytes received
 _READ_BLOCK = 1024 * 1024
 _HASH_HOP = 16  # read blocks hashed per worker-thread call when adopting a leftover (cancellable between calls)
 _SIDECAR_FORMAT = 1
-_MAX_NAME_BYTES = 255
 _CLEANUP_SECONDS = 10.0  # cleanup after a cancellation is shielded, but never for longer than this
 
 
@@ -95,7 +91,7 @@ def part_paths(destination: Path) -> tuple[Path, Path]:
     A name too long for that (file systems allow 255 bytes) uses a hash of it instead.
     """
     base = f".{destination.name}"
-    if len(f"{base}.part.json.tmp".encode()) > _MAX_NAME_BYTES:  # the longest name used (see write_sidecar)
+    if len(f"{base}.part.json.tmp".encode()) > MAX_NAME_BYTES:  # the longest name used (see write_sidecar)
         base = "." + hashlib.sha256(destination.name.encode()).hexdigest()[:32]
     return destination.with_name(f"{base}.part"), destination.with_name(f"{base}.part.json")
 
@@ -128,7 +124,6 @@ class PartFile:
     _unknown_tail: bool = attrs.field(default=False, init=False, repr=False)
     """A writer thread outlived its cleanup: what the file holds is not known."""
     _done: bool = attrs.field(default=False, init=False, repr=False)
-    _leftover: dict[str, Any] | None = attrs.field(default=None, init=False, repr=False)
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -141,21 +136,30 @@ class PartFile:
         leaves the kept bytes for a later call.
         """
         part = cls._open_sync(destination, task_id)  # no await: nothing can cancel between open and ownership
-        if part._leftover is None:
-            return part
+        if not part.private:
+            await part.adopt_leftover()
+        return part
+
+    async def adopt_leftover(self) -> None:
+        """Keep the bytes an earlier download left in the file, if its sidecar vouches for them; else start over.
+
+        Their hash is computed in a worker thread; on any error or cancellation the file is closed
+        (its kept bytes stay for a later call) and the error propagates.
+        """
         try:
-            while await anyio.to_thread.run_sync(part._hash_kept_sync):
+            meta = self._check_leftover_sync()
+            if meta is None:
+                return
+            while await anyio.to_thread.run_sync(self._hash_kept_sync):
                 pass
         except BaseException:
-            part._handle.close()
-            part._done = True
+            self._handle.close()
+            self._done = True
             raise
-        meta, part._leftover = part._leftover, None
-        part.size, part.source, part.etag, part.total = meta["size"], meta["source"], meta["etag"], meta["total"]
+        self.size, self.source, self.etag, self.total = meta["size"], meta["source"], meta["etag"], meta["total"]
         logger.info(
-            "found %d of %d bytes of task %s in %s; will try to resume", part.size, part.total, task_id, part.path
+            "found %d of %d bytes of task %s in %s; will try to resume", self.size, self.total, self.task_id, self.path
         )
-        return part
 
     @classmethod
     def _open_sync(cls, destination: Path, task_id: str) -> PartFile:
@@ -179,13 +183,7 @@ class PartFile:
         else:  # the file kept being replaced under us: do not share it
             return cls._open_private(path, task_id)
         handle = os.fdopen(fd, "r+b")
-        part = cls(path=path, sidecar=sidecar, task_id=task_id, handle=handle)
-        try:
-            part._check_leftover_sync()
-        except BaseException:
-            handle.close()
-            raise
-        return part
+        return cls(path=path, sidecar=sidecar, task_id=task_id, handle=handle)
 
     @classmethod
     def _open_private(cls, shared: Path, task_id: str) -> PartFile:
@@ -196,8 +194,11 @@ class PartFile:
         logger.info("%s is in use by another download; writing to %s instead", shared, path)
         return cls(path=path, sidecar=path.with_name(path.name + ".json"), task_id=task_id, handle=handle, private=True)
 
-    def _check_leftover_sync(self) -> None:
-        """Keep the bytes found only if the sidecar vouches for them (their hash is computed by ``open``)."""
+    def _check_leftover_sync(self) -> dict[str, Any] | None:
+        """What the sidecar says of the bytes found, with their ``size``.
+
+        ``None``, and the file emptied, when the sidecar does not vouch for them.
+        """
         size = os.fstat(self._handle.fileno()).st_size
         meta = read_sidecar(self.sidecar)
         usable = (
@@ -212,8 +213,8 @@ class PartFile:
         )
         if not usable or meta is None:
             self._truncate_sync()
-            return
-        self._leftover = {**meta, "size": size}
+            return None
+        return {**meta, "size": size}
 
     def _hash_kept_sync(self) -> bool:
         """Hash the next blocks of the kept bytes; ``False`` once all are hashed."""
@@ -400,32 +401,23 @@ class PartFile:
             return f"the file does not start like a video: its first bytes look like {describe_bytes(head)}"
         if self._tail and read_at(fd, self.size - len(self._tail), len(self._tail)) != self._tail:
             return "the end of the file on disk is not the bytes received (was it written to by something else?)"
-        md5 = self._md5
+        md5 = None if self._md5 is None else self._md5.digest()
         wants_md5 = md5 is None and any(d.algorithm == "md5" for d in self.digests)
         if wants_md5 or not LOCKS_PART_FILES:
             # Without file locks (Windows) another process may have written into the file: read it all back.
-            sha256, md5_read = self._hash_file_sync()
-            if sha256.digest() != self._sha256.digest():
+            sha256, md5_read = file_digests(self._handle, "sha256", "md5")  # the rare path
+            self._handle.seek(0, os.SEEK_END)
+            if sha256 != self._sha256.digest():
                 return "the file on disk does not match the bytes received (was it written to by something else?)"
             md5 = md5_read if md5 is None else md5
         for expected in self.digests:
-            actual = self._sha256.digest() if expected.algorithm == "sha256" else md5.digest()
+            actual = self._sha256.digest() if expected.algorithm == "sha256" else md5 or b""  # read above if None
             if actual != expected.value:
                 return (
                     f"the {expected.algorithm} of the {self.size} bytes received is {actual.hex()}, "
                     f"but the {expected.header} header says {expected.hex}"
                 )
         return None
-
-    def _hash_file_sync(self) -> tuple[Any, Any]:
-        """The sha256 and md5 of the whole file as stored (read back: the rare path)."""
-        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-        self._handle.seek(0)
-        while block := self._handle.read(_READ_BLOCK):
-            sha256.update(block)
-            md5.update(block)
-        self._handle.seek(0, os.SEEK_END)
-        return sha256, md5
 
     def _move_sync(self, destination: Path, overwrite: bool) -> None:
         if os.name == "nt":

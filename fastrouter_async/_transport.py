@@ -23,7 +23,6 @@ import platform
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import aiohttp
@@ -31,19 +30,29 @@ import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._config import MAX_JSON_BYTES, Secret, Timeouts
-from ._errors import APIConnectionError, APITimeoutError, FastRouterError, UnexpectedResponseError
-from ._protocol import HttpCall, Response, scrub
+from ._config import Secret, Timeouts, package_version
+from ._errors import APIConnectionError, FastRouterError, UnexpectedResponseError
+from ._http_parts import (
+    ACCEPT,
+    FixedHeaders,
+    Headers,
+    api_origins,
+    auth_headers,
+    connection_error,
+    lower_headers,
+    origin,
+    read_answer,
+    redirect_target,
+)
+from ._protocol import HttpCall, Response
 from ._rawbody import RawBody, raw_transport
-from ._sniff import SNIFF_BYTES, is_video_content_type, sniff_video
 from ._urls import loggable
 
-__all__ = ["FASTROUTER_GATEWAYS", "StreamedResponse", "Transport", "api_origins", "loggable"]
+__all__ = ["StreamedResponse", "Transport", "loggable"]
 
 logger = logging.getLogger("fastrouter_async")
 
 MAX_REDIRECTS = 5
-_ACCEPT = "application/json, video/*;q=0.9, */*;q=0.5"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _URL_CACHE_SIZE = 1024  # distinct request URLs remembered parsed (the POST poll routes use one URL for all jobs)
 DEFAULT_CONNECTION_LIMIT = 100
@@ -52,58 +61,7 @@ DEFAULT_CONNECTION_LIMIT = 100
 
 
 def _user_agent() -> str:
-    try:
-        ours = version("fastrouter-async")
-    except PackageNotFoundError:  # running from a source tree that was not installed
-        ours = "0+unknown"
-    return f"fastrouter-async/{ours} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
-
-
-FASTROUTER_GATEWAYS = frozenset({"go.fastrouter.ai", "api.fastrouter.ai"})
-# FastRouter documents both hosts as its API gateways, and hosts finished videos on
-# api.fastrouter.ai/videos-content/... while the default base URL is go.fastrouter.ai.
-# With an https base URL on either, both count as "the API" for the key; nothing else does.
-
-
-def api_origins(base_url: str | URL) -> frozenset[tuple[str, str, int | None]]:
-    """The origins the key may be sent to: the base URL's, plus FastRouter's other gateway."""
-    base = URL(str(base_url))
-    origins = {_origin(base)}
-    if base.scheme == "https" and (base.host or "").lower() in FASTROUTER_GATEWAYS:
-        origins |= {("https", host, 443) for host in FASTROUTER_GATEWAYS}
-    return frozenset(origins)
-
-
-def _origin(url: URL) -> tuple[str, str, int | None]:
-    return (url.scheme.lower(), (url.host or "").lower(), url.port)
-
-
-class _Headers(dict[str, str]):
-    """Request headers; the repr hides the ``Authorization`` value (tracebacks show locals' reprs)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        shown = {k: "[redacted]" if k.lower() == "authorization" else v for k, v in self.items()}
-        return f"_Headers({shown!r})"
-
-
-class _FixedHeaders(CIMultiDict[str]):
-    """Headers built once and sent as they are: aiohttp merges a multidict without converting it first.
-
-    Never changed after construction; the repr hides the ``Authorization`` value, as ``_Headers`` does.
-    """
-
-    def __repr__(self) -> str:
-        shown = {k: "[redacted]" if k.lower() == "authorization" else v for k, v in self.items()}
-        return f"_FixedHeaders({shown!r})"
-
-
-def _auth_headers(base: Mapping[str, str], secret: Secret) -> _Headers:
-    """``base`` plus the bearer credential, built in a function that never awaits."""
-    headers = _Headers(base)
-    headers["Authorization"] = f"Bearer {secret.reveal()}"
-    return headers
+    return f"fastrouter-async/{package_version()} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 
 
 @attrs.define(eq=False)
@@ -220,9 +178,9 @@ class Transport:
         self._user_agent = _user_agent()
         self._urls: dict[str, tuple[URL, bool]] = {}
         # The headers of a pre-serialized JSON request, built once (aiohttp copies them per request).
-        json_headers = {"User-Agent": self._user_agent, "Accept": _ACCEPT, "Content-Type": "application/json"}
-        self._json_headers = _FixedHeaders(json_headers)
-        self._json_api_headers = _FixedHeaders(_auth_headers(json_headers, secret))
+        json_headers = {"User-Agent": self._user_agent, "Accept": ACCEPT, "Content-Type": "application/json"}
+        self._json_headers = FixedHeaders(json_headers)
+        self._json_api_headers = FixedHeaders(auth_headers(json_headers, secret))
         self._api_timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
         self.request_hook: RequestHook | None = None
@@ -240,7 +198,7 @@ class Transport:
 
     def is_api_origin(self, url: str | URL) -> bool:
         """True when ``url`` belongs to FastRouter's API (the only place the key may go)."""
-        return _origin(url if isinstance(url, URL) else URL(url)) in self._api_origins
+        return origin(url if isinstance(url, URL) else URL(url)) in self._api_origins
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -303,17 +261,7 @@ class Transport:
         )
         failure: FastRouterError | None = None
         try:
-            headers = _lower_headers(resp.headers)
-            if 200 <= resp.status < 300 and is_video_content_type(headers.get("content-type")):
-                # Declared as media: the video itself only if its first bytes say so too.
-                head = await _read_prefix(resp, SNIFF_BYTES)
-                if sniff_video(head) is not None:
-                    result = Response(status=resp.status, headers=headers, body=None, media=True)
-                else:
-                    body = head + await self._read_body(resp, call, already=len(head))
-                    result = Response(status=resp.status, headers=headers, body=body)
-            else:
-                result = Response(status=resp.status, headers=headers, body=await self._read_body(resp, call))
+            result = await read_answer(resp, call)
         except FastRouterError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -358,7 +306,7 @@ class Transport:
         ) as resp:
             yield StreamedResponse(
                 status=resp.status,
-                headers=_lower_headers(resp.headers),
+                headers=lower_headers(resp.headers),
                 url=str(resp.url),
                 response=resp,
                 read_timeout=self._stream_timeout.sock_read,
@@ -444,12 +392,12 @@ class Transport:
                 request_headers = self._json_api_headers if authorized else self._json_headers
             else:
                 encoded = None
-                built = _Headers({"User-Agent": self._user_agent, "Accept": _ACCEPT})
+                built = Headers({"User-Agent": self._user_agent, "Accept": ACCEPT})
                 if headers:
                     built.update(headers)
                 if api_headers and api:
                     built.update(api_headers)
-                request_headers = _auth_headers(built, self._secret) if authorized else built
+                request_headers = auth_headers(built, self._secret) if authorized else built
             failure: FastRouterError | None = None
             try:
                 resp = await client.request(
@@ -469,7 +417,7 @@ class Transport:
             location = resp.headers.get("Location")
             if resp.status in _REDIRECT_STATUSES and location and follow_redirects:
                 resp.release()
-                target = _redirect_target(current, location)
+                target = redirect_target(current, location)
                 if target is None:
                     raise UnexpectedResponseError(
                         f"{method} {loggable(current)} was redirected (HTTP {resp.status}) to an address "
@@ -494,63 +442,6 @@ class Transport:
             f"more than {MAX_REDIRECTS} redirects starting at {loggable(url)}", method=method, url=loggable(url)
         )
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, call: HttpCall, *, already: int = 0) -> bytes:
-        """The rest of an answer's body (``already`` bytes of it were read), refused beyond MAX_JSON_BYTES."""
-        declared = resp.content_length
-        if declared is not None and declared > MAX_JSON_BYTES:
-            raise UnexpectedResponseError(
-                f"the answer to {call.method} {loggable(call.url)} is {declared} bytes of "
-                f"{resp.content_type or 'unknown type'}, too large for an API answer",
-                status_code=resp.status,
-                method=call.method,
-                url=loggable(call.url),
-            )
-        if declared is not None and "Content-Encoding" not in resp.headers:
-            # The size is known and small enough, and nothing is decompressed: read it in one go.
-            return await resp.read()
-        chunks: list[bytes] = []
-        size = already
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > MAX_JSON_BYTES:
-                raise UnexpectedResponseError(
-                    f"the answer to {call.method} {loggable(call.url)} exceeds {MAX_JSON_BYTES} bytes",
-                    status_code=resp.status,
-                    method=call.method,
-                    url=loggable(call.url),
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in headers.items():
-        name = key.lower()
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
-
-
-async def _read_prefix(resp: aiohttp.ClientResponse, size: int) -> bytes:
-    """Up to ``size`` first bytes of a body (fewer only at its end), leaving the rest unread."""
-    head = b""
-    while len(head) < size:
-        chunk = await resp.content.read(size - len(head))
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
-def _redirect_target(current: URL, location: str) -> URL | None:
-    """Where a ``Location`` points, resolved against ``current``; ``None`` when it does not parse."""
-    try:
-        target = current.join(URL(location))
-        _ = target.port, target.host  # a port out of range or a bad host only shows on use
-    except (ValueError, TypeError, UnicodeError):
-        return None
-    return target
-
 
 def _defuse(exc: BaseException) -> None:
     """Strip an aiohttp exception of what may hold the key: its frames (their locals) and request info."""
@@ -566,32 +457,12 @@ def _defuse(exc: BaseException) -> None:
 def _map_exception(
     exc: BaseException, method: str, url: str, *, sent: bool | None, secret: Secret | None = None
 ) -> APIConnectionError:
-    """Our error for an aiohttp/timeout exception: a scrubbed summary, meant to be raised unchained.
+    """Our error for an aiohttp/timeout exception, meant to be raised unchained.
 
     ``sent=None`` means "decide from the exception": only a failure to connect
     (or a connect timeout) proves that nothing reached the server.
     """
-    where = f"{method} {loggable(url)}"
-    not_sent = isinstance(
-        exc,
-        aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL,
-    )
-    request_sent = not not_sent if sent is None else sent
-    if isinstance(exc, TimeoutError):
-        phase = "connecting" if not request_sent else "waiting for the answer"
-        return APITimeoutError(
-            f"timed out {phase} ({where})", request_sent=request_sent, method=method, url=loggable(url)
-        )
-    detail = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:  # a summary must never fail
-        text = ""
-    if text:
-        text = "".join(ch if ch.isprintable() else " " for ch in text[:300])
-        detail += f": {scrub(text, secret)}"
-    if not request_sent:
-        message = f"could not connect ({where}): {detail}"
-    else:
-        message = f"the connection failed during the request ({where}): {detail}"
-    return APIConnectionError(message, request_sent=request_sent, method=method, url=loggable(url))
+    if sent is None:
+        not_sent = aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
+        sent = not isinstance(exc, not_sent)
+    return connection_error(exc, method, url, request_sent=sent, secret=secret)

@@ -1,4 +1,5 @@
-"""Reading bytes a server sent: bounded JSON decoding, task id checks and task id salvage.
+"""Reading bytes a server sent: bounded JSON decoding, task id checks, task id salvage, and
+defensive accessors for the decoded values (a mapping, a list, a finite number, a URL, a word).
 
 Every byte from a server is untrusted input. :func:`loads` decodes JSON so that no answer can
 make it raise anything but :class:`UnreadableJSON`: nesting deeper than :data:`MAX_JSON_DEPTH`
@@ -16,16 +17,31 @@ Pure functions; no imports from the rest of the package.
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_TASK_ID_LENGTH",
+    "MAX_TEXT",
+    "MAX_URL_LENGTH",
     "UnreadableJSON",
+    "as_list",
+    "as_mapping",
+    "clip",
+    "dumps",
+    "finite_number",
+    "first_str",
+    "is_http_url",
+    "is_mapping",
     "is_usable_task_id",
     "loads",
+    "printable",
     "salvage_task_id",
+    "word",
 ]
 
 MAX_JSON_DEPTH = 64
@@ -35,6 +51,9 @@ MAX_JSON_DEPTH = 64
 MAX_TASK_ID_LENGTH = 256
 # FastRouter ids are 29 characters (fr_ + 26), provider ids under 100. A "task id" longer than
 # this, or with control characters, is not one: it could not be polled or shown safely.
+
+MAX_URL_LENGTH = 8192  # longer "URLs" in an answer are not links any server or proxy would serve
+MAX_TEXT = 1000  # characters kept of a server's status word or message: enough to explain, not to flood
 
 _MAX_INT_DIGITS = 40
 # Integers with more digits are read as floats (inf beyond 1e308): no number in an API answer
@@ -108,6 +127,84 @@ def salvage_task_id(raw: bytes | None) -> str | None:
         return best[1]
     bare = _BARE_FR_ID.search(_CHAT_ID.sub(b"", window))
     return bare.group(0).decode("ascii") if bare else None
+
+
+# --- decoded values -------------------------------------------------------------------------
+
+
+_NOT_MAPPINGS = frozenset({str, int, float, bool, list, type(None)})  # what else JSON decodes to
+
+
+def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, without the ABC check for what JSON decodes to (a few per poll)."""
+    kind = type(value)
+    if kind is dict:
+        return True
+    if kind in _NOT_MAPPINGS:
+        return False
+    return isinstance(value, Mapping)
+
+
+def as_mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def is_http_url(value: object) -> TypeGuard[str]:
+    if not (isinstance(value, str) and 8 < len(value) <= MAX_URL_LENGTH):
+        return False
+    if not value.lower().startswith(("https://", "http://")) or not value.isprintable() or " " in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:  # "http://[bad": not a URL anything could fetch
+        return False
+    return bool(parts.hostname)
+
+
+def finite_number(value: object) -> float | None:
+    """A finite number from an answer, else ``None`` (huge, NaN or infinite: an unknown amount)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def word(value: object) -> str | None:
+    return value.strip().lower() if isinstance(value, str) else None
+
+
+def first_str(*values: object) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return clip(value.strip(), 200)
+    return None
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text)
+
+
+def dumps(value: object) -> str:
+    """JSON text of a decoded value for a message; never raises (depth is bounded at decoding)."""
+    try:
+        return json.dumps(value, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return "<unprintable>"
+
+
+# --- helpers ----------------------------------------------------------------------------------
 
 
 def _text(raw: bytes) -> str | None:

@@ -11,15 +11,16 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TypeGuard
 from urllib.parse import urlsplit
 
-from ._catalog import MODELS, ModelSpec, find_model
+from ._catalog import MODELS
+from ._config import check_integer
 from ._errors import InvalidRequestError
-from ._models import VideoRequest
-from ._protocol import WIRE_NAMES
+from ._lookup import find_model
+from ._models import WIRE_NAMES, VideoRequest
+from ._specs import ModelSpec
 
-__all__ = ["validate"]
+__all__ = ["natural_key", "validate"]
 
 # -- formatting ----------------------------------------------------------------------------------------
 
@@ -27,7 +28,7 @@ _RESOLUTION_RE = re.compile(r"(\d+)([pk])", re.IGNORECASE)
 _CHUNK_RE = re.compile(r"\d+|\D+")
 
 
-def _natural_key(value: int | str) -> tuple[tuple[int, int, str], ...]:
+def natural_key(value: int | str) -> tuple[tuple[int, int, str], ...]:
     """Sort numbers numerically, "480p" < "720p" < "1080p" < "4k", "9:16" < "16:9"."""
     if isinstance(value, int):
         return ((0, value, ""),)
@@ -42,7 +43,7 @@ def _natural_key(value: int | str) -> tuple[tuple[int, int, str], ...]:
 
 
 def _listing(values: Iterable[int | str]) -> str:
-    return ", ".join(str(value) for value in sorted(values, key=_natural_key))
+    return ", ".join(str(value) for value in sorted(values, key=natural_key))
 
 
 # -- universal rules (every model, known or not) ---------------------------------------------------------
@@ -95,20 +96,15 @@ def _check_image(value: object) -> None:
         raise InvalidRequestError("image", value, f"{hint}{_IMAGE_ALLOWED}")
 
 
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_duration(field: str, value: object) -> None:
-    if value is not None and not (_is_int(value) and value > 0):
-        raise InvalidRequestError(field, value, "a whole number of seconds greater than 0")
+    if value is not None:
+        check_integer(field, value, "a whole number of seconds greater than 0", at_least=1)
 
 
 def _check_seed(value: object) -> None:
-    if value is not None and not (_is_int(value) and _SEED_MIN <= value <= _SEED_MAX):
-        raise InvalidRequestError(
-            "seed", value, f"a whole number from {_SEED_MIN} to {_SEED_MAX} (a signed 32-bit integer)"
-        )
+    allowed = f"a whole number from {_SEED_MIN} to {_SEED_MAX} (a signed 32-bit integer)"
+    if value is not None:
+        check_integer("seed", value, allowed, at_least=_SEED_MIN, at_most=_SEED_MAX)
 
 
 def _check_text(field: str, value: object) -> None:

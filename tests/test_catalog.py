@@ -9,10 +9,11 @@ import attrs
 import pytest
 
 from fastrouter_async import FastRouterSession, validate_request
-from fastrouter_async._catalog import MODELS, PRICES, ModelSpec, Price, find_model, price_for
+from fastrouter_async._catalog import MODELS, PRICES
 from fastrouter_async._errors import InvalidRequestError
-from fastrouter_async._models import VideoRequest
-from fastrouter_async._protocol import WIRE_NAMES
+from fastrouter_async._lookup import find_model, price_for
+from fastrouter_async._models import WIRE_NAMES, VideoRequest
+from fastrouter_async._specs import ModelSpec, Price
 from fastrouter_async._validate import _check_against_spec, validate
 from fastrouter_async.testing import FastRouterSimulator
 
@@ -738,3 +739,18 @@ async def test_session_refuses_retired_model_before_sending(
         "prompt": "a cat",
         "seconds": 4,
     }
+
+
+def test_a_model_spec_states_only_what_is_known() -> None:
+    """A ModelSpec given only its id, name and provider documents no rule; value sets may be any iterable."""
+    spec = ModelSpec(id="acme/video", name="Acme Video", provider="Acme")
+    assert (spec.image, spec.duration_field, spec.duration_required, spec.resolution_required) == (
+        "unknown",
+        "length",
+        False,
+        False,
+    )
+    rules = (spec.durations, spec.resolutions, spec.aspect_ratios, spec.sizes, spec.modes, spec.max_prompt_length)
+    assert rules == (None,) * 6
+    assert spec.supports_audio is None
+    assert ModelSpec(id="a/b", name="B", provider="A", durations=range(4, 7)).durations == frozenset({4, 5, 6})

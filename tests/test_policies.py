@@ -8,7 +8,7 @@ import pytest
 
 from fastrouter_async import InvalidRequestError, PollPolicy, RetryPolicy, Timeouts
 from fastrouter_async._config import DEFAULT_RETRY_POLICY
-from fastrouter_async._polling import poll_delay, retry_delay
+from fastrouter_async._retry import poll_delay, retry_delay
 
 
 def test_fixed_schedule_without_learning() -> None:

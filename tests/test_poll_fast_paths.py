@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastrouter_async import FastRouterSession
-from fastrouter_async._transport import _FixedHeaders
+from fastrouter_async._http_parts import FixedHeaders
 from fastrouter_async._untrusted import (
     MAX_JSON_DEPTH,
     UnreadableJSON,
@@ -102,7 +102,7 @@ async def test_an_unchanged_running_answer_keeps_the_status_kept(
 
 def test_headers_built_once_hide_the_key_in_their_repr() -> None:
     """The prebuilt request headers (sent as a multidict, unconverted) never show the credential in a repr."""
-    headers = _FixedHeaders({"Accept": "application/json", "Authorization": f"Bearer {API_KEY}"})
+    headers = FixedHeaders({"Accept": "application/json", "Authorization": f"Bearer {API_KEY}"})
     assert API_KEY not in repr(headers)
     assert API_KEY not in str(headers)
     assert headers["authorization"] == f"Bearer {API_KEY}"

@@ -22,21 +22,23 @@ from fastrouter_async import (
     UnexpectedResponseError,
     VideoRequest,
 )
-from fastrouter_async._protocol import (
-    Response,
-    build_submit_body,
+from fastrouter_async._interpret import (
     classify_status_word,
-    error_for_status,
     extract_task_id,
     extract_urls,
     is_media_response,
-    is_retryable_status,
     parse_poll_response,
     parse_submit_response,
+    usable_task_id,
+)
+from fastrouter_async._protocol import (
+    Response,
+    build_submit_body,
+    error_for_status,
+    is_retryable_status,
     poll_call,
     retry_after_seconds,
     scrub,
-    usable_task_id,
 )
 from fastrouter_async._untrusted import UnreadableJSON, salvage_task_id
 from fastrouter_async._untrusted import loads as loads_untrusted

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -33,6 +32,7 @@ from fastrouter_async import (
     refresh_catalog,
 )
 
+from .._validate import natural_key
 from ._options import PROG
 from ._runtime import EXIT_OK, say, stdout_is_terminal
 
@@ -40,21 +40,10 @@ __all__ = ["model_rows", "run_models"]
 
 _ANY = "any"
 # Shown where the catalog documents no rule: the value is not checked and the server decides.
-_CHUNK = re.compile(r"\d+|\D+")
-
-
-def _natural(value: int | str) -> tuple[tuple[int, int | str], ...]:
-    """Numbers in numeric order ("480p" < "1080p"; 5 < 10); "4k" after "1080p"."""
-    if isinstance(value, int):
-        return ((0, value),)
-    text = value.lower()
-    if text.endswith("k") and text[:-1].isdecimal():
-        return ((0, int(text[:-1]) * 540),)  # "4k" is 2160 lines
-    return tuple((0, int(chunk)) if chunk.isdecimal() else (1, chunk) for chunk in _CHUNK.findall(text))
 
 
 def _sorted(values: Iterable[int] | Iterable[str] | None) -> list[Any] | None:
-    return None if values is None else sorted(values, key=_natural)
+    return None if values is None else sorted(values, key=natural_key)
 
 
 def model_rows(listed: ListedCatalog | None = None) -> list[dict[str, Any]]:
