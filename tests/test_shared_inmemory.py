@@ -28,7 +28,7 @@ from fastrouter_async._shared import (
     spend,
 )
 
-# -- contracts, shared with the Redis and SQLite tests -----------------------------------------------------
+# -- contracts, shared with the Redis and SQLite tests --------------------------------------------------
 
 
 async def check_slots(slots: JobSlots) -> None:
