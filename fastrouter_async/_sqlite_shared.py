@@ -25,6 +25,7 @@ survives the crash of any process but may lose the last changes if the host lose
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Collection, Mapping
@@ -97,11 +98,13 @@ class SqliteJobSlots:
     def _take(self, db: sqlite3.Connection, now: float, holder: str) -> float:
         """0.0 when ``holder`` holds a slot (taken or renewed), else the seconds until the first lease may end."""
         db.execute("DELETE FROM slots WHERE ns = ? AND name = ? AND expires <= ?", (*self._where, now))
-        held = db.execute("SELECT 1 FROM slots WHERE ns = ? AND name = ? AND holder = ?", (*self._where, holder))
+        held = db.execute(
+            "SELECT 1 FROM slots WHERE ns = ? AND name = ? AND holder = ?", (*self._where, holder)
+        ).fetchone()
         (count, first) = db.execute(
             "SELECT count(*), min(expires) FROM slots WHERE ns = ? AND name = ?", self._where
         ).fetchone()
-        if held.fetchone() is not None or count < self._capacity:
+        if held is not None or count < self._capacity:
             db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?, ?)", (*self._where, holder, now + self._lease))
             return 0.0
         return max(0.001, float(first) - now)
@@ -128,7 +131,7 @@ class SqliteJobSlots:
 
     async def release(self, holder: str) -> None:
         sql = "DELETE FROM slots WHERE ns = ? AND name = ? AND holder = ?"
-        await self._db.run(lambda db, _: db.execute(sql, (*self._where, holder)), write=True)
+        await self._db.run(lambda db, _: db.execute(sql, (*self._where, holder)).rowcount, write=True)
 
     async def in_use(self) -> int:
         sql = "SELECT count(*) FROM slots WHERE ns = ? AND name = ? AND expires > ?"
@@ -310,14 +313,8 @@ class SqliteJobStore:
         done = None if finished is None else int(finished)
         args = (self._ns, model, model, done, done)
         rows = await self._db.run(lambda db, _: db.execute(_LIST, args).fetchall(), write=False)
-        found: list[JobRecord] = []
-        for row in rows:
-            record = _record(row)
-            if record_matches(record, states, model, finished):
-                found.append(record)
-                if limit is not None and len(found) >= limit:
-                    break
-        return found
+        found = (record for record in map(_record, rows) if record_matches(record, states, model, finished))
+        return list(found if limit is None else itertools.islice(found, limit))
 
 
 # -- watch leases ---------------------------------------------------------------------------------

@@ -49,8 +49,8 @@ from ._sqlite_shared import SqliteJobSlots, SqliteJobStore, SqliteRequestBucket,
 __all__ = ["DEFAULT_LEASE", "STORES_ALLOWED", "SharedState", "StoreURL", "open_store", "parse_store_url", "redact_url"]
 
 DEFAULT_LEASE: Final = 30.0
-# Seconds a job slot of the SQLite and Redis stores is held without a renewal: a process that dies
-# gives its slots back within 30 s, and a holder renewing every 10 s rides out a few slow renewals.
+# Seconds a job slot is held without a renewal, in every store: a process that dies gives its slots
+# back within 30 s, and a holder renewing every 10 s rides out a few slow renewals.
 STORES_ALLOWED: Final = (
     "'memory:' (one process), 'sqlite:///absolute/path' or 'sqlite:relative/path' (processes of one host), "
     "'redis://[user:password@]host[:port][/db]' or 'rediss://...' (processes on many hosts)"

@@ -165,6 +165,7 @@ async def test_a_finished_job_keeps_its_first_end(db: SqliteDatabase, namespace:
     assert record is not None
     assert record.state is JobState.SUCCEEDED
     assert record.details == {"urls": ["u"], "error": "late"}
+    assert await store.list(limit=0) == []
 
 
 async def test_cancelled_callers_leave_the_file_consistent(db: SqliteDatabase, namespace: str) -> None:
