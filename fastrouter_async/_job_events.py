@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ._events import Event, JobEnded
 
 if TYPE_CHECKING:
     from ._event_hub import EventHub
-    from ._job import VideoJob
+
+
+class FollowedJob(Protocol):
+    """The job an events iterator follows."""
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    async def until_event(self, arrived: asyncio.Future[None]) -> None:
+        """Keep the job polled until ``arrived`` resolves or the job ends (raises what ends the wait)."""
+
 
 __all__ = ["JOB_EVENTS_BUFFER", "JobEvents"]
 
@@ -22,10 +35,11 @@ JOB_EVENTS_BUFFER: Final = 256
 class JobEvents:
     """The events of one job as they happen (see :meth:`VideoJob.events`)."""
 
-    __slots__ = ("_arrived", "_buffer", "_finished", "_job", "_unfollow")
+    __slots__ = ("_arrived", "_buffer", "_finished", "_job", "_owner", "_unfollow")
 
-    def __init__(self, job: VideoJob, hub: EventHub, ended: JobEnded | None) -> None:
+    def __init__(self, job: FollowedJob, hub: EventHub, ended: JobEnded | None, *, owner: object = None) -> None:
         self._job = job
+        self._owner = owner  # the handle iterated, kept alive while its events are followed
         self._buffer: deque[Event] = deque(maxlen=JOB_EVENTS_BUFFER)
         self._arrived: asyncio.Future[None] | None = None
         self._finished = False
@@ -45,12 +59,12 @@ class JobEvents:
                 if isinstance(event, JobEnded):
                     self.close()
                 return event
-            if self._finished or self._job.done:
+            if self._finished or self._job.ended:
                 self.close()
                 raise StopAsyncIteration
             arrived = self._arrived = asyncio.get_running_loop().create_future()
             try:
-                await self._job._until_event(arrived)
+                await self._job.until_event(arrived)
             finally:
                 self._arrived = None
 

@@ -259,20 +259,6 @@ class JobStatus:
     def done(self) -> bool:
         return self.state.done
 
-    def _without_payload(self) -> JobStatus:
-        """This snapshot without its decoded answer (what a job keeps while it runs)."""
-        return JobStatus(
-            task_id=self.task_id,
-            model=self.model,
-            state=self.state,
-            raw_status=self.raw_status,
-            urls=self.urls,
-            error=self.error,
-            cost_usd=self.cost_usd,
-            credits_used=self.credits_used,
-            source=self.source,
-        )
-
     def describe(self) -> str:
         """``"running (processing)"``, ``"failed: upstream status 400"``, ..."""
         text = self.state.value
@@ -360,8 +346,10 @@ class DownloadedFile(os.PathLike[str]):
         return self.path.exists()
 
 
-class _ResultFetcher(Protocol):
-    async def _download_result(
+class VideoFetcher(Protocol):
+    """What a :class:`VideoResult` downloads itself with (the session's engine)."""
+
+    async def download_video(
         self,
         result: VideoResult,
         path: Path,
@@ -386,7 +374,7 @@ class VideoResult:
     credits_used: float | None = None
     source: ResultSource = ResultSource.URL
     payload: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False)
-    _fetcher: _ResultFetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
+    _fetcher: VideoFetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
 
     @property
     def final_cost(self) -> Cost:
@@ -418,6 +406,6 @@ class VideoResult:
             raise RuntimeError(
                 "this VideoResult is not bound to a FastRouterSession; get it from VideoJob.result() to download it"
             )
-        return await self._fetcher._download_result(
+        return await self._fetcher.download_video(
             self, Path(path), overwrite=overwrite, progress=progress, max_bytes=max_bytes
         )

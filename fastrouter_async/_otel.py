@@ -24,6 +24,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from ._config import package_version
 from ._errors import InvalidRequestError
 from ._event_hub import polling_task
 from ._events import DownloadFinished, Event, JobEnded, JobSubmitted, RateLimited, StatusChanged
@@ -115,8 +116,6 @@ class Telemetry:
         from opentelemetry.context import Context  # noqa: PLC0415
         from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode  # noqa: PLC0415
 
-        from . import __version__  # noqa: PLC0415 (the package, fully imported by now)
-
         self._trace = trace
         self._metrics = metrics
         self._inject = propagate.inject
@@ -127,8 +126,8 @@ class Telemetry:
         self._codes = StatusCode
         self._prompts = prompts
         self._submit_url = submit_url
-        self._tracer = trace.get_tracer("fastrouter_async", __version__)
-        meter = metrics.get_meter("fastrouter_async", __version__)
+        self._tracer = trace.get_tracer("fastrouter_async", package_version())
+        meter = metrics.get_meter("fastrouter_async", package_version())
         self._in_flight = meter.create_up_down_counter(
             "fastrouter.jobs.in_flight", unit="{job}", description="Jobs submitted and not yet seen to end"
         )

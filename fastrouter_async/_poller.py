@@ -30,21 +30,23 @@ import asyncio
 import heapq
 import itertools
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 
 from ._answers import unexpected_error
 from ._errors import FastRouterError, NotFoundError
-from ._event_hub import polling_task
+from ._event_hub import EventHub, polling_task
 from ._events import PollerBehind, PollerCaughtUp, PollRetried
 from ._retry import RetryCounter, is_transient
 
 if TYPE_CHECKING:
-    from ._job import VideoJob
-    from ._session import FastRouterSession
+    import random
 
-__all__ = ["BEHIND_AFTER", "LATE_FLOOR", "LATE_SHARE", "MAX_CONCURRENT_POLLS", "Poller", "PollerStatistics"]
+    from ._config import RetryPolicy
+    from ._models import JobStatus
+
+__all__ = ["BEHIND_AFTER", "LATE_FLOOR", "LATE_SHARE", "MAX_CONCURRENT_POLLS", "Polled", "Poller", "PollerStatistics"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -71,6 +73,49 @@ CAPACITY_HINT: Final = (
 )
 
 
+class Polled(Protocol):
+    """A job, as the poller sees it."""
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def wanted(self) -> bool:
+        """Whether it should stay on the schedule (somebody waits for its end, or for its slot)."""
+
+    @property
+    def ended(self) -> bool:
+        """Whether a poll has seen it end."""
+
+    @property
+    def awaited(self) -> bool:
+        """Whether a ``result()`` (or an events iterator) waits for it now."""
+
+    async def poll(self) -> JobStatus:
+        """One poll request (no retries)."""
+
+    def record(self, status: JobStatus) -> None:
+        """Take in the status a poll brought (wakes the waiters once it ended)."""
+
+    def next_delay(self, now: float) -> float:
+        """Seconds from ``now`` until its next poll, on its poll policy."""
+
+    def due_at(self) -> float:
+        """When its next poll is due on the policy's schedule (no jitter)."""
+
+    def mark_polled(self, now: float) -> None:
+        """A poll was tried at ``now`` (and failed): the schedule counts from here."""
+
+    def wake(self, failure: BaseException | None = None) -> None:
+        """Resolve the waits on it: it ended, or ``failure`` stopped them."""
+
+    def release_slot(self) -> None:
+        """Stop counting it against ``max_concurrent_jobs``."""
+
+
 @attrs.frozen(kw_only=True)
 class PollerStatistics:
     """How a session's poller keeps up with its schedule (``session.poller_statistics()``)."""
@@ -87,31 +132,42 @@ class PollerStatistics:
     """A running average of how many seconds after their due time the recent polls started."""
     max_lateness: float
     """The largest lateness of any poll since the session opened, in seconds."""
+    workers: int = 0
+    """Worker tasks polling right now (at most ``MAX_CONCURRENT_POLLS``)."""
+    retrying: int = 0
+    """Jobs whose last poll failed and is being retried."""
+    due: int = 0
+    """Schedule entries due now that no worker has taken yet (a backlog when the poller is behind;
+    entries left stale by a reschedule count until a worker drops them)."""
 
 
 class Poller:
-    """The scheduler of one session (see the module docstring)."""
+    """The scheduler of one session (see the module docstring).
 
-    def __init__(self, session: FastRouterSession) -> None:
-        self._session = session
-        self._heap: list[tuple[float, int, VideoJob]] = []
+    What it knows of a job sits in its own side table: the token of the job's live heap
+    entry (older entries of the same job are stale and skipped) and, while a poll of it is
+    being retried, the retry counter.
+    """
+
+    def __init__(self, events: EventHub, *, retry_policy: RetryPolicy, rng: random.Random) -> None:
+        self._events = events
+        self._retry_policy = retry_policy
+        self._rng = rng
+        self._heap: list[tuple[float, int, Polled, float]] = []  # (due, token, job, when it was scheduled)
+        self._tokens: dict[Polled, int] = {}  # the live entry of each job on the schedule
+        self._retries: dict[Polled, RetryCounter] = {}  # jobs whose polls are being retried
         self._seq = itertools.count()
         self._workers: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._polling: set[VideoJob] = set()  # jobs whose poll is on its way
+        self._polling: set[Polled] = set()  # jobs whose poll is on its way
         self._polls = 0  # polls sent by the scheduler (``status()`` calls are not counted)
         self._lateness = 0.0  # running average, seconds
         self._max_lateness = 0.0
         self._streak = 0  # late polls in a row (while on time) or on-time polls in a row (while behind)
         self._behind_since: float | None = None
-
-    @property
-    def scheduled(self) -> int:
-        """Jobs on the schedule or about to be polled."""
-        return len(self._heap)
 
     def statistics(self) -> PollerStatistics:
         """A snapshot of how the poller keeps up."""
@@ -122,9 +178,12 @@ class Poller:
             behind=self._behind_since is not None,
             lateness=self._lateness,
             max_lateness=self._max_lateness,
+            workers=len(self._workers),
+            retrying=len(self._retries),
+            due=0 if self._loop is None else _count_due(self._heap, self._loop.time(), len(self._heap))[0],
         )
 
-    def schedule(self, job: VideoJob, due: float) -> None:
+    def schedule(self, job: Polled, due: float) -> None:
         """Put ``job`` on the schedule for ``due`` (event-loop time), replacing any earlier entry."""
         if self._closed:
             return
@@ -132,15 +191,19 @@ class Poller:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         seq = next(self._seq)
-        job._schedule_token = seq  # entries with another token are stale and skipped
-        job._scheduled_at = loop.time()
-        heapq.heappush(self._heap, (due, seq, job))
+        self._tokens[job] = seq  # entries with another token are stale and skipped
+        heapq.heappush(self._heap, (due, seq, job, loop.time()))
         if self._timer is None or due < self._timer_at:
             self._arm(loop, due)
 
-    def is_scheduled(self, job: VideoJob) -> bool:
+    def is_scheduled(self, job: Polled) -> bool:
         """Whether ``job`` is on the schedule or being polled (it will be rescheduled while wanted)."""
-        return job._schedule_token is not None or job in self._polling
+        return job in self._tokens or job in self._polling
+
+    def unschedule(self, job: Polled) -> None:
+        """Take ``job`` off the schedule (its heap entry goes stale); a poll on its way is not stopped."""
+        self._tokens.pop(job, None)
+        self._retries.pop(job, None)
 
     async def aclose(self) -> None:
         """Stop: no more polls; running polls are cancelled and awaited."""
@@ -148,16 +211,17 @@ class Poller:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        jobs = {job for _, _, job in self._heap} | self._polling
+        jobs = {entry[2] for entry in self._heap} | self._polling
         self._heap.clear()
+        self._tokens.clear()
+        self._retries.clear()
         workers = list(self._workers)
         for worker in workers:
             worker.cancel()
         if workers:
             await asyncio.gather(*workers, return_exceptions=True)
         for job in jobs:
-            job._schedule_token = None
-            job._wake(RuntimeError(f"the FastRouterSession was closed while waiting for task {job.task_id}"))
+            job.wake(RuntimeError(f"the FastRouterSession was closed while waiting for task {job.task_id}"))
 
     # --- internals ------------------------------------------------------------------------
 
@@ -185,34 +249,34 @@ class Poller:
 
     def _rearm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drop stale entries at the top (they would only wake the timer for nothing); arm for the next due."""
-        heap = self._heap
-        while heap and heap[0][2]._schedule_token != heap[0][1]:
+        heap, tokens = self._heap, self._tokens
+        while heap and tokens.get(heap[0][2]) != heap[0][1]:
             heapq.heappop(heap)
         if heap and (self._timer is None or heap[0][0] < self._timer_at):
             self._arm(loop, heap[0][0])
 
     async def _work(self) -> None:
-        heap = self._heap
+        heap, tokens = self._heap, self._tokens
         loop = self._loop
         assert loop is not None
         try:
             while heap and not self._closed:
-                due, seq, job = heap[0]
-                if job._schedule_token != seq:
+                due, seq, job, scheduled_at = heap[0]
+                if tokens.get(job) != seq:
                     heapq.heappop(heap)  # rescheduled since (a status() or a poll answered meanwhile)
                     continue
                 now = loop.time()
                 if due > now:
                     break
                 heapq.heappop(heap)
-                job._schedule_token = None
-                if job._wanted:
-                    self._started_late_by(now - due, due - job._scheduled_at)
+                del tokens[job]
+                if job.wanted:
+                    self._started_late_by(now - due, due - scheduled_at)
                     await self._poll(job)
         finally:
             # Leave the pool in the same step that found nothing due: a worker that is done but
             # not yet reaped must never be counted on to poll a job that comes due next.
-            self._workers.discard(asyncio.current_task())
+            self._workers.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
         if not self._closed:
             if self._behind_since is not None:
                 self._caught_up(loop.time())  # every due poll has started: no backlog left
@@ -242,7 +306,7 @@ class Poller:
             len(self._heap),
             CAPACITY_HINT,
         )
-        self._session._events.emit(PollerBehind(lateness=self._lateness, jobs_scheduled=len(self._heap)))
+        self._events.emit(PollerBehind(lateness=self._lateness, jobs_scheduled=len(self._heap)))
 
     def _caught_up(self, now: float) -> None:
         since = self._behind_since
@@ -250,34 +314,33 @@ class Poller:
         self._behind_since = None
         self._streak = 0
         logger.info("polls start on time again, after %.1fs behind", now - since)
-        self._session._events.emit(
+        self._events.emit(
             PollerCaughtUp(lateness=self._lateness, jobs_scheduled=len(self._heap), seconds_behind=now - since)
         )
 
-    async def _poll(self, job: VideoJob) -> None:
-        session = self._session
+    async def _poll(self, job: Polled) -> None:
         loop = self._loop
         assert loop is not None
         self._polls += 1
         self._polling.add(job)
         token = polling_task.set(job.task_id)  # the request hook (tracing) tells polls apart by it
         try:
-            snapshot = await session._poll_once(job)
+            snapshot = await job.poll()
         except FastRouterError as exc:
-            counter = job._retries
+            counter = self._retries.get(job)
             if counter is None:
-                counter = job._retries = RetryCounter(session._retry_policy)
-            delay = counter.delay_after(exc, session._rng, transient=is_transient(exc))
+                counter = self._retries[job] = RetryCounter(self._retry_policy)
+            delay = counter.delay_after(exc, self._rng, transient=is_transient(exc))
             if delay is not None:
                 logger.warning("status of task %s: %s; asking again in %.2fs", job.task_id, exc, delay)
                 self.schedule(job, loop.time() + delay)
-                session._events.emit(
+                self._events.emit(
                     PollRetried(
                         task_id=job.task_id, model=job.model, attempt=counter.attempt, delay=delay, error=str(exc)
                     )
                 )
                 return
-            job._retries = None
+            del self._retries[job]
             self._failed(job, exc)
             return
         except Exception as exc:  # a bug must not leave waiters hanging forever
@@ -289,35 +352,37 @@ class Poller:
         finally:
             polling_task.reset(token)
             self._polling.discard(job)
-        job._retries = None
+        if self._retries:
+            self._retries.pop(job, None)
         try:
-            job._record(snapshot)
+            job.record(snapshot)
         except Exception as exc:  # this job's failure, never the end of the worker (and of other jobs' polls)
             logger.exception("unexpected error recording the status of job %s", job.task_id)
             self._failed(job, unexpected_error(exc, f"the status of task {job.task_id}"))
             return
-        if job._outcome is None and job._wanted:
+        if not job.ended and job.wanted:
             now = loop.time()
-            self.schedule(job, now + job._next_delay(now))
+            self.schedule(job, now + job.next_delay(now))
 
-    def _failed(self, job: VideoJob, exc: FastRouterError) -> None:
+    def _failed(self, job: Polled, exc: FastRouterError) -> None:
         """A poll failed for good: tell the waiters; a job nobody waits for keeps polling later."""
-        if job._waiters:
-            job._release_slot()  # the wait failed (gone, auth, retries exhausted): stop counting it
-            job._wake(exc)
+        if job.awaited:
+            job.release_slot()  # the wait failed (gone, auth, retries exhausted): stop counting it
+            job.wake(exc)
             return
         if isinstance(exc, NotFoundError):
             logger.warning("job %s (%s) is no longer known to the server; its slot is freed", job.task_id, job.model)
-            job._release_slot()
+            job.release_slot()
             return
         # Polled only to free a slot: not fatal; the job keeps its slot and is asked again later.
         logger.warning("could not poll job %s (%s) while waiting for a slot: %s", job.task_id, job.model, exc)
-        job._last_poll_at = self._loop.time() if self._loop else None
-        if job._wanted:
-            self.schedule(job, job._due_at())
+        if self._loop is not None:
+            job.mark_polled(self._loop.time())
+        if job.wanted:
+            self.schedule(job, job.due_at())
 
 
-def _count_due(heap: list[tuple[float, int, VideoJob]], now: float, limit: int) -> tuple[int, float | None]:
+def _count_due(heap: list[tuple[float, int, Polled, float]], now: float, limit: int) -> tuple[int, float | None]:
     """How many entries of ``heap`` are due at ``now`` (up to ``limit``: O(limit) entries are visited).
 
     Also when the next one after them is due, if all due entries were counted (``None`` otherwise,

@@ -9,7 +9,7 @@ expiry is measured on the Redis server's clock (``TIME``, ``PX``), so hosts whos
 still agree on when a lease or a pause ends.
 
 Keys of one account live under ``fra:{NAMESPACE}:``, where NAMESPACE is
-:func:`~fastrouter_async._shared.key_namespace` of its API key (never the key itself). The braces
+:func:`~fastrouter_async._namespace.key_namespace` of its API key (never the key itself). The braces
 make the namespace a Redis Cluster hash tag, so all keys of one account sit in one slot.
 
 - ``slots:NAME``   ZSET holder -> lease expiry (server ms): the job slots
@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 
-from ._errors import InvalidRequestError
 from ._models import JobState
+from ._namespace import check_namespace
 from ._shared import (
-    NAMESPACE_LENGTH,
     BucketSettings,
     JobRecord,
     check_take,
@@ -75,13 +74,7 @@ def prefix(namespace: str) -> str:
     Only what :func:`key_namespace` returns is accepted, so that an API key passed here by mistake is
     refused (and not echoed) instead of being written into every key.
     """
-    if not isinstance(namespace, str) or len(namespace) != NAMESPACE_LENGTH or namespace.strip(_HEX):
-        shown = f"a {type(namespace).__name__} of length {len(namespace) if isinstance(namespace, str) else '?'}"
-        raise InvalidRequestError("namespace", shown, f"{NAMESPACE_LENGTH} hex digits from key_namespace(api_key)")
-    return f"fra:{{{namespace}}}:"
-
-
-_HEX: Final = "0123456789abcdef"
+    return f"fra:{{{check_namespace(namespace)}}}:"
 
 
 def _text(value: bytes | str) -> str:

@@ -3,29 +3,31 @@
 Four pieces of state decide how a session treats the account: how many jobs are in flight (job
 slots), how fast requests go out (the request bucket, with a 429 pause), what was submitted (the job
 store) and who polls which job (watch leases). Each is a :class:`typing.Protocol` here, with an
-in-process implementation that keeps today's single-process behaviour; ``_redis.py`` implements
-the same protocols on Redis so that processes on several hosts share them.
+in-process implementation that keeps today's single-process behaviour; ``_sqlite_shared.py``
+implements the same protocols in one SQLite file (processes of one host), ``_redis.py`` on Redis
+(processes on several hosts), and ``_stores.py`` opens one of the three from a store URL.
 
 Times handed to these interfaces are *durations* (lease lengths, pauses, waits), never instants:
 processes on different hosts disagree about the time, so the implementation's own clock (the event
-loop's here, the Redis server's in ``_redis.py``) decides when something expires. Only a job
-record's ``submitted_at`` is an instant (Unix time, as the submitting process saw it).
+loop's here, the host's ``time.time()`` in ``_sqlite_shared.py``, the Redis server's in ``_redis.py``)
+decides when something expires. Only a job record's ``submitted_at`` is an instant (Unix time, as
+the submitting process saw it).
 
 Nothing here is wired into the session yet.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Collection, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import anyio
 import attrs
 
 from ._errors import InvalidRequestError
 from ._models import JobState
+from ._namespace import NAMESPACE_LENGTH, key_namespace
 
 __all__ = [
     "NAMESPACE_LENGTH",
@@ -41,20 +43,6 @@ __all__ = [
     "key_namespace",
     "spend",
 ]
-
-_NAMESPACE_SALT: Final = b"fastrouter-async/shared-namespace\x00"
-NAMESPACE_LENGTH: Final = 16  # hex digits of sha256: 64 bits, plenty to keep accounts apart
-
-
-def key_namespace(secret_value: str) -> str:
-    """A short fingerprint of an API key that names its shared state; the key cannot be read back from it.
-
-    Salted so that it matches no plain sha256 of the key published elsewhere.
-    """
-    if not isinstance(secret_value, str) or not secret_value:
-        # Never the value itself in the error: it is a secret (or a mistake that may contain one).
-        raise InvalidRequestError("api_key", type(secret_value).__name__, "a non-empty API key string")
-    return hashlib.sha256(_NAMESPACE_SALT + secret_value.encode()).hexdigest()[:NAMESPACE_LENGTH]
 
 
 def positive_duration(name: str, value: object, allowed: str = "a finite number of seconds > 0") -> float:

@@ -10,6 +10,7 @@ import pytest
 from fastrouter_async import FastRouterSession, InvalidRequestError, RequestBudget
 from fastrouter_async._budget import Throttle, coerce_budget
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
+from tests._internals import engine_of
 
 from .conftest import SessionFactory
 
@@ -126,7 +127,7 @@ async def test_batch_rides_out_a_429_storm(make_session: SessionFactory, sim: Fa
     assert all(r.ok for r in results)
     assert sim.records.jobs_created == 30
     assert session.rate_limited == 15
-    assert session._throttle.episode < 15  # requests already on their way did not cut the rate again
+    assert engine_of(session).throttle.episode < 15  # requests already on their way did not cut the rate again
     # During a pause only requests that were already on their way may arrive: each job has at most
     # one request out at a time, so at most the nine other jobs' (a session pausing only the job
     # that was answered 429 lets the others poll on: hundreds of requests).

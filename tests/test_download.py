@@ -33,6 +33,7 @@ from fastrouter_async.testing import (
     SimulatorServer,
     sample_video,
 )
+from tests._internals import engine_of
 
 from .conftest import API_KEY, SessionFactory
 
@@ -635,7 +636,12 @@ async def test_invalid_inline_base64_is_an_error(session: FastRouterSession, tmp
     """Inline text that is not base64 raises DownloadError and leaves nothing behind."""
     payload = {"data": {"status": "succeed", "generations": [{"status": "succeed", "bytesBase64Encoded": "QQ"}]}}
     result = VideoResult(
-        task_id="fr_X", model=None, url=None, source=ResultSource.INLINE_BASE64, payload=payload, fetcher=session
+        task_id="fr_X",
+        model=None,
+        url=None,
+        source=ResultSource.INLINE_BASE64,
+        payload=payload,
+        fetcher=engine_of(session).fetcher,
     )
     with pytest.raises(DownloadError, match="not valid base64"):
         await result.download(tmp_path / "v.mp4")

@@ -1,5 +1,4 @@
-"""The layering rules of tools/layers.py, pinned where they already hold: the simulator package and the
-client's lower layers (values, pure logic, I/O primitives)."""
+"""The layering rules of tools/layers.py, pinned on the whole client package and on the simulator."""
 
 from __future__ import annotations
 
@@ -8,26 +7,13 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKER = REPO_ROOT / "tools" / "layers.py"
 PACKAGE = REPO_ROOT / "fastrouter_async"
-
-# The client's lower layers, bottom up (docs/explanation/design.md, "Layers that only look down").
-LAYERS: dict[str, frozenset[str]] = {
-    "values": frozenset({"_errors", "_models", "_config", "_specs", "_catalog", "_urls"}),
-    "pure logic": frozenset(
-        {"_cachekey", "_untrusted", "_sniff", "_protocol", "_interpret", "_integrity", "_validate", "_lookup"}
-        | {"_retry", "_schedule", "_estimates", "_filenames"}
-    ),
-    "I/O primitives": frozenset(
-        {"_http_parts", "_transport", "_rawbody", "_budget", "_partfs", "_writer", "_partfile"}
-        | {"_batch_keys", "_journal_lock", "_journal", "_journal_read"}
-    ),
-}
-LOWER = frozenset().union(*LAYERS.values())
 
 
 def _layers() -> ModuleType:
@@ -98,53 +84,68 @@ def test_checker_exits_1_with_findings_and_0_without(tmp_path: Path) -> None:
     assert (passed.returncode, passed.stdout) == (0, "")
 
 
-def _short(module: str) -> str:
-    return module.rpartition(".")[2]
+def test_client_package_passes_every_check() -> None:
+    """No import cycle, no module without a layer, no import up a layer, no long module, no private import."""
+    assert _layers().check(PACKAGE) == []
 
 
-def test_lower_layers_have_no_import_cycle() -> None:
-    """No import cycle (type-only imports included) passes through a module of the values, logic or I/O layers."""
-    lower = {f"fastrouter_async.{name}" for name in LOWER}
-    assert _layers().cycles_touching(PACKAGE, lower) == []
+def test_every_module_of_the_package_has_a_layer() -> None:
+    """Each client module is placed in exactly one layer of the table (docs/explanation/layout.md)."""
+    layers = _layers()
+    placed = [name for modules in layers.LAYERS.values() for name in modules]
+    assert len(placed) == len(set(placed))
+    on_disk = {path.stem for path in PACKAGE.glob("*.py")}
+    assert on_disk <= set(placed)
 
 
-def test_lower_layers_only_look_down() -> None:
-    """A module of the lower layers imports only modules of its own layer or below, none of the engine or above."""
-    graph = _layers().import_graph(PACKAGE)
-    allowed: set[str] = set()
-    wrong = []
-    for layer, modules in LAYERS.items():
-        allowed |= modules
-        for module in sorted(modules):
-            above = sorted(_short(m) for m in graph[f"fastrouter_async.{module}"] if _short(m) not in allowed)
-            wrong += [f"{module} ({layer}) imports {target}" for target in above]
-    assert wrong == []
+def test_private_names_are_checked_in_the_whole_package() -> None:
+    """ruff's SLF001 has no per-file exception anywhere in fastrouter_async/."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    ignores = pyproject["tool"]["ruff"]["lint"]["per-file-ignores"]
+    assert [path for path, rules in ignores.items() if path.startswith("fastrouter_async") and "SLF001" in rules] == []
 
 
-def test_lower_layers_are_short_and_take_no_private_names() -> None:
-    """Every lower-layer module is at most 500 lines and takes no other module's private name."""
-    findings = _layers().check(PACKAGE)
-    mine = [f for f in findings if not f.startswith("import cycle") and _finding_module(f) in LOWER]
-    assert mine == []
-
-
-def _finding_module(finding: str) -> str:
-    # "long module: pkg._x has ..." / "private import: pkg._x:12: ..."
-    return _short(finding.split(": ", 1)[1].split(" ", 1)[0].split(":", 1)[0])
-
-
-def test_only_the_transport_imports_aiohttp_among_the_lower_layers() -> None:
-    """Of the lower layers, only _transport (and _rawbody, its raw body reader) import aiohttp."""
+def test_only_the_transport_imports_aiohttp() -> None:
+    """Of the client's modules, only _transport (and _rawbody, its raw body reader) import aiohttp at run time
+    (others may name ``aiohttp.ClientSession`` in annotations, the type of a session handed in)."""
     importers = set()
-    for name in LOWER:
-        tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _runtime_nodes(tree):
             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "aiohttp" for a in node.names):
-                importers.add(name)
+                importers.add(path.stem)
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "aiohttp" and not node.level:
-                importers.add(name)
+                importers.add(path.stem)
     assert importers <= {"_transport", "_rawbody"}
     assert "_transport" in importers
+
+
+def _runtime_nodes(tree: ast.Module) -> list[ast.AST]:
+    """Every node of ``tree`` outside ``if TYPE_CHECKING:`` blocks."""
+    nodes: list[ast.AST] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}:
+            stack.extend(node.orelse)
+            continue
+        nodes.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
+def test_checker_finds_an_upward_import_and_an_unplaced_module(tmp_path: Path) -> None:
+    """In the client package, a value module importing the engine, and a module of no layer, are reported."""
+    package = tmp_path / "fastrouter_async"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_models.py").write_text("from ._poller import Poller\n")
+    (package / "_poller.py").write_text("Poller = 1\n")
+    (package / "_stray.py").write_text("")
+    assert _layers().check(package) == [
+        "upward import: fastrouter_async._models (L0 values) imports fastrouter_async._poller (L3 engine)",
+        "unplaced module: fastrouter_async._stray (add it to LAYERS in tools/layers.py)",
+    ]
 
 
 def test_cycles_touching_keeps_only_the_cycles_through_the_modules_named(tmp_path: Path) -> None:

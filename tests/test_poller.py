@@ -10,8 +10,9 @@ import anyio
 import anyio.lowlevel
 
 from fastrouter_async import AuthenticationError, FastRouterSession, PollPolicy, VideoRequest
-from fastrouter_async._poller import MAX_CONCURRENT_POLLS, _count_due
+from fastrouter_async._poller import MAX_CONCURRENT_POLLS
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
+from tests._internals import life_of
 
 from .conftest import SessionFactory
 
@@ -28,7 +29,7 @@ async def test_many_waiters_one_poller(make_session: SessionFactory, sim: FastRo
     async def watch() -> None:
         nonlocal most_workers
         while True:
-            most_workers = max(most_workers, len(session._poller._workers))
+            most_workers = max(most_workers, session.poller_statistics().workers)
             await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
@@ -38,8 +39,8 @@ async def test_many_waiters_one_poller(make_session: SessionFactory, sim: FastRo
     assert [r.task_id for r in results] == [j.task_id for j in jobs]
     assert len(sim.records.polls) == 900
     assert 1 < most_workers <= MAX_CONCURRENT_POLLS
-    assert not session._poller._workers
-    assert session._poller.scheduled == 0
+    assert session.poller_statistics().workers == 0
+    assert session.poller_statistics().scheduled == 0
 
 
 async def test_status_that_sees_the_end_wakes_result(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
@@ -95,7 +96,7 @@ async def test_abandoned_job_is_not_polled_any_more(make_session: SessionFactory
     polls_of = [r.task_id for r in sim.records.polls]
     assert polls_of.count(other.task_id) == 10
     assert polls_of.count(job.task_id) <= seen + 1
-    assert session._poller.scheduled == 0
+    assert session.poller_statistics().scheduled == 0
 
 
 async def test_sparse_until_the_expected_completion(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
@@ -199,7 +200,7 @@ async def test_waiter_joining_during_a_poll_adds_no_poll(
     job = await session.submit(model="google/veo3", prompt="p")
     async with anyio.create_task_group() as tg:
         tg.start_soon(job.result)
-        while not session._poller._polling:
+        while not session.poller_statistics().polling:
             await anyio.lowlevel.checkpoint()
         tg.start_soon(job.result)
     first, second = sim.records.polls
@@ -213,7 +214,7 @@ async def test_a_hanging_poll_holds_up_no_other_job(make_session: SessionFactory
     stuck = await session.submit(model="google/veo3", prompt="stuck")
     async with anyio.create_task_group() as tg:
         tg.start_soon(stuck.result)
-        while not session._poller._polling:
+        while not session.poller_statistics().polling:
             await anyio.lowlevel.checkpoint()
         quick = await session.submit(model="google/veo3", prompt="quick")
         with anyio.fail_after(4):  # the hanging poll times out after 5 s (FAST_TIMEOUTS): well before that
@@ -237,8 +238,8 @@ async def test_job_being_polled_is_not_scheduled_again(make_session: SessionFact
         await _until(lambda: len(sim.records.polls) == 1)
         tg.start_soon(job.result)
         tg.start_soon(partial(session.submit, model="google/veo3", prompt="waits for the slot"))
-        await _until(lambda: session.submits_waiting == 1 and len(job._waiters or ()) == 2)
-        assert session._poller.scheduled == 0  # its poll, when answered, schedules the next one
+        await _until(lambda: session.submits_waiting == 1 and life_of(job).waits() == 2)
+        assert session.poller_statistics().scheduled == 0  # its poll, when answered, schedules the next one
         tg.cancel_scope.cancel()
     assert len(sim.records.polls) == 1
 
@@ -248,14 +249,13 @@ async def test_every_worker_is_polling_or_about_to(make_session: SessionFactory,
     sim.default_plan = JobPlan(polls=3)
     session = make_session(max_concurrent_jobs=None)
     jobs = [await session.submit(model="google/veo3", prompt=f"job {i}") for i in range(100)]
-    poller = session._poller
     lingering = 0
 
     async def watch() -> None:
         nonlocal lingering
         while True:
-            due, _ = _count_due(poller._heap, asyncio.get_running_loop().time(), len(poller._heap))
-            lingering = max(lingering, len(poller._workers) - len(poller._polling) - due)
+            stats = session.poller_statistics()
+            lingering = max(lingering, stats.workers - stats.polling - stats.due)
             await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:

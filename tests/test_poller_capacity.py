@@ -12,6 +12,7 @@ import pytest
 from fastrouter_async import Event, PollerBehind, PollerCaughtUp, PollerStatistics
 from fastrouter_async._poller import BEHIND_AFTER, LATE_FLOOR, MAX_CONCURRENT_POLLS, _count_due
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
+from tests._internals import engine_of
 
 from .conftest import SessionFactory
 
@@ -36,7 +37,7 @@ async def _run_behind(
         if isinstance(event, PollerBehind) and not behind.done():
             behind.set_result(session.poller_statistics())
 
-    session._events.add_consumer(watch)
+    engine_of(session).events.add_consumer(watch)
     await asyncio.gather(*(job.result() for job in jobs))
     assert behind.done(), f"never behind: {session.poller_statistics()}"
     return events, behind.result(), session.poller_statistics()

@@ -12,6 +12,7 @@ from fastrouter_async import JobState, RateLimitError, RetryPolicy
 from fastrouter_async._budget import Throttle
 from fastrouter_async._concurrency import JobCap, is_concurrency_limit, is_concurrency_limit_error
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan
+from tests._internals import engine_of
 
 from .conftest import SessionFactory
 
@@ -156,7 +157,7 @@ async def test_session_pause_recovers_between_429s(make_session: SessionFactory,
     assert statuses.count(429) == 5
     assert "429, 429" not in ", ".join(map(str, statuses))  # successes in between
     assert session.rate_limited == 5
-    assert session._throttle.recent_pauses == (0.001,) * 5  # old: 0.001, 0.002, 0.004, 0.008, 0.016
+    assert engine_of(session).throttle.recent_pauses == (0.001,) * 5  # old: 0.001, 0.002, 0.004, 0.008, 0.016
 
 
 # --- "too many jobs at once" ---------------------------------------------------------------
@@ -178,7 +179,7 @@ async def test_too_many_jobs_lowers_the_cap_and_polls_go_on(
     assert (await jobs[1].status()).state is JobState.RUNNING  # polls are not held back
     assert sim.records.poll_count > polls_before
     assert session.rate_limited == 0
-    assert session._throttle.recent_pauses == ()
+    assert engine_of(session).throttle.recent_pauses == ()
     assert not refused.done()
     sim.jobs[jobs[0].task_id].plan = JobPlan(polls=1)  # one job ends: the refused submit gets its slot
     fourth = await refused

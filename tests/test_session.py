@@ -40,6 +40,7 @@ from fastrouter_async import (
     VideoRequest,
 )
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
+from tests._internals import life_of
 
 from .conftest import API_KEY, FAST_POLL, SessionFactory
 
@@ -590,7 +591,7 @@ async def test_result_timeout_covers_waiting_behind_another_waiter(
     sim.default_plan = JobPlan(polls=1000)
     job = await session.submit(**VEO)
     first = asyncio.create_task(job.result())
-    await until(lambda: job._being_awaited)
+    await until(lambda: life_of(job).waits() == 1)
     started = anyio.current_time()
     with pytest.raises(JobTimeoutError):
         await job.result(timeout=0.05)
@@ -774,9 +775,14 @@ async def test_unclosed_session_warns_when_garbage_collected() -> None:
     """A session used and never closed warns ResourceWarning naming FastRouterSession when collected."""
     session = FastRouterSession(API_KEY, base_url="http://127.0.0.1:9")
     await session.__aenter__()  # used, never closed (no request: no aiohttp session to leak)
-    del session
-    with pytest.warns(ResourceWarning, match=r"unclosed FastRouterSession.*async with.*aclose\(\)"):
+
+    def drop() -> None:
+        nonlocal session
+        del session  # collected here (no reference cycle holds it), or by the collection below
         gc.collect()
+
+    with pytest.warns(ResourceWarning, match=r"unclosed FastRouterSession.*async with.*aclose\(\)"):
+        drop()
 
 
 async def test_closed_or_unused_session_does_not_warn_when_garbage_collected() -> None:

@@ -1,7 +1,8 @@
 """The shared-state interfaces and their in-process implementations.
 
 The ``check_*`` functions are each interface's contract; tests/test_redis_shared.py runs the same
-checks against the Redis implementations.
+checks against the Redis implementations, and tests/test_sqlite_shared.py against every store that
+open_store() opens (in memory, SQLite and Redis).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fastrouter_async._shared import (
     spend,
 )
 
-# -- contracts, shared with the Redis tests ------------------------------------------------------------
+# -- contracts, shared with the Redis and SQLite tests --------------------------------------------------
 
 
 async def check_slots(slots: JobSlots) -> None:

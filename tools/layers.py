@@ -9,7 +9,9 @@ or run) and reports:
   ``if TYPE_CHECKING:`` and those inside functions too. One pair is allowed:
   ``_errors`` <-> ``_models`` (each names the other in annotations);
 - modules longer than 500 lines;
-- ``from ._x import _private``: a module taking another module's private name.
+- ``from ._x import _private``: a module taking another module's private name;
+- for the client package itself, a module missing from :data:`LAYERS` (every module has a
+  place), and an import that goes up a layer (type-only imports included).
 
 It prints one line per finding and exits 1 if there is any, 0 otherwise.
 """
@@ -23,6 +25,34 @@ from pathlib import Path
 from typing import Final
 
 MAX_LINES: Final = 500
+LONG_ALLOWED: Final = frozenset({"fastrouter_async._catalog"})  # the catalog's data table
+
+LAYERS: Final[dict[str, tuple[str, ...]]] = {
+    # Each module imports only from its own layer or the ones above it in this table.
+    "L0 values": (
+        "_errors", "_models", "_config", "_specs", "_catalog", "_events", "_batch_values", "_urls",
+    ),
+    "L1 pure logic": (
+        "_protocol", "_interpret", "_lookup", "_integrity", "_validate", "_retry", "_estimates", "_schedule",
+        "_filenames", "_untrusted", "_answers", "_accept", "_sniff", "_cachekey", "_concurrency", "_costs", "_spend",
+        "_batch_keys", "_arguments",
+    ),
+    "L2 I/O primitives": (
+        "_http_parts", "_transport", "_rawbody", "_hosts", "_budget", "_partfs", "_writer", "_partfile", "_inline",
+        "_journal_lock", "_journal", "_journal_read", "_catalog_cache", "_batch_inputs", "_event_hub",
+        "_job_record", "_namespace", "_shared", "_redis", "_sqlite_db", "_sqlite_shared", "_stores",
+    ),
+    "L3 engine": (
+        "_api", "_replays", "_submits", "_submitter", "_slots", "_poller", "_download", "_fetch", "_otel",
+        "_engine",
+    ),
+    "L4 entities": (
+        "_job_life", "_job_events", "_job", "_batch_plan", "_batch_spend", "_batch_hooks", "_batch_tally",
+        "_batch_resume", "_batch_job", "_batch",
+    ),
+    "L5 facade": ("_session",),
+    "package": ("__init__", "__main__"),
+}  # fmt: skip
 ALLOWED_PAIRS: Final = frozenset({frozenset({"fastrouter_async._errors", "fastrouter_async._models"})})
 
 
@@ -136,6 +166,38 @@ def shortest_cycle(graph: dict[str, set[str]], component: list[str]) -> list[str
     raise AssertionError(f"{start} is in a cycle")  # pragma: no cover  (a component always has one)
 
 
+def layer_of(name: str) -> int | None:
+    """The layer number of a module of the client package (``None``: not in :data:`LAYERS`)."""
+    short = name.rpartition(".")[2] if name.count(".") == 1 else None
+    if name == "fastrouter_async":
+        short = "__init__"
+    for number, modules in enumerate(LAYERS.values()):
+        if short in modules:
+            return number
+    return None
+
+
+def layer_findings(graph: dict[str, set[str]]) -> list[str]:
+    """Modules of ``fastrouter_async`` without a layer, and imports that go up a layer."""
+    findings: list[str] = []
+    names = list(LAYERS)
+    for name in sorted(graph):
+        short = name.rpartition(".")[2]
+        if not name.startswith("fastrouter_async") or name.count(".") > 1 or not (short == name or short[0] == "_"):
+            continue  # cli/ and testing/ are applications of the package, checked on their own
+        layer = layer_of(name)
+        if layer is None:
+            findings.append(f"unplaced module: {name} (add it to LAYERS in tools/layers.py)")
+            continue
+        for target in sorted(graph[name]):
+            if target.count(".") > 1 or not target.startswith("fastrouter_async"):
+                continue
+            upper = layer_of(target)
+            if upper is not None and upper > layer:
+                findings.append(f"upward import: {name} ({names[layer]}) imports {target} ({names[upper]})")
+    return findings
+
+
 def _parsed(directory: Path) -> Iterator[tuple[str, str, ast.Module, bool, set[str]]]:
     """Each module under ``directory``: its name, source, syntax tree, whether it is a package, all names."""
     directory = directory.resolve()
@@ -169,13 +231,15 @@ def check(directory: Path) -> list[str]:
     for name, source, tree, is_package, known in _parsed(directory):
         graph[name] = set(imported_modules(tree, name, is_package=is_package, known=known)) - {name}
         lines = len(source.splitlines())
-        if lines > MAX_LINES:
+        if lines > MAX_LINES and name not in LONG_ALLOWED:
             findings.append(f"long module: {name} has {lines} lines (more than {MAX_LINES})")
         findings.extend(f"private import: {line}" for line in private_imports(tree, name, is_package=is_package))
     findings[:0] = [
         f"import cycle among {len(c)} modules: {', '.join(c)} (e.g. {' -> '.join(shortest_cycle(graph, c))})"
         for c in cycles(graph)
     ]
+    if "fastrouter_async" in graph:  # the client package itself: every module has a layer, imports look down
+        findings.extend(layer_findings(graph))
     return findings
 
 

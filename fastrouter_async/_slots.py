@@ -1,0 +1,179 @@
+"""Job slots: the limiter of ``max_concurrent_jobs``, the jobs holding a slot, and "a submit waits".
+
+A job holds one slot from its submit until it is seen to end. :class:`JobSlots` is the
+in-process version of the engine's slot interface; the effective cap follows
+:class:`~._concurrency.JobCap` (lowered by "too many jobs at once", restored by accepted
+submits). When a submit has to wait, every job holding a slot is told to get itself polled
+(:meth:`SlotHolder.watch_for_slot`): a caller that submits several jobs before awaiting any
+would otherwise wait forever for a slot nobody frees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import weakref
+from typing import Protocol
+
+import anyio
+import attrs
+
+from ._concurrency import JobCap
+
+__all__ = ["JobSlots", "Slot", "SlotHolder", "SlotStatistics"]
+
+
+class Slot:
+    """One unit of ``max_concurrent_jobs``, held by one job and released exactly once."""
+
+    __slots__ = ("__weakref__", "_limiter", "_released")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    async def acquire(self) -> None:
+        await self._limiter.acquire_on_behalf_of(self)
+
+    def acquire_nowait(self) -> None:
+        """Take the slot at once, or raise ``anyio.WouldBlock``."""
+        self._limiter.acquire_on_behalf_of_nowait(self)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter.release_on_behalf_of(self)
+
+    def release_from_any_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called by the garbage collector when a job handle is dropped."""
+        if self._released:
+            return
+        if loop.is_closed():
+            self._released = True
+            return
+        try:
+            if _running_loop() is loop:
+                self.release()
+            else:
+                loop.call_soon_threadsafe(self.release)
+        except RuntimeError:  # the loop closed in between: nothing left to wake
+            self._released = True
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class SlotHolder(Protocol):
+    """A job that holds a slot, as the slots see it."""
+
+    @property
+    def holds_slot(self) -> bool:
+        """Whether it still holds its slot (it has not been seen to end)."""
+
+    def watch_for_slot(self) -> None:
+        """A submit waits for a slot: get polled, so that the slot is freed when the job ends."""
+
+
+@attrs.frozen(kw_only=True)
+class SlotStatistics:
+    """A snapshot of the job slots (tests and diagnostics)."""
+
+    limit: int | None
+    """``max_concurrent_jobs`` (``None``: no bound)."""
+    current: int | None
+    """The effective cap now (lowered while FastRouter answers "too many jobs at once")."""
+    in_flight: int
+    """Slots held."""
+    waiting: int
+    """Submits waiting for a slot."""
+    holders: int
+    """Jobs known to hold a slot (watched while a submit waits)."""
+
+
+class JobSlots:
+    """``max_concurrent_jobs`` for one session (see the module docstring)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._cap = JobCap(limit)
+        self._limiter: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
+        self._holders: weakref.WeakSet[SlotHolder] = weakref.WeakSet()
+        self._closed = False
+
+    @property
+    def limit(self) -> int | None:
+        return self._limit
+
+    @property
+    def current(self) -> int | None:
+        """The effective cap (see :class:`JobCap`)."""
+        return self._cap.current
+
+    @property
+    def times_limited(self) -> int:
+        return self._cap.times_limited
+
+    @property
+    def in_flight(self) -> int:
+        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+
+    @property
+    def waiting(self) -> int:
+        """Submits waiting for a slot right now."""
+        return 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
+
+    def statistics(self) -> SlotStatistics:
+        return SlotStatistics(
+            limit=self._limit,
+            current=self._cap.current,
+            in_flight=self.in_flight,
+            waiting=self.waiting,
+            holders=len(self._holders),
+        )
+
+    async def acquire(self) -> Slot | None:
+        """A slot (``None`` without a bound), waiting for one when the cap is reached."""
+        if self._limit is None:
+            return None
+        limiter = self._limiter
+        if limiter is None:
+            limiter = self._limiter = anyio.CapacityLimiter(self._cap.current or self._limit)
+        slot = Slot(limiter)
+        try:
+            slot.acquire_nowait()
+        except anyio.WouldBlock:
+            for holder in list(self._holders):
+                if holder.holds_slot:
+                    holder.watch_for_slot()
+            await slot.acquire()
+        return slot
+
+    def hold(self, holder: SlotHolder) -> None:
+        """``holder`` now holds a slot: watch it whenever a submit waits."""
+        self._holders.add(holder)
+
+    def limited(self) -> None:
+        """A submit was refused with "too many jobs at once" (its own slot still counted)."""
+        self._apply(self._cap.limited(self.in_flight))
+
+    def accepted(self) -> None:
+        """A submit was accepted (the cap may rise again)."""
+        self._apply(self._cap.accepted())
+
+    def close(self) -> None:
+        """Wake every submit waiting for a slot (the session is closing)."""
+        self._closed = True
+        if self._limiter is not None:
+            self._limiter.total_tokens = math.inf
+
+    def _apply(self, cap: int | None) -> None:
+        if cap is not None and self._limiter is not None and not self._closed:
+            self._limiter.total_tokens = cap  # a higher cap wakes submits waiting for a slot
