@@ -63,6 +63,7 @@ from ._job import VideoJob
 from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
+from ._shared import JobRecord
 from ._lookup import find_model, price_for
 from ._models import (
     AcceptedJob,
@@ -113,6 +114,7 @@ __all__ = [
     "JobEnded",
     "JobEvents",
     "JobFailedError",
+    "JobRecord",
     "JobState",
     "JobStatus",
     "JobSubmitted",
