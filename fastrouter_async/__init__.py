@@ -63,7 +63,6 @@ from ._job import VideoJob
 from ._job_events import JobEvents
 from ._journal import JournalError
 from ._journal_read import BatchJournal, JournalRecord, read_journal
-from ._shared import JobRecord
 from ._lookup import find_model, price_for
 from ._models import (
     AcceptedJob,
@@ -78,6 +77,7 @@ from ._models import (
 )
 from ._poller import PollerStatistics
 from ._session import FastRouterSession
+from ._shared import JobRecord
 from ._specs import ModelSpec, Price
 from ._validate import validate as validate_request
 
