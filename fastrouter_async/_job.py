@@ -19,8 +19,9 @@ from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
 from ._job_events import JobEvents
 from ._models import Cost, JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
-from ._polling import RetryCounter, poll_delay
+from ._polling import RetryCounter
 from ._protocol import HttpCall
+from ._schedule import poll_delay
 
 if TYPE_CHECKING:
     from ._session import FastRouterSession, _Slot
