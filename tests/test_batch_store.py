@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,21 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from fastrouter_async import FastRouterSession, InvalidRequestError
+from fastrouter_async import (
+    DEFAULT_REPLAY_POLICY,
+    FastRouterSession,
+    InvalidRequestError,
+    OutcomeStatus,
+    SubmitUncertainError,
+    VideoRequest,
+)
+from fastrouter_async._batch_keys import batch_job_key, request_fingerprint, shared_namespace
+from fastrouter_async._protocol import build_submit_body
 from fastrouter_async.testing import FastRouterSimulator, SimulatorServer, sample_video
 
+from ._internals import engine_of
 from ._redis import RedisServer, find_redis_server, skip_reason
-from .conftest import API_KEY
+from .conftest import API_KEY, SessionFactory
 
 LINES = int(os.environ.get("FASTROUTER_BATCH_STORE_LINES", "200"))
 WORKERS = 4
@@ -241,3 +252,84 @@ async def test_a_process_killed_mid_batch_is_covered_by_the_others(
         or (tmp_path / "out" / Path(finished[0][i]["file"]).name).exists()
         for i in victims
     )
+
+
+def line_key(output_dir: Path, prompt: str) -> str:
+    """The key a shared batch into ``output_dir`` gives its first line asking for ``prompt`` (google/veo3)."""
+    body = build_submit_body(VideoRequest(model="google/veo3", prompt=prompt))
+    return batch_job_key(
+        namespace=shared_namespace(output_dir),
+        fingerprint=request_fingerprint(body),
+        occurrence=0,
+        generation=0,
+    )
+
+
+async def record_dead_intent(session: FastRouterSession, key: str, prompt: str, age: float) -> None:
+    """What a process that died mid-submit ``age`` seconds ago leaves in the store: an intent, no task id."""
+    sharing = engine_of(session).sharing
+    assert sharing is not None
+    body = build_submit_body(VideoRequest(model="google/veo3", prompt=prompt))
+    assert await sharing.intent(key, body=body, cache_key=key, model="google/veo3", at=time.time() - age)
+
+
+async def test_a_line_left_mid_submit_is_replayed_with_its_key(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """An intent without a task id (its process died mid-submit) is sent again with the same key: found again."""
+    out = tmp_path / "out"
+    key = line_key(out, "a cat")
+    first = make_session()
+    reached = await first.submit(VideoRequest(model="google/veo3", prompt="a cat", cache_key=key))  # it had arrived
+    session = make_session(store=f"sqlite:///{tmp_path / 'shared.sqlite'}")
+    await record_dead_intent(session, key, "a cat", age=5)
+    outcomes = [o async for o in session.generate_many([{"model": "google/veo3", "prompt": "a cat"}], output_dir=out)]
+    (outcome,) = outcomes
+    assert (outcome.status, outcome.task_id, outcome.found_again) == (OutcomeStatus.SUCCEEDED, reached.task_id, True)
+    assert sim.records.jobs_created == 1
+    assert [hit.cache_key for hit in sim.records.cache_hits] == [key]
+    record = await session.job_record(reached.task_id)
+    assert record is not None
+    assert outcome.file is not None
+    assert record.details["file"]["sha256"] == outcome.file.sha256
+
+
+async def test_a_line_left_mid_submit_past_the_window_is_uncertain(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """An intent without a task id older than the replay window is reported uncertain, and nothing is sent."""
+    out = tmp_path / "out"
+    key = line_key(out, "a cat")
+    session = make_session(store=f"sqlite:///{tmp_path / 'shared.sqlite'}")
+    await record_dead_intent(session, key, "a cat", age=DEFAULT_REPLAY_POLICY.window + 60)
+    outcomes = [o async for o in session.generate_many([{"model": "google/veo3", "prompt": "a cat"}], output_dir=out)]
+    assert [o.status for o in outcomes] == [OutcomeStatus.UNCERTAIN]
+    assert isinstance(outcomes[0].error, SubmitUncertainError)
+    assert "past the replay window" in outcomes[0].error.reason
+    assert sim.records.submit_count == 0
+
+
+async def test_a_rerun_resumes_from_the_store(
+    make_session: SessionFactory, sim: FastRouterSimulator, tmp_path: Path
+) -> None:
+    """Run again, a finished shared batch sends nothing; a video deleted since is fetched again, not generated."""
+    out = tmp_path / "out"
+    store = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    requests = [{"model": "google/veo3", "prompt": f"shot {n}"} for n in range(3)]
+    first = [o async for o in make_session(store=store).generate_many(requests, output_dir=out)]
+    assert all(o.ok and not o.submitted_elsewhere and not o.downloaded_elsewhere for o in first)
+    gone = next(o for o in first if o.index == 1)
+    assert gone.file is not None
+    gone.file.path.unlink()
+    again = sorted(
+        [o async for o in make_session(store=store).generate_many(requests, output_dir=out)], key=lambda o: o.index
+    )
+    assert [(o.ok, o.submitted_elsewhere, o.downloaded_elsewhere) for o in again] == [
+        (True, True, True),
+        (True, True, False),  # downloaded again here
+        (True, True, True),
+    ]
+    assert again[1].file is not None
+    assert again[1].file.path.read_bytes() == sample_video()
+    assert sim.records.jobs_created == 3
+    assert sim.records.download_count == 4
