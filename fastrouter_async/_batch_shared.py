@@ -381,7 +381,7 @@ class SharedLines:
         except FastRouterError as exc:
             outcome = self._tally.ended(item, "downloading", OutcomeStatus.FAILED, error=exc, result=result)
             return attrs.evolve(outcome, submitted_elsewhere=not submitted_here)
-        recorded = {"name": name, "path": str(file.path), "size": file.size, "sha256": file.sha256}
+        recorded = {"name": name, "path": str(file.path.absolute()), "size": file.size, "sha256": file.sha256}
         await self._sharing.record_details(result.task_id, JobState.SUCCEEDED, {"file": recorded})
         return self._succeeded(item, result, file, submitted_here=submitted_here, downloaded_here=True)
 

@@ -180,6 +180,8 @@ def shown_store(url: str) -> str:
 def _session_options(options: argparse.Namespace) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     if options.store:
+        if options.journal:
+            raise CommandError("--journal and --store do not go together: with --store the store is the record")
         chosen["store"] = options.store
     if options.concurrency is not None:
         chosen["max_concurrent_jobs"] = options.concurrency
