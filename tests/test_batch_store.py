@@ -4,7 +4,8 @@ Four command-line processes run the same batch file into the same folder with th
 file, or a real redis-server when one can be started) and a global cap of 10 jobs. The simulator, in this
 process, is the one all four reach: it counts every job created and the most jobs in flight at once.
 
-Each run has 200 lines (about 10 s on two cores); ``FASTROUTER_BATCH_STORE_LINES=N`` runs another size.
+Each run has 200 lines (about 6-10 s on two cores; a run with a process killed mid-batch may also wait
+out the store's 30 s leases of that process); ``FASTROUTER_BATCH_STORE_LINES=N`` runs another size.
 """
 
 from __future__ import annotations
