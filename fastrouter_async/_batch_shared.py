@@ -75,7 +75,6 @@ class StoreView:
         self._records: dict[str, JobRecord] = {}
         self._unpolled: dict[str, float] = {}  # task id -> event-loop time it was first seen unpolled
         self._changed = anyio.Event()
-        self._lock = anyio.Lock()
 
     def get(self, key: str | None) -> JobRecord | None:
         return None if key is None else self._records.get(key)
@@ -86,14 +85,14 @@ class StoreView:
         return 0.0 if since is None else anyio.current_time() - since
 
     async def refresh(self) -> None:
-        async with self._lock:
-            records = await self._sharing.records()
-            unpolled = await self._sharing.unclaimed()
-            now = anyio.current_time()
-            self._records = {record.key: record for record in records}
-            self._unpolled = {task_id: self._unpolled.get(task_id, now) for task_id in unpolled}
-            changed, self._changed = self._changed, anyio.Event()
-            changed.set()
+        """Read the store now (two reads at once are harmless: the later answer replaces the earlier)."""
+        records = await self._sharing.records()
+        unpolled = await self._sharing.unclaimed()
+        now = anyio.current_time()
+        self._records = {record.key: record for record in records}
+        self._unpolled = {task_id: self._unpolled.get(task_id, now) for task_id in unpolled}
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
 
     async def refresh_forever(self, stop: anyio.Event) -> None:
         """Read the store every :data:`REFRESH_EVERY` seconds until ``stop`` is set.
