@@ -332,6 +332,27 @@ class Sharing:
         self._watched.clear()
         await self._state.aclose()
 
+    # --- claims of a batch shared by processes (see _batch_shared.py) -------------------------------
+
+    async def claim(self, name: str, ttl: float) -> bool:
+        """Take the lease ``name`` (a watch lease under a name no task id has, e.g. ``submit:KEY``) for ``ttl`` s."""
+        state = await self.state()
+        return await state.watches.claim(name, self._owner, ttl)
+
+    async def renew_claim(self, name: str, ttl: float) -> bool:
+        """Extend this session's lease ``name`` to ``ttl`` s from now; ``False`` if it lapsed."""
+        state = await self.state()
+        return await state.watches.renew(name, self._owner, ttl)
+
+    async def release_claim(self, name: str) -> None:
+        state = await self.state()
+        await state.watches.release(name, self._owner)
+
+    async def record_details(self, task_id: str, state: JobState, details: Mapping[str, Any]) -> None:
+        """Merge ``details`` into ``task_id``'s record now (awaited, unlike :meth:`status`)."""
+        shared = await self.state()
+        await shared.store.record_state(task_id, state, details=details)
+
 
 def _close(work: Awaitable[None]) -> None:
     close = getattr(work, "close", None)
