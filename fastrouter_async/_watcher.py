@@ -154,6 +154,8 @@ class Watcher:
             found = True
             if task_id in self._following or self._resting.get(task_id, -math.inf) > now:
                 continue
+            if not await self._sharing.watching(task_id):
+                continue  # another watcher took it first: one follower per job, so no second poller at its end
             self._following.add(task_id)
             tg.start_soon(self._follow, task_id)
         if self._output_dir is not None:
@@ -216,7 +218,7 @@ class Watcher:
                         tg.cancel_scope.cancel()
                 finally:
                     self._held.discard(key)
-                    with anyio.CancelScope(shield=True):
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await self._sharing.release_lease(key)
         finally:
             self._downloading.discard(task_id)
