@@ -27,6 +27,7 @@ the other watchers continue the jobs without waiting for the leases to expire.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -61,6 +62,17 @@ NO_STORE_MESSAGE: Final = (
 )
 
 FileNamer = Callable[[JobRecord], str]
+
+
+def raise_swallowed_cancel() -> None:
+    """Raise the cancellation of this task if a store's client swallowed it.
+
+    redis-py (8.x) may finish a command it was cancelled in and return normally; asyncio delivers a
+    cancellation once, so the scan loop would go on forever. The task still counts the request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def download_key(task_id: str) -> str:
@@ -144,6 +156,7 @@ class Watcher:
             busy = found or self._following or self._downloading
             if self._until_idle and not busy and not await self._anything_left():
                 return
+            raise_swallowed_cancel()
             await anyio.sleep(self._scan_interval)
 
     async def _scan(self, tg: anyio.abc.TaskGroup) -> bool:

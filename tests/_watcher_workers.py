@@ -68,8 +68,16 @@ async def until_terminated(work: Callable[[], Coroutine[Any, Any, object]]) -> N
 
 
 def _dump_tasks() -> None:
+    """Print where each task waits: its chain of awaits, innermost last."""
     for running in asyncio.all_tasks():
-        running.print_stack(file=sys.stderr)
+        print(f"task {running.get_name()}:", file=sys.stderr)
+        awaited: Any = running.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}", file=sys.stderr)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        sys.stderr.flush()
 
 
 async def submit(base_url: str, store: str, lease: float, count: int, prefix: str) -> None:
