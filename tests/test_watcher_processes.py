@@ -20,7 +20,7 @@ import anyio
 import pytest
 
 from fastrouter_async import FastRouterSession, JobState
-from fastrouter_async.testing import FastRouterSimulator, JobPlan, SimulatorServer, sample_video
+from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer, sample_video
 
 from ._redis import RedisServer, find_redis_server, skip_reason
 from ._servers import free_ports
@@ -202,6 +202,33 @@ async def test_a_killed_watchers_jobs_are_finished_by_another_within_a_lease(
             assert record is not None
             assert record.state is JobState.SUCCEEDED
             check_file(dict(record.details), out)
+
+
+async def test_a_download_cut_short_by_sigkill_is_done_once_by_another_watcher(
+    sim: FastRouterSimulator, server: SimulatorServer, store_url: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A watcher killed mid-download: once its download lease expires another watcher downloads the video, once."""
+    lease = 1.0
+    out = tmp_path / "videos"
+    base = server.base_url
+    sim.inject(Fault.slow(3600, route="download"))  # the first download never ends
+    async with FastRouterSession(API_KEY, base_url=base, store=store_url, max_concurrent_jobs=None) as submitter:
+        task_id = (await submitter.submit(model="google/veo3", prompt="cut short")).task_id
+        with anyio.fail_after(DEADLINE):
+            doomed = await start(workers, *worker_command("watch", base, store_url, lease, out, "forever"))
+            while not sim.records.downloads:
+                await asyncio.sleep(0.01)
+            doomed.stop(signal.SIGKILL)
+            await doomed.process.wait()
+            killed_at = anyio.current_time()
+            survivor = await start(workers, *worker_command("watch", base, store_url, lease, out, "idle"))
+            assert "done" in await survivor.finish()
+        first, second = sim.records.downloads
+        assert first.path == second.path == f"/videos-content/{task_id}"  # the slowed one is never answered
+        assert second.time - killed_at > lease / 2  # not while the dead watcher's download lease lived
+        record = await submitter.job_record(task_id)
+        assert record is not None
+        check_file(dict(record.details), out)
 
 
 def polls_per_job(sim: FastRouterSimulator) -> float:
