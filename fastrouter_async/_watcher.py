@@ -122,6 +122,7 @@ class Watcher:
         self._downloading: set[str] = set()  # task ids with a download queued or running here
         self._held: set[str] = set()  # download leases held now
         self._resting: dict[str, float] = {}  # task id -> event-loop time before which it is left alone
+        self._next_download_scan = -math.inf
         self._scope: anyio.CancelScope | None = None
         self._stopped = anyio.Event()
 
@@ -162,6 +163,8 @@ class Watcher:
     async def _scan(self, tg: anyio.abc.TaskGroup) -> bool:
         """Start following the jobs nobody watches, and downloading videos nobody wrote; whether any was found."""
         now = anyio.current_time()
+        for task_id in [t for t, until in self._resting.items() if until <= now]:
+            del self._resting[task_id]
         found = False
         for task_id in await self._sharing.unclaimed():
             found = True
@@ -171,7 +174,11 @@ class Watcher:
                 continue  # another watcher took it first: one follower per job, so no second poller at its end
             self._following.add(task_id)
             tg.start_soon(self._follow, task_id)
-        if self._output_dir is not None:
+        if self._output_dir is not None and now >= self._next_download_scan:
+            # Videos nobody wrote: a job followed by a watcher that died mid-download (its lease must
+            # expire first), or one that ended with no watcher. Listing every succeeded job costs more
+            # than a look for unwatched jobs: done once a third of a lease at most.
+            self._next_download_scan = now + max(self._scan_interval, self._sharing.lease * RENEW_SHARE)
             for record in await self._sharing.records(states=[JobState.SUCCEEDED]):
                 if not needs_download(record) or record.task_id in self._downloading:
                     continue
@@ -202,17 +209,27 @@ class Watcher:
             try:
                 result = await job.result()
             except JobFailedError:
+                self._ended(task_id)
                 return  # the poll that saw it fail recorded it (state and error)
             except FastRouterError as exc:
                 logger.warning("watch: job %s could not be followed for now (%s); trying again later", task_id, exc)
                 self._resting[task_id] = anyio.current_time() + FOLLOW_AGAIN_AFTER
                 return
+            self._ended(task_id)
             if self._output_dir is not None and task_id not in self._downloading:
                 self._downloading.add(task_id)
                 await self._download(task_id, result)
         finally:
             self._following.discard(task_id)
             self._sharing.unwatch(task_id)  # a wait cut short here leaves the job to the others at once
+
+    def _ended(self, task_id: str) -> None:
+        """``task_id`` was seen to end here: not followed again while the store may not show it yet.
+
+        The end is written to the store on a task, as is the release of the job's watch lease; until
+        the end is written, the job can look unfinished and unwatched.
+        """
+        self._resting[task_id] = anyio.current_time() + self._sharing.watch_ttl
 
     # --- downloading one video -----------------------------------------------------------------
 

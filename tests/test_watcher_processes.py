@@ -257,8 +257,10 @@ async def test_three_processes_poll_each_job_as_often_as_one(
         assert sim.records.jobs_created == 12
         figures.append(polls_per_job(sim))
     one, three = figures
-    # A 0.6 s job polled every 0.05 s takes about 12 polls; a second poller per job would double it.
-    assert three <= 1.10 * one, f"polls per job: one process {one:.2f}, three processes {three:.2f}"
+    # A 0.6 s job polled every 0.05 s takes 12 or 13 polls from one poller on time; a loaded machine
+    # makes polls late, so fewer (in either run), and a second poller per job would double them.
+    on_time = 0.6 / POLL.interval + 1
+    assert three <= 1.10 * max(one, on_time), f"polls per job: one process {one:.2f}, three processes {three:.2f}"
 
 
 async def test_a_web_backend_of_several_workers(
