@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._config import check_wait_timeout
-from ._errors import JobFailedError, JobTimeoutError
+from ._errors import JobFailedError, JobTimeoutError, StoreError
 from ._estimates import learned_delay
 from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
@@ -138,7 +138,11 @@ class JobLife:
     async def poll(self) -> JobStatus:
         sharing = self._engine.sharing
         if sharing is not None:
-            known = await self._from_store(sharing)
+            try:
+                known = await self._from_store(sharing)
+            except StoreError as exc:  # polled here meanwhile: the job's status never depends on the store
+                logger.warning("job %s: %s; polling it here", self.task_id, exc)
+                known = None
             if known is not None:
                 return known
         call = self._call
