@@ -411,7 +411,9 @@ class FastRouterSession(SessionViews):
         is how often (seconds) it looks for jobs nobody watches. Stopping it gives
         its leases back, so the other watchers continue its jobs at once; a
         watcher that dies hands them over within ``store_lease`` (plus the poll
-        policy's ``max_interval``). Without a ``store``: :class:`InvalidRequestError`.
+        policy's ``max_interval``). A store that cannot be used for a while is
+        logged and tried again at the next scan. Without a ``store``:
+        :class:`InvalidRequestError`.
         """
         self._ensure_open()
         check_number("scan_interval", scan_interval, "a finite number of seconds > 0", above=0, below=math.inf)

@@ -338,22 +338,27 @@ class Sharing:
         """Take the lease ``key`` (such as ``download:TASK_ID``) for one ``lease``; ``False`` if another owner holds it.
 
         Renew it with :meth:`renew_lease` more often than ``lease``; a process that dies lets it expire.
+        :class:`StoreError` when the store cannot be used (as for the calls below).
         """
         state = await self.state()
-        return await state.watches.claim(key, self._owner, self.lease)
+        with self.failures():
+            return await state.watches.claim(key, self._owner, self.lease)
 
     async def renew_lease(self, key: str) -> bool:
         state = await self.state()
-        return await state.watches.renew(key, self._owner, self.lease)
+        with self.failures():
+            return await state.watches.renew(key, self._owner, self.lease)
 
     async def release_lease(self, key: str) -> None:
         state = await self.state()
-        await state.watches.release(key, self._owner)
+        with self.failures():
+            await state.watches.release(key, self._owner)
 
     async def add_details(self, task_id: str, state: JobState, details: Mapping[str, Any]) -> None:
-        """Merge ``details`` into ``task_id``'s record now (awaited, unlike :meth:`status`); ``KeyError``: no record."""
+        """Merge ``details`` into ``task_id``'s record now (awaited, unlike :meth:`status`)."""
         shared = await self.state()
-        await shared.store.record_state(task_id, state, details=details)
+        with self.failures():
+            await shared.store.record_state(task_id, state, details=details)
 
 
 def _close(work: Awaitable[None]) -> None:

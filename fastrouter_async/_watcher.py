@@ -39,13 +39,13 @@ import anyio
 import anyio.abc
 
 from ._engine import Engine
-from ._errors import FastRouterError, InvalidRequestError, JobFailedError
+from ._errors import FastRouterError, InvalidRequestError, JobFailedError, StoreError
 from ._fetch import video_result
 from ._filenames import check_plain_name, safe_filename
 from ._job import attach_job
 from ._models import JobState, VideoResult
 from ._shared import JobRecord
-from ._sharing import RENEW_SHARE, Sharing, status_from_record
+from ._sharing import RENEW_SHARE, WARN_EVERY, Sharing, status_from_record
 
 __all__ = ["DEFAULT_SCAN_INTERVAL", "NO_STORE_MESSAGE", "Watcher", "download_key"]
 
@@ -123,6 +123,7 @@ class Watcher:
         self._held: set[str] = set()  # download leases held now
         self._resting: dict[str, float] = {}  # task id -> event-loop time before which it is left alone
         self._next_download_scan = -math.inf
+        self._warn_after = -math.inf
         self._scope: anyio.CancelScope | None = None
         self._stopped = anyio.Event()
 
@@ -153,10 +154,13 @@ class Watcher:
 
     async def _scan_forever(self, tg: anyio.abc.TaskGroup) -> None:
         while True:
-            found = await self._scan(tg)
-            busy = found or self._following or self._downloading
-            if self._until_idle and not busy and not await self._anything_left():
-                return
+            try:
+                found = await self._scan(tg)
+                busy = found or self._following or self._downloading
+                if self._until_idle and not busy and not await self._anything_left():
+                    return
+            except StoreError as exc:  # the store is down: look again at the next scan
+                self._warn(exc)
             raise_swallowed_cancel()
             await anyio.sleep(self._scan_interval)
 
@@ -202,7 +206,11 @@ class Watcher:
 
     async def _follow(self, task_id: str) -> None:
         try:
-            record = await self._sharing.record(task_id)
+            try:
+                record = await self._sharing.record(task_id)
+            except StoreError as exc:
+                self._warn(exc)
+                return
             if record is None:
                 return
             job = attach_job(self._engine, task_id, record.model or None, submitted_wall_time=record.submitted_at)
@@ -236,22 +244,27 @@ class Watcher:
     async def _download(self, task_id: str, result: VideoResult | None) -> None:
         """Download ``task_id``'s video once across processes (``result``: from following it here, if so)."""
         try:
-            async with self._downloads:
-                key = download_key(task_id)
-                if not await self._sharing.claim_lease(key):
-                    return  # another process downloads it now
-                self._held.add(key)
-                try:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._renew, key)
-                        await self._download_held(task_id, result)
-                        tg.cancel_scope.cancel()
-                finally:
-                    self._held.discard(key)
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                        await self._sharing.release_lease(key)
+            await self._download_once(task_id, result)
+        except StoreError as exc:  # a later scan finds the video still to write
+            self._warn(exc)
         finally:
             self._downloading.discard(task_id)
+
+    async def _download_once(self, task_id: str, result: VideoResult | None) -> None:
+        async with self._downloads:
+            key = download_key(task_id)
+            if not await self._sharing.claim_lease(key):
+                return  # another process downloads it now
+            self._held.add(key)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._renew, key)
+                    await self._download_held(task_id, result)
+                    tg.cancel_scope.cancel()
+            finally:
+                self._held.discard(key)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self._sharing.release_lease(key)
 
     async def _download_held(self, task_id: str, result: VideoResult | None) -> None:
         record = await self._sharing.record(task_id)
@@ -284,12 +297,24 @@ class Watcher:
     async def _renew(self, key: str) -> None:
         while True:
             await anyio.sleep(self._sharing.lease * RENEW_SHARE)
-            if not await self._sharing.renew_lease(key):
-                logger.warning("watch: the lease %s expired before it was renewed", key)
+            try:
+                if not await self._sharing.renew_lease(key):
+                    logger.warning("watch: the lease %s expired before it was renewed", key)
+            except StoreError as exc:
+                self._warn(exc)
+
+    def _warn(self, exc: StoreError) -> None:
+        now = anyio.current_time()
+        if now >= self._warn_after:
+            self._warn_after = now + WARN_EVERY
+            logger.warning("watch: %s; trying again", exc)
 
     async def _give_back(self) -> None:
         for key in list(self._held):
-            await self._sharing.release_lease(key)
+            try:
+                await self._sharing.release_lease(key)
+            except StoreError as exc:  # it expires instead
+                self._warn(exc)
         self._held.clear()
         for task_id in list(self._following):
             self._sharing.unwatch(task_id)
