@@ -9,6 +9,7 @@ tests/test_watcher_processes.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterator
@@ -192,3 +193,23 @@ async def _unclaimed(session: FastRouterSession) -> list[str]:
     sharing = engine_of(session).sharing
     assert sharing is not None
     return sorted(await sharing.unclaimed())
+
+
+async def test_watch_stops_when_cancelled_inside_a_store_call(
+    make_session: SessionFactory, sim: FastRouterSimulator, store_url: str
+) -> None:
+    """Cancelled while the store's client is busy (redis-py may finish such a command and return), watch() ends."""
+    sim.default_plan = JobPlan(polls=10_000)
+    submitter = make_session(store=store_url, max_concurrent_jobs=None, poll_policy=POLL)
+    await submit_many(submitter, 3)
+    watcher = make_session(store=store_url, poll_policy=POLL)
+    for round_ in range(30):
+        watching = asyncio.create_task(watcher.watch(scan_interval=0.0001))
+        for _ in range(round_ % 7 + 1):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+        watching.cancel()
+        done, _ = await asyncio.wait([watching], timeout=5)
+        assert done, f"watch() went on after its cancellation (round {round_})"
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
