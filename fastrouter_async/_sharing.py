@@ -108,11 +108,19 @@ class Sharing:
         return self._state
 
     @contextlib.contextmanager
-    def failures(self) -> Iterator[None]:
-        """Turn whatever the store's client raises into :class:`StoreError` (its password never shown)."""
+    def failures(self, *, cancellable: bool = True) -> Iterator[None]:
+        """Turn whatever the store's client raises into :class:`StoreError` (its password never shown).
+
+        ``cancellable``: a cancellation the client swallowed (redis-py may finish a command it was
+        cancelled in and return normally) is raised once the call is over. Off where the caller
+        deliberately runs on through a cancellation (recording the task id of an accepted submit).
+        """
         try:
             yield
-        except FastRouterError:
+            task = asyncio.current_task() if cancellable else None
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+        except (FastRouterError, asyncio.CancelledError):
             raise
         except Exception as exc:
             message = str(exc)
@@ -204,7 +212,7 @@ class Sharing:
 
     async def accepted(self, key: str, task_id: str) -> None:
         state = await self.state()
-        with self.failures():
+        with self.failures(cancellable=False):  # in the shielded completion of an accepted submit
             await state.store.record_task(key, task_id)
 
     def status(self, task_id: str, state: JobState, details: Mapping[str, Any] | None = None) -> None:
