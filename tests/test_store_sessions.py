@@ -209,3 +209,23 @@ async def test_a_store_that_cannot_be_reached_stops_the_submit_before_it_is_sent
     assert "hunter2" not in str(caught.value)
     assert "redis://app:***@127.0.0.1:9/0" in str(caught.value)
     assert session.jobs_in_flight == 0
+
+
+async def test_a_job_accepted_after_its_caller_was_cancelled_is_in_the_store(
+    make_session: SessionFactory, sim: FastRouterSimulator, store_url: str
+) -> None:
+    """A submit cancelled while its answer is on its way still records the task id in the store."""
+    session = make_session(store=store_url)
+    reader = make_session(store=store_url)
+    sim.inject(Fault.slow(0.2, route="submit", after_processing=True))
+    submit = asyncio.create_task(session.submit(model="google/veo3", prompt="cancelled while accepted"))
+    while sim.records.jobs_created == 0:
+        await asyncio.sleep(0.002)
+    submit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await submit
+    (task_id,) = sim.jobs
+    record = await reader.job_record(task_id)
+    assert record is not None
+    assert record.model == "google/veo3"
+    assert [r.task_id for r in await reader.jobs()] == [task_id]
