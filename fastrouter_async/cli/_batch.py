@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import anyio
 import attrs
@@ -167,14 +166,17 @@ def _by(done: bool, elsewhere: bool) -> str | None:
 
 
 def shown_store(url: str) -> str:
-    """A store URL as it may be printed: without its password or query."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-        return parts._replace(query="", fragment="").geturl()
-    except ValueError:
-        return url.partition("?")[0]
+    """A store URL as it may be printed: without its password or query (a path is kept as written)."""
+    url = url.partition("?")[0].partition("#")[0]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        authority = f"{user}:***@{host}" if colon else f"***@{host}"
+    return f"{scheme}://{authority}{slash}{path}"
 
 
 def _session_options(options: argparse.Namespace) -> dict[str, Any]:
