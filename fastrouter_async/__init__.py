@@ -77,6 +77,7 @@ from ._models import (
 )
 from ._poller import PollerStatistics
 from ._session import FastRouterSession
+from ._shared import JobRecord
 from ._specs import ModelSpec, Price
 from ._validate import validate as validate_request
 
@@ -113,6 +114,7 @@ __all__ = [
     "JobEnded",
     "JobEvents",
     "JobFailedError",
+    "JobRecord",
     "JobState",
     "JobStatus",
     "JobSubmitted",

@@ -29,6 +29,7 @@ from ._events import RateLimited
 from ._models import JobState, JobStatus, VideoRequest
 from ._protocol import HttpCall, Response, SubmitAccepted, poll_call, retry_after_seconds
 from ._retry import is_transient, retrying
+from ._sharing import Sharing
 from ._transport import Transport, loggable
 
 __all__ = ["Api", "never_in_grace"]
@@ -69,6 +70,7 @@ class Api:
         self.events = events
         self.submit_url = f"{base_url}/videos"  # its 429s may be about jobs, not requests
         self.ensure_open = ensure_open  # raises RuntimeError once the session is closed
+        self.sharing: Sharing | None = None  # a store shared with other processes: its bucket and pause too
 
     def poll_call(self, task_id: str, model: str | None) -> HttpCall:
         return poll_call(self.poll_route, self.base_url, task_id, model)
@@ -77,6 +79,8 @@ class Api:
         """One API request, paced by the budget (``ticket``: the caller already waited for it)."""
         if ticket is None:
             ticket = await self.throttle.acquire()
+        if self.sharing is not None:
+            await self.sharing.before_request()
         response = await self.transport.request(call)
         self._tell_throttle(call, response, ticket)
         return response
@@ -92,6 +96,8 @@ class Api:
         if wait is not None:
             wait = min(max(wait, 0.0), self.retry_policy.max_retry_after)
         self.throttle.rate_limited_by(ticket, wait)
+        if self.sharing is not None:  # every process sharing the store pauses as long
+            self.sharing.rate_limited(self.throttle.paused_until - anyio.current_time())
         self.events.emit(
             RateLimited(method=call.method, url=loggable(call.url), retry_after=wait, task_id=polling_task.get())
         )

@@ -18,6 +18,7 @@ in-process ones without touching the layers above.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from typing import TYPE_CHECKING, Protocol
@@ -35,8 +36,10 @@ from ._fetch import Fetcher
 from ._job_record import MemoryJobRecord
 from ._otel import Telemetry
 from ._poller import Poller
+from ._sharing import Sharing
 from ._slots import JobSlots, Slot
 from ._spend import SessionCosts
+from ._stores import DEFAULT_LEASE
 from ._submits import AcceptedCallback, Announcer
 from ._submitter import Submitter
 from ._transport import Transport
@@ -77,6 +80,8 @@ class EngineSettings:
     on_accepted_timeout: float
     telemetry: bool
     telemetry_prompts: bool
+    store: str | None = attrs.field(default=None, repr=False)  # a Redis URL may carry a password
+    """The URL of a store shared with other processes (``None``: everything in this process)."""
 
 
 class Engine:
@@ -118,6 +123,18 @@ class Engine:
             events=events,
             ensure_open=self.ensure_open,
         )
+        self.sharing = (
+            None
+            if settings.store is None
+            else Sharing(
+                settings.store,
+                api_key=settings.secret.reveal,
+                capacity=settings.max_concurrent_jobs,
+                budget=settings.budget,
+                watch_ttl=DEFAULT_LEASE + settings.poll_policy.max_interval,
+            )
+        )
+        self.api.sharing = self.sharing
         self.slots = JobSlots(settings.max_concurrent_jobs)
         self.submitter = Submitter(
             self.api,
@@ -131,6 +148,7 @@ class Engine:
             rng=self.rng,
             hold=costs.hold,
             acquire=self.acquire_slot,
+            sharing=self.sharing,
         )
         self.poller = Poller(events, retry_policy=retry_policy, rng=self.rng)
         self.downloader = Downloader(
@@ -159,6 +177,15 @@ class Engine:
     async def acquire_slot(self) -> Slot | None:
         """A job slot (``None`` without ``max_concurrent_jobs``); ``RuntimeError`` if the session closed meanwhile."""
         slot = await self.slots.acquire()
+        sharing = self.sharing
+        if slot is not None and sharing is not None and sharing.limits_jobs:
+            try:
+                with self.slots.waiting_elsewhere():
+                    holder = await sharing.acquire_slot(self.slots.watch_holders)
+            except BaseException:
+                slot.release()
+                raise
+            slot.share(holder, functools.partial(sharing.release_slot, holder))
         if self.closed:
             if slot is not None:
                 slot.release()
@@ -180,6 +207,8 @@ class Engine:
                 await batch.aclose()
             await self.poller.aclose()  # result() calls still waiting get the RuntimeError of a closed session
             await self.events.aclose()  # an async on_event finishes the queued events (bounded)
+            if self.sharing is not None:
+                await self.sharing.aclose()  # leases given back: other processes take over at once
             if self.telemetry is not None:
                 self.telemetry.close()  # spans of jobs nobody saw end are ended as such
             await self.transport.aclose()

@@ -46,13 +46,7 @@ class VideoJob:
     ``session.job(task_id, model=..., submitted_at=...)``.
     """
 
-    task_id: str
-    """FastRouter's id for the task; keep it to re-attach later."""
-    model: str | None
-    """The model the task was submitted with (sent along with polls)."""
-    request: VideoRequest | None = None
-    """The request, for jobs submitted by this session; ``None`` for re-attached ones."""
-    _life: JobLife = attrs.field(alias="life", kw_only=True)
+    _life: JobLife = attrs.field(alias="life")
     cache_key: str | None = attrs.field(default=None, kw_only=True)
     """The ``cache_key`` its submit was sent with (``None``: replays off, or a re-attached job)."""
     found_again: bool | None = attrs.field(default=None, kw_only=True)
@@ -71,6 +65,22 @@ class VideoJob:
         last = self._life.last_status
         state = last.describe() if last else "not polled yet"
         return f"<VideoJob task_id={self.task_id!r} model={self.model!r} {state}>"
+
+    @property
+    def task_id(self) -> str:
+        """FastRouter's id for the task; keep it to re-attach later."""
+        return self._life.task_id
+
+    @property
+    def model(self) -> str | None:
+        """The model the task was submitted with (sent along with polls); for a job re-attached without it,
+        ``None`` until a shared store tells it."""
+        return self._life.model
+
+    @property
+    def request(self) -> VideoRequest | None:
+        """The request, for jobs submitted by this session; ``None`` for re-attached ones."""
+        return self._life.request
 
     @property
     def submitted_at(self) -> datetime.datetime | None:
@@ -162,10 +172,7 @@ class VideoJob:
 def handle(life: JobLife) -> VideoJob:
     """The public handle on ``life``."""
     return VideoJob(
-        life.task_id,
-        life.model,
-        life.request,
-        life=life,
+        life,
         cache_key=life.cache_key,
         found_again=life.found_again,
         submit_estimate=life.submit_estimate,

@@ -23,9 +23,10 @@ from ._estimates import learned_delay
 from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
 from ._fetch import video_result
-from ._job_record import RecordedJob
 from ._models import JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
 from ._retry import poll_delay
+from ._shared import JobRecord
+from ._sharing import Sharing, details_of, status_from_record
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -135,10 +136,48 @@ class JobLife:
         return self.holds_slot and self._engine.slots.waiting > 0
 
     async def poll(self) -> JobStatus:
+        sharing = self._engine.sharing
+        if sharing is not None:
+            known = await self._from_store(sharing)
+            if known is not None:
+                return known
         call = self._call
         if call is None:
             call = self._call = self._engine.api.poll_call(self.task_id, self.model)
         return await self._engine.api.poll_once(self.task_id, self.model, call, self.in_grace_window)
+
+    async def _from_store(self, sharing: Sharing) -> JobStatus | None:
+        """The job's status as the shared store shows it, when another process polls it (``None``: poll here).
+
+        A job re-attached without its model or submit time takes them from the store first.
+        """
+        record = None
+        if self.model is None or self.submitted_at is None:
+            record = await sharing.record(self.task_id)
+            if record is not None:
+                self._adopt(record.model, record.submitted_at)
+        if await sharing.watching(self.task_id):
+            return None
+        record = record or await sharing.record(self.task_id)
+        if record is None:
+            return None  # not a job of the store: nobody else can tell its status
+        status = status_from_record(record, self.model)
+        if (status is None and record.state is None) or (status is not None and not status.state.done):
+            return JobStatus(
+                task_id=self.task_id,
+                model=self.model,
+                state=record.state or JobState.PENDING,
+                raw_status=f"polled by another process ({(record.state or JobState.PENDING).value})",
+            )
+        return status  # None: the store cannot give this job's result: polled here once
+
+    def _adopt(self, model: str | None, submitted_wall: float | None) -> None:
+        if self.model is None and model:
+            self.model = model
+            self._call = None
+        if self.submitted_at is None and submitted_wall is not None:
+            self.submitted_wall = submitted_wall
+            self.submitted_at = anyio.current_time() - max(0.0, time.time() - submitted_wall)
 
     def next_delay(self, now: float) -> float:
         """Seconds from ``now`` (event-loop time) until the next poll, on the session's policy (learned or fixed)."""
@@ -246,6 +285,11 @@ class JobLife:
             self.last_status = _without_payload(snapshot)
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
+            details = details_of(snapshot)
+            self._engine.record.changed(self.task_id, snapshot.state, details)
+            sharing = self._engine.sharing
+            if sharing is not None and sharing.watches(self.task_id):  # told to the other processes
+                sharing.status(self.task_id, snapshot.state, details)
             events = self._engine.events
             if events.active:  # nobody listening: no event built
                 events.emit(StatusChanged(task_id=self.task_id, model=self.model, status=snapshot))
@@ -267,10 +311,12 @@ class JobLife:
         else:
             self.outcome = JobFailedError(self.task_id, self.model, snapshot.error or "the job failed", status=snapshot)
         engine.poller.unschedule(self)
+        if engine.sharing is not None:
+            engine.sharing.unwatch(self.task_id)
+            engine.sharing.job_ended(self.task_id)  # its shared slot is given back at once
         self.release_slot()
         if self.hold is not None:  # settled to the final cost; a failed job costs nothing
             self.hold.ended(self.outcome.final_cost if isinstance(self.outcome, VideoResult) else None)
-        engine.record.ended(self.task_id, snapshot.state)
         ended = self.ended_event = JobEnded(
             task_id=self.task_id,
             model=self.model,
@@ -367,8 +413,17 @@ async def submitted(
     win = accepted.win
     wall = win.submitted_at.timestamp()
     engine.record.accepted(
-        RecordedJob(task_id=win.task_id, model=request.model, submitted_wall=wall, cache_key=win.cache_key)
+        JobRecord(
+            key=win.cache_key or win.task_id,
+            model=request.model,
+            submitted_at=wall,
+            cache_key=win.cache_key,
+            task_id=win.task_id,
+            state=JobState.PENDING,
+        )
     )
+    if accepted.slot is not None and accepted.slot.shared_holder is not None and engine.sharing is not None:
+        engine.sharing.bind(accepted.slot.shared_holder, win.task_id)  # its shared slot follows the job
     return JobLife(
         engine,
         win.task_id,

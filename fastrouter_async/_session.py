@@ -34,14 +34,14 @@ from ._config import (
     resolve_api_key,
     resolve_base_url,
 )
-from ._costs import SpendEstimate
 from ._engine import Engine, EngineSettings
 from ._errors import InvalidRequestError
 from ._event_hub import EventCallback, EventHub, check_on_event
 from ._job import VideoJob, attach_job, start_job
 from ._models import VideoRequest, VideoResult
-from ._poller import PollerStatistics
+from ._session_views import SessionViews
 from ._spend import SessionCosts, check_cap
+from ._stores import parse_store_url
 from ._submits import DEFAULT_ON_ACCEPTED_TIMEOUT, AcceptedCallback, check_on_accepted, submitted_wall_time
 from ._validate import validate as validate_request
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["FastRouterSession"]
 
 
-class FastRouterSession:
+class FastRouterSession(SessionViews):
     """An async session with FastRouter's video API.
 
     ::
@@ -96,6 +96,16 @@ class FastRouterSession:
     With ``opentelemetry-api`` installed and an SDK configured, each job is traced
     and measured (``telemetry=False`` turns it off; ``telemetry_prompts=True``
     adds prompts to the spans).
+
+    ``store`` shares the account's limits and the record of its jobs with every
+    session of the same API key that opens the same store, in this process or
+    others (docs/many-workers.md): ``"sqlite:///path/to/file"`` for the
+    processes of one host, ``"redis://host:6379/0"`` for any number of hosts
+    (``fastrouter-async[redis]``), ``"memory:"`` for this process only. Then
+    ``max_concurrent_jobs`` and ``request_budget`` hold across all of them, a
+    429 pauses them all, and each unfinished job is polled by one of them at a
+    time while the others read its status from the store. ``None`` (the
+    default): nothing is shared.
     """
 
     def __init__(
@@ -122,6 +132,7 @@ class FastRouterSession:
         telemetry_prompts: bool = False,
         max_spend_usd: float | None = None,
         unknown_price_usd: float | None = None,
+        store: str | None = None,
     ) -> None:
         costs = SessionCosts(
             cap_usd=check_cap("max_spend_usd", max_spend_usd),
@@ -165,6 +176,7 @@ class FastRouterSession:
             on_accepted_timeout=on_accepted_timeout,
             telemetry=telemetry,
             telemetry_prompts=telemetry_prompts,
+            store=_checked_store(store),
         )
         self._engine = Engine(settings, events=events, costs=costs, http_session=http_session)
 
@@ -199,136 +211,6 @@ class FastRouterSession:
                 ResourceWarning,
                 source=self,
             )
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def base_url(self) -> str:
-        return self._base_url
-
-    @property
-    def max_concurrent_jobs(self) -> int | None:
-        return self._engine.slots.limit
-
-    @property
-    def request_budget(self) -> RequestBudget | None:
-        return self._engine.budget
-
-    @property
-    def rate_limited(self) -> int:
-        """How many "too many requests" 429 answers this session has received (each slowed the whole session)."""
-        return self._engine.throttle.rate_limited
-
-    @property
-    def concurrency_limited(self) -> int:
-        """How many submits were refused with "too many jobs at once" (each lowered the job cap instead)."""
-        return self._engine.slots.times_limited
-
-    @property
-    def effective_max_concurrent_jobs(self) -> int | None:
-        """The cap on jobs in flight right now: ``max_concurrent_jobs``, lowered while FastRouter
-        refuses submits with "too many jobs at once" and restored as submits are accepted again."""
-        return self._engine.slots.current
-
-    @property
-    def jobs_in_flight(self) -> int:
-        """Jobs submitted by this session that hold a slot (not yet seen to end)."""
-        return self._engine.slots.in_flight
-
-    @property
-    def submits_waiting(self) -> int:
-        """Submits currently waiting for a slot (backpressure: the cap is reached)."""
-        return self._engine.slots.waiting
-
-    @property
-    def max_concurrent_downloads(self) -> int | None:
-        return self._engine.downloader.max_concurrent
-
-    @property
-    def max_download_bytes(self) -> int | None:
-        return self._engine.downloader.max_bytes
-
-    @property
-    def downloads_in_flight(self) -> int:
-        """Download requests of this session streaming right now (bounded by ``max_concurrent_downloads``)."""
-        return self._engine.downloader.in_flight
-
-    @property
-    def poll_policy(self) -> PollPolicy:
-        return self._engine.poll_policy
-
-    @property
-    def replay_policy(self) -> ReplayPolicy:
-        """How submits whose answer was lost are sent again with the same cache key (exactly-once submits)."""
-        return self._engine.replay_policy
-
-    def poller_statistics(self) -> PollerStatistics:
-        """How the shared poller keeps up with its schedule: jobs scheduled, polls, lateness, ``behind``."""
-        return self._engine.poller.statistics()
-
-    def export_durations(self) -> dict[str, Any]:
-        """What this session has learned about how long jobs take, as JSON-ready data.
-
-        Save it (``json.dump``) and hand it to :meth:`import_durations` of a later
-        session, so that its polling starts warm instead of from the priors.
-        Durations are in seconds as measured (a time-scaled simulator's, if that
-        is what ran the jobs).
-        """
-        return self._engine.durations.export()
-
-    def import_durations(self, data: Mapping[str, Any]) -> int:
-        """Take over durations exported by :meth:`export_durations`; returns how many estimates were loaded.
-
-        An estimate for a model and length replaces this session's own for that key.
-        Malformed data raises :class:`InvalidRequestError` naming the field, and loads nothing.
-        """
-        return self._engine.durations.load(data)
-
-    # --- costs ------------------------------------------------------------------------------
-
-    def estimate(
-        self, requests: VideoRequest | Mapping[str, Any] | Iterable[VideoRequest | Mapping[str, Any]]
-    ) -> SpendEstimate:
-        """What ``requests`` (one request, or many) will cost, before anything is sent (docs/costs.md).
-
-        Each request is validated, then estimated from the best source that knows its price: what
-        this session (or an earlier one, see :meth:`import_costs`) paid for the same model and
-        parameters, FastRouter's cached model list (``fastrouter-video models --refresh``), the
-        shipped dated price table, else ``"unknown"`` (never a guessed figure). Sends nothing.
-        """
-        if isinstance(requests, VideoRequest | Mapping):
-            requests = [requests]
-        return self._engine.costs.estimate(prepare_requests(requests, check=self._validate))
-
-    @property
-    def max_spend_usd(self) -> float | None:
-        """The spend cap in US dollars (``None``: no cap)."""
-        ledger = self._engine.costs.ledger
-        return None if ledger is None else ledger.cap_usd
-
-    @property
-    def spent_usd(self) -> float:
-        """Final costs of the jobs of this session that ended under the cap (0 without a cap)."""
-        ledger = self._engine.costs.ledger
-        return 0.0 if ledger is None else ledger.spent
-
-    @property
-    def reserved_usd(self) -> float:
-        """Estimates reserved for jobs of this session not ended yet (0 without a cap)."""
-        ledger = self._engine.costs.ledger
-        return 0.0 if ledger is None else ledger.reserved
-
-    def export_costs(self) -> dict[str, Any]:
-        """What this session's finished jobs cost, by model and parameters, as JSON-ready data
-        (hand it to :meth:`import_costs` of a later session: its estimates then use it)."""
-        return self._engine.costs.paid.export()
-
-    def import_costs(self, data: Mapping[str, Any]) -> int:
-        """Take over costs exported by :meth:`export_costs`; returns how many were loaded
-        (malformed data raises :class:`InvalidRequestError` and loads nothing)."""
-        return self._engine.costs.paid.load(data)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -429,7 +311,7 @@ class FastRouterSession:
             known = self._engine.record.get(task_id)  # a job this session submitted: its model and submit time
             if known is not None:
                 model = known.model if model is None else model
-                wall = known.submitted_wall if wall is None else wall
+                wall = known.submitted_at if wall is None else wall
         return attach_job(self._engine, task_id, model, submitted_wall_time=wall)
 
     async def generate(self, request: VideoRequest | None = None, /, **kwargs: Any) -> VideoResult:
@@ -497,3 +379,12 @@ def _listed_prices() -> Mapping[str, Price] | None:
     """The prices of the cached model list (``fastrouter-video models --refresh``), if there is one."""
     catalog = cached_catalog()
     return None if catalog is None else catalog.prices()
+
+
+def _checked_store(store: object) -> str | None:
+    """``store`` once read (``InvalidRequestError`` naming the field, its password hidden, when it cannot be)."""
+    if store is None:
+        return None
+    parse_store_url(store)
+    assert isinstance(store, str)
+    return store

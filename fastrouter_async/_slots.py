@@ -11,8 +11,10 @@ would otherwise wait forever for a slot nobody frees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import weakref
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import anyio
@@ -26,11 +28,19 @@ __all__ = ["JobSlots", "Slot", "SlotHolder", "SlotStatistics"]
 class Slot:
     """One unit of ``max_concurrent_jobs``, held by one job and released exactly once."""
 
-    __slots__ = ("__weakref__", "_limiter", "_released")
+    __slots__ = ("__weakref__", "_limiter", "_on_release", "_released", "shared_holder")
 
     def __init__(self, limiter: anyio.CapacityLimiter) -> None:
         self._limiter = limiter
         self._released = False
+        self._on_release: Callable[[], None] | None = None
+        self.shared_holder: str | None = None
+        """The holder of this slot's lease in a store shared with other processes, if any."""
+
+    def share(self, holder: str, release: Callable[[], None]) -> None:
+        """This slot is also ``holder``'s lease in a shared store; ``release()`` gives that back."""
+        self.shared_holder = holder
+        self._on_release = release
 
     @property
     def released(self) -> bool:
@@ -47,6 +57,8 @@ class Slot:
         if not self._released:
             self._released = True
             self._limiter.release_on_behalf_of(self)
+            if self._on_release is not None:
+                self._on_release()
 
     def release_from_any_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called by the garbage collector when a job handle is dropped."""
@@ -106,6 +118,7 @@ class JobSlots:
         self._cap = JobCap(limit)
         self._limiter: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
         self._holders: weakref.WeakSet[SlotHolder] = weakref.WeakSet()
+        self._elsewhere = 0  # submits waiting for a slot of a store shared with other processes
         self._closed = False
 
     @property
@@ -128,7 +141,17 @@ class JobSlots:
     @property
     def waiting(self) -> int:
         """Submits waiting for a slot right now."""
-        return 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
+        here = 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
+        return here + self._elsewhere
+
+    @contextlib.contextmanager
+    def waiting_elsewhere(self) -> Iterator[None]:
+        """A submit waits for a shared slot meanwhile (the jobs holding slots here are then watched)."""
+        self._elsewhere += 1
+        try:
+            yield
+        finally:
+            self._elsewhere -= 1
 
     def statistics(self) -> SlotStatistics:
         return SlotStatistics(
@@ -150,11 +173,15 @@ class JobSlots:
         try:
             slot.acquire_nowait()
         except anyio.WouldBlock:
-            for holder in list(self._holders):
-                if holder.holds_slot:
-                    holder.watch_for_slot()
+            self.watch_holders()
             await slot.acquire()
         return slot
+
+    def watch_holders(self) -> None:
+        """A submit waits: have every job holding a slot polled, so that its slot is freed when it ends."""
+        for holder in list(self._holders):
+            if holder.holds_slot:
+                holder.watch_for_slot()
 
     def hold(self, holder: SlotHolder) -> None:
         """``holder`` now holds a slot: watch it whenever a submit waits."""

@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -25,9 +26,10 @@ from ._concurrency import is_concurrency_limit_error
 from ._config import ReplayPolicy
 from ._errors import APIConnectionError, FastRouterError, RateLimitError, SubmitUncertainError
 from ._models import AcceptedJob, VideoRequest
-from ._protocol import HttpCall, submit_call, submit_estimate
+from ._protocol import HttpCall, build_submit_body, submit_call, submit_estimate
 from ._replays import SubmitAttempts, found_again, replaying
 from ._retry import RetryCounter, retrying
+from ._sharing import Sharing
 from ._slots import JobSlots, Slot
 from ._spend import SpendHold
 from ._submits import Announcer, SubmitIdentity, SubmitWin, complete_despite_cancellation
@@ -74,6 +76,7 @@ class Submitter:
         rng: random.Random,
         hold: Callable[[VideoRequest], SpendHold | None],
         acquire: Callable[[], Awaitable[Slot | None]],
+        sharing: Sharing | None = None,
     ) -> None:
         self._api = api
         self._slots = slots
@@ -82,6 +85,7 @@ class Submitter:
         self._rng = rng
         self._hold = hold
         self._acquire = acquire  # a slot again after "too many jobs at once" (refused once the session closed)
+        self._sharing = sharing  # a shared store: each submit's intent and task id are recorded there
 
     async def start(
         self,
@@ -105,6 +109,8 @@ class Submitter:
                 raise
         refusals = RetryCounter(self._api.retry_policy)
         attempts = SubmitAttempts.start(request, identity, self._replay_policy)  # one key for every attempt
+        if self._sharing is not None:
+            hooks = StoreHooks(self._sharing, request, attempts.cache_key, hooks)
         while True:
             try:
                 win = await self.submit(request, hooks, attempts)
@@ -232,3 +238,43 @@ def _may_retry(exc: FastRouterError) -> bool:
     if isinstance(exc, RateLimitError):
         return not is_concurrency_limit_error(exc)  # "too many jobs at once": start() waits for a slot first
     return isinstance(exc, APIConnectionError) and not exc.request_sent
+
+
+class StoreHooks:
+    """Records a submit in a shared store (its intent before the first attempt is sent, then its task id),
+    around the hooks of a batch journal, if any."""
+
+    def __init__(
+        self, sharing: Sharing, request: VideoRequest, cache_key: str | None, inner: SubmitHooks | None
+    ) -> None:
+        self._sharing = sharing
+        self._request = request
+        self._cache_key = cache_key
+        self._key = cache_key or f"submit-{uuid.uuid4().hex}"
+        self._inner = inner
+        self._recorded = False
+
+    async def before_send(self, attempt: int) -> None:
+        if not self._recorded:
+            self._recorded = True
+            await self._sharing.intent(
+                self._key,
+                body=build_submit_body(self._request),
+                cache_key=self._cache_key,
+                model=self._request.model,
+                at=time.time(),
+            )
+        if self._inner is not None:
+            await self._inner.before_send(attempt)
+
+    async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
+        try:
+            await self._sharing.accepted(self._key, task_id)
+        except (KeyError, ValueError) as exc:  # recorded by another submit with the same key: keep going
+            logger.warning("could not record task %s in the shared store: %s", task_id, exc)
+        if self._inner is not None:
+            await self._inner.accepted(task_id, found_again=found_again)
+
+    async def not_created(self, reason: str) -> None:
+        if self._inner is not None:
+            await self._inner.not_created(reason)

@@ -146,14 +146,17 @@ def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
 
 
 def as_mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one."""
     return value if isinstance(value, Mapping) else {}
 
 
 def as_list(value: object) -> list[Any]:
+    """``value`` if it is a list, else an empty one."""
     return value if isinstance(value, list) else []
 
 
 def is_http_url(value: object) -> TypeGuard[str]:
+    """True for a printable, parseable ``http(s)://`` URL with a host, of at most ``MAX_URL_LENGTH`` characters."""
     if not (isinstance(value, str) and 8 < len(value) <= MAX_URL_LENGTH):
         return False
     if not value.lower().startswith(("https://", "http://")) or not value.isprintable() or " " in value:
@@ -178,10 +181,12 @@ def finite_number(value: object) -> float | None:
 
 
 def word(value: object) -> str | None:
+    """A string stripped and lower-cased (a status word or code); ``None`` for anything else."""
     return value.strip().lower() if isinstance(value, str) else None
 
 
 def first_str(*values: object) -> str | None:
+    """The first non-blank string among ``values``, stripped and clipped to 200 characters."""
     for value in values:
         if isinstance(value, str) and value.strip():
             return clip(value.strip(), 200)
@@ -189,10 +194,12 @@ def first_str(*values: object) -> str | None:
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` marking a cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def printable(text: str) -> str:
+    """``text`` with each character that is not printable (newlines and tabs aside) made a space."""
     return "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text)
 
 

@@ -20,7 +20,7 @@ from ._lookup import find_model
 from ._models import WIRE_NAMES, VideoRequest
 from ._specs import ModelSpec
 
-__all__ = ["natural_key", "validate"]
+__all__ = ["UNIVERSAL_CHECKS", "natural_key", "validate"]
 
 # -- formatting ----------------------------------------------------------------------------------------
 
@@ -63,26 +63,26 @@ _IMAGE_ALLOWED = (
 # come from the spec. An invented number would only reject prompts the server might accept.
 
 
-def _check_model_id(value: object) -> None:
+def _check_model_id(field: str, value: object) -> None:
     if not isinstance(value, str) or _MODEL_ID_RE.fullmatch(value) is None:
         raise InvalidRequestError(
-            "model", value, 'a model id in "provider/name" form, like "google/veo3": one slash, no spaces'
+            field, value, 'a model id in "provider/name" form, like "google/veo3": one slash, no spaces'
         )
 
 
-def _check_prompt(value: object) -> None:
+def _check_prompt(field: str, value: object) -> None:
     # FastRouter requires a prompt; an empty one is accepted at submit and then fails upstream with a 400.
     if not isinstance(value, str) or not value.strip():
-        raise InvalidRequestError("prompt", value, "a non-empty text prompt (FastRouter requires one)")
+        raise InvalidRequestError(field, value, "a non-empty text prompt (FastRouter requires one)")
 
 
-def _check_image(value: object) -> None:
+def _check_image(field: str, value: object) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise InvalidRequestError("image", value, _IMAGE_ALLOWED)
+        raise InvalidRequestError(field, value, _IMAGE_ALLOWED)
     if value[:5].lower() == "data:":
-        raise InvalidRequestError("image", value, f"a data: URI was given; {_IMAGE_ALLOWED}")
+        raise InvalidRequestError(field, value, f"a data: URI was given; {_IMAGE_ALLOWED}")
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -93,7 +93,7 @@ def _check_image(value: object) -> None:
             host = None
     if not host or any(char.isspace() for char in value):
         hint = "this looks like base64 data; " if _BASE64_RE.fullmatch(value) else ""
-        raise InvalidRequestError("image", value, f"{hint}{_IMAGE_ALLOWED}")
+        raise InvalidRequestError(field, value, f"{hint}{_IMAGE_ALLOWED}")
 
 
 def _check_duration(field: str, value: object) -> None:
@@ -101,10 +101,10 @@ def _check_duration(field: str, value: object) -> None:
         check_integer(field, value, "a whole number of seconds greater than 0", at_least=1)
 
 
-def _check_seed(value: object) -> None:
+def _check_seed(field: str, value: object) -> None:
     allowed = f"a whole number from {_SEED_MIN} to {_SEED_MAX} (a signed 32-bit integer)"
     if value is not None:
-        check_integer("seed", value, allowed, at_least=_SEED_MIN, at_most=_SEED_MAX)
+        check_integer(field, value, allowed, at_least=_SEED_MIN, at_most=_SEED_MAX)
 
 
 def _check_text(field: str, value: object) -> None:
@@ -117,9 +117,9 @@ def _check_shape(field: str, value: object, pattern: re.Pattern[str], example: s
         raise InvalidRequestError(field, value, f'a string like "{example}" (two positive whole numbers)')
 
 
-def _check_generate_audio(value: object) -> None:
+def _check_generate_audio(field: str, value: object) -> None:
     if value is not None and not isinstance(value, bool):
-        raise InvalidRequestError("generate_audio", value, "True or False")
+        raise InvalidRequestError(field, value, "True or False")
 
 
 def _fold(name: str) -> str:
@@ -185,18 +185,36 @@ def _check_extra(extra: Mapping[str, object]) -> None:
             )
 
 
+def _check_aspect_ratio(field: str, value: object) -> None:
+    _check_shape(field, value, _ASPECT_RATIO_RE, "16:9")
+
+
+def _check_size(field: str, value: object) -> None:
+    _check_shape(field, value, _SIZE_RE, "1280x720")
+
+
+UNIVERSAL_CHECKS: Mapping[str, Callable[[str, object], None]] = MappingProxyType(
+    {
+        "model": _check_model_id,
+        "prompt": _check_prompt,
+        "image": _check_image,
+        "length": _check_duration,
+        "seconds": _check_duration,
+        "seed": _check_seed,
+        "resolution": _check_text,
+        "mode": _check_text,
+        "aspect_ratio": _check_aspect_ratio,
+        "size": _check_size,
+        "generate_audio": _check_generate_audio,
+    }
+)
+"""The check each request field sent to the server (each of ``WIRE_NAMES``) gets whatever the model,
+in the order applied; a test holds its fields to ``WIRE_NAMES``."""
+
+
 def _check_universal(request: VideoRequest) -> None:
-    _check_model_id(request.model)
-    _check_prompt(request.prompt)
-    _check_image(request.image)
-    _check_duration("length", request.length)
-    _check_duration("seconds", request.seconds)
-    _check_seed(request.seed)
-    _check_text("resolution", request.resolution)
-    _check_text("mode", request.mode)
-    _check_shape("aspect_ratio", request.aspect_ratio, _ASPECT_RATIO_RE, "16:9")
-    _check_shape("size", request.size, _SIZE_RE, "1280x720")
-    _check_generate_audio(request.generate_audio)
+    for field, check in UNIVERSAL_CHECKS.items():
+        check(field, getattr(request, field))
     _check_extra(request.extra)
     if not isinstance(request.allow_retired, bool):
         raise InvalidRequestError("allow_retired", request.allow_retired, "True or False")

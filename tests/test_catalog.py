@@ -14,7 +14,7 @@ from fastrouter_async._errors import InvalidRequestError
 from fastrouter_async._lookup import find_model, price_for
 from fastrouter_async._models import WIRE_NAMES, VideoRequest
 from fastrouter_async._specs import ModelSpec, Price
-from fastrouter_async._validate import _check_against_spec, validate
+from fastrouter_async._validate import UNIVERSAL_CHECKS, _check_against_spec, validate
 from fastrouter_async.testing import FastRouterSimulator
 
 UNKNOWN = "acme/brand-new-video"
@@ -513,6 +513,11 @@ def test_wire_names_cover_every_request_field() -> None:
     assert WIRE_NAMES["aspect_ratio"] == "aspectRatio"
     assert WIRE_NAMES["generate_audio"] == "generateAudio"
     assert all(WIRE_NAMES[name] == name for name in WIRE_NAMES if name not in {"aspect_ratio", "generate_audio"})
+
+
+def test_every_sent_field_has_a_universal_check() -> None:
+    """Each field of WIRE_NAMES, and nothing else, has the check every request gets whatever the model."""
+    assert set(UNIVERSAL_CHECKS) == set(WIRE_NAMES)
 
 
 def test_from_fields_accepts_python_and_wire_names() -> None:

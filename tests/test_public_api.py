@@ -52,6 +52,7 @@ PUBLIC = {
     "JobStatus",
     "JobTimeoutError",
     "JournalError",
+    "JobRecord",
     "JournalRecord",
     "ListedCatalog",
     "ListedModel",

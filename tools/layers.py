@@ -43,14 +43,14 @@ LAYERS: Final[dict[str, tuple[str, ...]]] = {
         "_job_record", "_namespace", "_shared", "_redis", "_sqlite_db", "_sqlite_shared", "_stores",
     ),
     "L3 engine": (
-        "_api", "_replays", "_submits", "_submitter", "_slots", "_poller", "_download", "_fetch", "_otel",
+        "_api", "_sharing", "_replays", "_submits", "_submitter", "_slots", "_poller", "_download", "_fetch", "_otel",
         "_engine",
     ),
     "L4 entities": (
         "_job_life", "_job_events", "_job", "_batch_plan", "_batch_spend", "_batch_hooks", "_batch_tally",
         "_batch_resume", "_batch_job", "_batch",
     ),
-    "L5 facade": ("_session",),
+    "L5 facade": ("_session_views", "_session"),
     "package": ("__init__", "__main__"),
 }  # fmt: skip
 ALLOWED_PAIRS: Final = frozenset({frozenset({"fastrouter_async._errors", "fastrouter_async._models"})})

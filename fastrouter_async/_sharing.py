@@ -1,0 +1,335 @@
+"""The engine's side of a store shared by processes: slots, the request bucket, the job record, watch leases.
+
+With ``FastRouterSession(store=...)`` every session of one API key (in any process that opens the
+same store) shares:
+
+- ``max_concurrent_jobs``: each slot a job holds here is also a lease in the store, renewed while
+  the job runs and given back when it ends; a process that dies gives its slots back within one lease;
+- the request budget and the pause after a 429: every request takes a token of the store's bucket,
+  whose pause holds up every process;
+- the record of jobs: the intent before each submit is sent, its task id as soon as it is known, each
+  status change seen, and the end with its links, cost or error;
+- the polling: a job is polled by the one process holding its watch lease; the others read its
+  status from the store (see :meth:`Sharing.watching`).
+
+The store is opened on first use (a Redis connection needs the event loop). Writes that must not
+hold up a poll (a status, a release) run on tasks of this object, awaited when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import anyio
+
+from ._budget import RequestBudget
+from ._models import JobState, JobStatus, ResultSource
+from ._shared import JobRecord, spend
+from ._stores import DEFAULT_LEASE, SharedState, open_store, redact_url
+
+__all__ = ["UNBOUNDED_RATE", "Sharing", "status_from_record"]
+
+logger = logging.getLogger("fastrouter_async")
+
+UNBOUNDED_RATE: Final = 1_000_000.0
+# The store's bucket when no request budget is set: no pacing, only the shared pause after a 429.
+RENEW_SHARE: Final = 1 / 3
+# Leases are renewed every third of their length: two renewals may fail before one expires.
+
+
+class Sharing:
+    """One session's use of a shared store (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: Callable[[], str],
+        capacity: int | None,
+        budget: RequestBudget | None,
+        lease: float = DEFAULT_LEASE,
+        watch_ttl: float = 2 * DEFAULT_LEASE,
+    ) -> None:
+        self._url = url
+        self._api_key = api_key
+        self._capacity = capacity
+        self._budget = budget
+        self.lease = lease
+        self.watch_ttl = watch_ttl  # renewed by each poll: longer than the longest gap between polls
+        self._state: SharedState | None = None
+        self._opening = anyio.Lock()
+        self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # this session, in the store's leases
+        self._slots: set[str] = set()  # slot holders of this session with a live lease
+        self._bound: dict[str, str] = {}  # slot holder -> the task id of the job it holds the slot for
+        self._orphans: dict[str, str] = {}  # released here before its job ended: held until the store says so
+        self._ended: set[str] = set()  # task ids seen to end here, whose slot is about to be given back
+        self._watched: set[str] = set()  # task ids this session polls for everyone
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    @property
+    def shown_url(self) -> str:
+        """The store's URL without its password."""
+        return redact_url(self._url)
+
+    async def state(self) -> SharedState:
+        """The opened store (opened now on first use)."""
+        if self._state is None:
+            async with self._opening:
+                if self._state is None:
+                    budget = self._budget
+                    self._state = await open_store(
+                        self._url,
+                        api_key=self._api_key(),
+                        capacity=self._capacity or 1,
+                        rate=budget.rate if budget is not None else UNBOUNDED_RATE,
+                        burst=budget.capacity if budget is not None else UNBOUNDED_RATE,
+                        lease=self.lease,
+                    )
+        return self._state
+
+    # --- slots ------------------------------------------------------------------------------------
+
+    @property
+    def limits_jobs(self) -> bool:
+        return self._capacity is not None
+
+    async def acquire_slot(self, someone_waits: Callable[[], None]) -> str:
+        """A lease on one of the account's job slots (``someone_waits()`` first when none is free)."""
+        state = await self.state()
+        holder = f"{self._owner}:{uuid.uuid4().hex[:12]}"
+        if not await state.slots.try_acquire(holder):
+            someone_waits()
+            await state.slots.acquire(holder)
+        self._slots.add(holder)
+        self._ensure_renewer()
+        return holder
+
+    def bind(self, holder: str, task_id: str) -> None:
+        """``holder``'s slot is held for the job ``task_id`` (accepted just now)."""
+        self._bound[holder] = task_id
+
+    def job_ended(self, task_id: str) -> None:
+        """A poll here saw ``task_id`` end: its slot goes back as soon as it is released."""
+        self._ended.add(task_id)
+
+    def release_slot(self, holder: str) -> None:
+        """Give a slot lease back (on a task: called where nothing may be awaited).
+
+        A slot released before its job was seen to end (the handle was dropped, or nobody waits for
+        it any more) stays held, renewed, until the store records the job's end (any process's poll):
+        the job still counts against the account's limit.
+        """
+        if holder not in self._slots:
+            return
+        task_id = self._bound.pop(holder, None)
+        if task_id is not None and task_id not in self._ended:
+            self._orphans[holder] = task_id
+            return
+        self._ended.discard(task_id or "")
+        self._slots.discard(holder)
+        self._spawn(self._release(holder))
+
+    async def _release(self, holder: str) -> None:
+        state = await self.state()
+        await state.slots.release(holder)
+
+    # --- the request bucket -----------------------------------------------------------------------
+
+    async def before_request(self) -> None:
+        """Wait for a token of the shared bucket (and for the end of a shared pause)."""
+        state = await self.state()
+        await spend(state.bucket)  # a token, waiting out the pause of a 429 seen by any process
+
+    def rate_limited(self, seconds: float) -> None:
+        """A 429: pause every process sharing the store for ``seconds``."""
+        if seconds > 0:
+            self._spawn(self._pause(seconds))
+
+    async def _pause(self, seconds: float) -> None:
+        state = await self.state()
+        await state.bucket.pause(seconds)
+
+    # --- the job record ---------------------------------------------------------------------------
+
+    async def intent(self, key: str, *, body: Mapping[str, Any], cache_key: str | None, model: str, at: float) -> bool:
+        """Record that ``key`` is about to be sent; ``False`` if it already was (by any process)."""
+        state = await self.state()
+        return await state.store.record_intent(
+            key, request_body=body, cache_key=cache_key, model=model, submitted_at=at
+        )
+
+    async def accepted(self, key: str, task_id: str) -> None:
+        state = await self.state()
+        await state.store.record_task(key, task_id)
+
+    def status(self, task_id: str, state: JobState, details: Mapping[str, Any] | None = None) -> None:
+        """Record what a poll of ``task_id`` said (on a task: never holds up the poll)."""
+        self._spawn(self._record_state(task_id, state, details))
+
+    async def _record_state(self, task_id: str, state: JobState, details: Mapping[str, Any] | None) -> None:
+        shared = await self.state()
+        with contextlib.suppress(KeyError):  # a job the store never recorded (attached by task id)
+            await shared.store.record_state(task_id, state, details=details)
+
+    async def record(self, task_id: str) -> JobRecord | None:
+        state = await self.state()
+        return await state.store.get(task_id)
+
+    async def records(self, **filters: Any) -> list[JobRecord]:
+        state = await self.state()
+        return await state.store.list(**filters)
+
+    # --- watch leases -----------------------------------------------------------------------------
+
+    async def watching(self, task_id: str) -> bool:
+        """Whether this session polls ``task_id`` (it holds, or now takes, the job's watch lease)."""
+        state = await self.state()
+        if task_id in self._watched:
+            if await state.watches.renew(task_id, self._owner, self.watch_ttl):
+                return True
+            self._watched.discard(task_id)
+        if await state.watches.claim(task_id, self._owner, self.watch_ttl):
+            self._watched.add(task_id)
+            return True
+        return False
+
+    def watches(self, task_id: str) -> bool:
+        """Whether this session holds ``task_id``'s watch lease (as of its last poll)."""
+        return task_id in self._watched
+
+    def unwatch(self, task_id: str) -> None:
+        """Stop polling ``task_id`` for everyone (it ended, or nobody here waits for it any more)."""
+        if task_id in self._watched:
+            self._watched.discard(task_id)
+            self._spawn(self._unwatch(task_id))
+
+    async def _unwatch(self, task_id: str) -> None:
+        state = await self.state()
+        await state.watches.release(task_id, self._owner)
+
+    async def unclaimed(self, limit: int | None = None) -> list[str]:
+        state = await self.state()
+        return await state.watches.unclaimed(limit)
+
+    # --- lifetime ---------------------------------------------------------------------------------
+
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None and not self._closed:
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        """Keep this session's slot leases alive while they are held (watch leases are renewed by each poll:
+        a job nobody here polls any more is left to the other processes)."""
+        while True:
+            await anyio.sleep(self.lease * RENEW_SHARE)
+            state = await self.state()
+            for holder, task_id in list(self._orphans.items()):
+                record = await state.store.get(task_id)
+                if record is None or record.finished:
+                    del self._orphans[holder]
+                    self._slots.discard(holder)
+                    await state.slots.release(holder)
+            for holder in list(self._slots):
+                if not await state.slots.renew(holder) and holder in self._slots:
+                    logger.warning("a job slot lease expired before it was renewed; taking it again")
+                    await state.slots.acquire(holder)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        if self._closed:
+            _close(work)
+            return
+        task = asyncio.get_running_loop().create_task(self._logged(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _logged(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception("could not write to the shared store %s", self._url)
+
+    async def aclose(self) -> None:
+        """Give every lease back (other processes take over at once), finish pending writes, close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        if self._state is None:
+            return
+        with anyio.move_on_after(5, shield=True):
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            for holder in list(self._slots):
+                await self._state.slots.release(holder)
+            for task_id in list(self._watched):
+                await self._state.watches.release(task_id, self._owner)
+        self._slots.clear()
+        self._orphans.clear()
+        self._bound.clear()
+        self._watched.clear()
+        await self._state.aclose()
+
+
+def _close(work: Awaitable[None]) -> None:
+    close = getattr(work, "close", None)
+    if close is not None:
+        close()
+
+
+def status_from_record(record: JobRecord, model: str | None) -> JobStatus | None:
+    """The status the store shows for a job another process polls (``None``: nothing usable recorded).
+
+    A finished job's status comes with its links, cost and error; a success whose video came inside
+    the answer (not as a link) is not usable: that one is polled here once.
+    """
+    assert record.task_id is not None
+    state = record.state
+    if state is None:
+        return None
+    details = record.details
+    urls = tuple(u for u in details.get("urls", ()) if isinstance(u, str))
+    if state is JobState.SUCCEEDED and not urls:
+        return None
+    return JobStatus(
+        task_id=record.task_id,
+        model=model or record.model,
+        state=state,
+        raw_status=str(details.get("raw_status") or state.value),
+        urls=urls,
+        error=details.get("error") if isinstance(details.get("error"), str) else None,
+        cost_usd=_number(details.get("cost_usd")),
+        credits_used=_number(details.get("credits_used")),
+        source=ResultSource.URL if state is JobState.SUCCEEDED else None,
+    )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def details_of(status: JobStatus) -> dict[str, Any]:
+    """What the store keeps of a status another process may need (JSON values)."""
+    details: dict[str, Any] = {"raw_status": status.raw_status}
+    if status.urls:
+        details["urls"] = list(status.urls)
+    if status.error is not None:
+        details["error"] = status.error
+    if status.cost_usd is not None:
+        details["cost_usd"] = status.cost_usd
+    if status.credits_used is not None:
+        details["credits_used"] = status.credits_used
+    return details
