@@ -15,7 +15,10 @@ submits while ``--cap`` jobs are in flight (``--account-rate-limit`` and
 ``--account-max-jobs``), and runs each job for ``--duration`` seconds. ``N``
 worker processes (pinned to core 0) each open a ``FastRouterSession`` and
 ``generate()`` their share of ``--jobs`` jobs at once (what a batch does), all
-starting at the same moment. The modes differ only in the session's options:
+starting at the same moment. They poll every fifth of the duration (about six
+requests per job), so that ``--cap`` jobs at once need a little more than
+``--rate`` requests per second at the default sizes: both limits bind. The
+modes differ only in the session's options:
 
 - **same limits**: every worker ``max_concurrent_jobs=cap, request_budget=rate``,
   what a program started N times does today;
@@ -46,6 +49,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -96,6 +100,7 @@ COLUMNS = (
     "polls/job",
     "CPU us/request",
     "store us/request",
+    "redis CPU us/request",
 )
 
 
@@ -170,6 +175,7 @@ def run_once(args: argparse.Namespace, mode: str, workers: int, store: str | Non
     simulator_args = ["--duration", str(args.duration), "--account-rate-limit", str(args.rate)]
     simulator_args += ["--account-max-jobs", str(args.cap)]
     shares = [args.jobs // workers + (i < args.jobs % workers) for i in range(workers)]
+    server_cpu = cpu_seconds(_redis_pids.get(store or "", 0))
     with simulator_process(*simulator_args) as base_url:
         common = {"base_url": base_url, "cap": cap, "rate": rate, "duration": args.duration, "store": store}
         common["api_key"] = f"sk-bench-{mode}-{workers}-{run}-{os.getpid()}"  # a fresh account each run
@@ -190,6 +196,7 @@ def run_once(args: argparse.Namespace, mode: str, workers: int, store: str | Non
                     process.kill()
                     process.wait()
         stats = fetch_json(base_url, "/_simulator/stats")
+    server_cpu = cpu_seconds(_redis_pids.get(store or "", 0)) - server_cpu
     wall = max(r["ended"] for r in results) - min(r["started"] for r in results)
     done = sum(r["done"] for r in results)
     requests = stats["submits"] + stats["polls"]
@@ -209,6 +216,7 @@ def run_once(args: argparse.Namespace, mode: str, workers: int, store: str | Non
         "max_in_flight": stats["max_in_flight"],
         "polls_per_job": stats["polls"] / max(1, stats["jobs_created"]),
         "cpu_us_per_request": sum(r["cpu"] for r in results) / max(1, requests) * 1e6,
+        "redis_us_per_request": server_cpu / max(1, requests) * 1e6,  # NaN without a redis store
         "requests": requests,
     }
 
@@ -251,7 +259,9 @@ def redis_server(folder: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on port {port}")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        _redis_pids[url] = process.pid
+        yield url
     finally:
         process.terminate()
         try:
@@ -259,6 +269,18 @@ def redis_server(folder: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_redis_pids: dict[str, int] = {}  # URL -> the redis-server's process id
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used so far; NaN if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pings(port: int) -> bool:
@@ -288,7 +310,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for workers in sorted({run["workers"] for run in runs if run["mode"] == mode}):
             mine = [run for run in runs if run["mode"] == mode and run["workers"] == workers]
             row = {"mode": mode, "workers": workers, "runs": len(mine), "jobs": mine[0]["jobs"]}
-            for key in ("wall", "jobs_per_minute", "polls_per_job", "cpu_us_per_request"):
+            for key in ("wall", "jobs_per_minute", "polls_per_job", "cpu_us_per_request", "redis_us_per_request"):
                 row[key] = median([run[key] for run in mine])
             for key in ("failed", "rate_429", "concurrency_429", "max_in_flight"):
                 row[key] = max(run[key] for run in mine)  # the worst run
@@ -306,12 +328,15 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def notes_for(
     rows: Sequence[dict[str, Any]], args: argparse.Namespace, skipped: dict[str, str], runs: Sequence[dict[str, Any]]
 ) -> list[str]:
+    gap = args.duration / POLLS_PER_DURATION
     notes = [
-        f"{args.jobs} jobs of {args.duration:g} s each, split evenly; the simulator allows {args.rate:g} requests/s "
-        f"and {args.cap} jobs at once; median of {args.repeat} run(s) (429s, failures, max in flight: the worst run)",
+        f"{args.jobs} jobs of {args.duration:g} s each, split evenly, polled every {gap:g} s; "
+        f"the simulator allows {args.rate:g} requests/s and {args.cap} jobs at once; "
+        f"median of {args.repeat} run(s) (429s, failures, max in flight: the worst run)",
         "429 rate / 429 jobs: answers for a request rate exceeded / for too many jobs at once; "
         "CPU: the workers' CPU time over the API requests the simulator received; "
-        "store us/request: that CPU time minus same limits' at N=1 (the store's cost per request, client side)",
+        "store us/request: that CPU time minus same limits' at N=1 (the store's cost per request, client side); "
+        "redis CPU: the redis-server's CPU time over the same requests",
     ]
     notes += [f"{MODES[mode]}: skipped: {reason}" for mode, reason in skipped.items()]
     errors = sorted({e for run in runs for e in run["errors"]})
@@ -390,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row["polls_per_job"],
                 row["cpu_us_per_request"],
                 row["store_us"],
+                row["redis_us_per_request"],
             ]
             for row in rows
         ],

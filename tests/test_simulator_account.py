@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -223,3 +224,20 @@ def test_command_line_refuses_bad_limits(capsys: pytest.CaptureFixture[str]) -> 
             simulator_main(argv)
         assert exited.value.code == 2
     assert "account" in capsys.readouterr().err
+
+
+async def test_sessions_sharing_a_store_stay_under_the_account_cap(tmp_path: Path) -> None:
+    """Two sessions that share a store, each allowed the account's cap, never get a submit refused together."""
+    sim = FastRouterSimulator(api_key=API_KEY, default_plan=JobPlan(polls=3), account_max_jobs=3)
+    store = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    async with (
+        sim.serve() as server,
+        session_for(server, max_concurrent_jobs=3, store=store) as first,
+        session_for(server, max_concurrent_jobs=3, store=store) as second,
+    ):
+        videos = await asyncio.gather(
+            *(session.generate(model=MODEL, prompt=f"take {n}") for n in range(6) for session in (first, second))
+        )
+    assert len({video.task_id for video in videos}) == sim.records.jobs_created == 12
+    assert sim.records.max_in_flight <= 3
+    assert sim.records.concurrency_limited == first.concurrency_limited + second.concurrency_limited == 0
