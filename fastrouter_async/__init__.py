@@ -43,6 +43,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
     SpendCapError,
+    StoreError,
     SubmitUncertainError,
     UnexpectedResponseError,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "SpendCapError",
     "SpendEstimate",
     "StatusChanged",
+    "StoreError",
     "SubmitEstimate",
     "SubmitUncertainError",
     "Timeouts",

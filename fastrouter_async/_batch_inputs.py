@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from ._errors import InvalidRequestError
 from ._filenames import safe_filename
+from ._integrity import file_digests
 from ._models import VideoRequest
 from ._validate import validate
 
@@ -41,16 +41,14 @@ def default_filename(index: int, request: VideoRequest) -> str:
 
 
 def file_matches(path: Path, size: int, sha256: str) -> bool:
+    """Whether the file at ``path`` has ``size`` bytes and the sha256 ``sha256`` (blocking: a worker thread)."""
     try:
         if path.stat().st_size != size:
             return False
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1024 * 1024):
-                digest.update(block)
+        (digest,) = file_digests(path, "sha256")
     except OSError:
         return False
-    return digest.hexdigest() == sha256
+    return digest.hex() == sha256
 
 
 def output_dir_path(value: str | os.PathLike[str] | None) -> Path | None:

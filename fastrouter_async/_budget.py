@@ -30,6 +30,7 @@ import math
 import anyio
 import attrs
 
+from ._config import check_number
 from ._errors import InvalidRequestError
 
 __all__ = ["RequestBudget", "Throttle", "coerce_budget"]
@@ -42,8 +43,7 @@ _PAUSES_KEPT = 32  # recent pauses kept for inspection (a handful of storms)
 
 
 def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise InvalidRequestError(name, value, "a finite number > 0")
+    check_number(name, value, "a finite number > 0", above=0, below=math.inf)
 
 
 @attrs.frozen(kw_only=True)

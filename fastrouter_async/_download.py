@@ -53,6 +53,7 @@ from ._integrity import (
     parse_content_range,
     strong_etag,
 )
+from ._limits import LazyLimiter
 from ._models import DownloadedFile, DownloadProgress, ResultSource, VideoResult
 from ._partfile import Abort, Corrupt, PartFile, TooLarge
 from ._protocol import HttpCall, is_retryable_status
@@ -118,7 +119,7 @@ class Downloader:
         self._max_bytes = max_bytes
         self._max_refreshes = max_refreshes
         self._check_url = download_url_check(allow_link_local=allow_link_local)
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter = LazyLimiter(max_concurrent)
         self._destinations: dict[str, anyio.Lock] = {}
 
     @property
@@ -132,7 +133,7 @@ class Downloader:
     @property
     def in_flight(self) -> int:
         """Download requests streaming right now (each holds one unit of ``max_concurrent``)."""
-        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+        return self._limiter.borrowed
 
     async def download(
         self,
@@ -388,12 +389,7 @@ class Downloader:
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
         """Hold one unit of the download limit (separate from the jobs limit) for one request."""
-        if self._max_concurrent is None:
-            yield
-            return
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
-        async with self._limiter:
+        async with self._limiter.hold():
             yield
 
     @contextlib.asynccontextmanager

@@ -54,6 +54,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "SpendCapError",
+    "StoreError",
     "SubmitUncertainError",
     "UnexpectedResponseError",
 ]
@@ -336,3 +337,12 @@ class DownloadError(FastRouterError):
 def _short_repr(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class StoreError(FastRouterError):
+    """The store shared with other processes (``FastRouterSession(store=...)``) could not be used.
+
+    Raised before anything is sent (a submit whose intent could not be recorded, a job slot that
+    could not be taken): nothing was paid for. A store that fails after a job was accepted does not
+    lose it: the job handle is returned, and the failure is logged.
+    """

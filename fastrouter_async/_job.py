@@ -47,13 +47,6 @@ class VideoJob:
     """
 
     _life: JobLife = attrs.field(alias="life")
-    cache_key: str | None = attrs.field(default=None, kw_only=True)
-    """The ``cache_key`` its submit was sent with (``None``: replays off, or a re-attached job)."""
-    found_again: bool | None = attrs.field(default=None, kw_only=True)
-    """True: a replay of a submit whose answer was lost found the job the first attempt had created
-    (unbilled); False: created by this submit's attempt; None: unknown (e.g. a re-attached job)."""
-    submit_estimate: SubmitEstimate | None = attrs.field(default=None, kw_only=True)
-    """The cost the create answer stated; a job found again shows no credits: it is never a second cost."""
 
     def __attrs_post_init__(self) -> None:
         slot = self._life.slot
@@ -81,6 +74,22 @@ class VideoJob:
     def request(self) -> VideoRequest | None:
         """The request, for jobs submitted by this session; ``None`` for re-attached ones."""
         return self._life.request
+
+    @property
+    def cache_key(self) -> str | None:
+        """The ``cache_key`` its submit was sent with (``None``: replays off, or a re-attached job)."""
+        return self._life.cache_key
+
+    @property
+    def found_again(self) -> bool | None:
+        """True: a replay of a submit whose answer was lost found the job the first attempt had created
+        (unbilled); False: created by this submit's attempt; None: unknown (e.g. a re-attached job)."""
+        return self._life.found_again
+
+    @property
+    def submit_estimate(self) -> SubmitEstimate | None:
+        """The cost the create answer stated; a job found again shows no credits: it is never a second cost."""
+        return self._life.submit_estimate
 
     @property
     def submitted_at(self) -> datetime.datetime | None:
@@ -171,12 +180,7 @@ class VideoJob:
 
 def handle(life: JobLife) -> VideoJob:
     """The public handle on ``life``."""
-    return VideoJob(
-        life,
-        cache_key=life.cache_key,
-        found_again=life.found_again,
-        submit_estimate=life.submit_estimate,
-    )
+    return VideoJob(life)
 
 
 async def start_job(

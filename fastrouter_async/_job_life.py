@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._config import check_wait_timeout
-from ._errors import JobFailedError, JobTimeoutError
+from ._errors import JobFailedError, JobTimeoutError, StoreError
 from ._estimates import learned_delay
 from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
@@ -138,7 +138,11 @@ class JobLife:
     async def poll(self) -> JobStatus:
         sharing = self._engine.sharing
         if sharing is not None:
-            known = await self._from_store(sharing)
+            try:
+                known = await self._from_store(sharing)
+            except StoreError as exc:  # polled here meanwhile: the job's status never depends on the store
+                logger.warning("job %s: %s; polling it here", self.task_id, exc)
+                known = None
             if known is not None:
                 return known
         call = self._call
@@ -285,11 +289,9 @@ class JobLife:
             self.last_status = _without_payload(snapshot)
         if previous is None or previous.state is not snapshot.state or previous.raw_status != snapshot.raw_status:
             logger.info("job %s (%s): %s", self.task_id, self.model, snapshot.describe())
-            details = details_of(snapshot)
-            self._engine.record.changed(self.task_id, snapshot.state, details)
             sharing = self._engine.sharing
             if sharing is not None and sharing.watches(self.task_id):  # told to the other processes
-                sharing.status(self.task_id, snapshot.state, details)
+                sharing.status(self.task_id, snapshot.state, details_of(snapshot))
             events = self._engine.events
             if events.active:  # nobody listening: no event built
                 events.emit(StatusChanged(task_id=self.task_id, model=self.model, status=snapshot))
@@ -311,6 +313,7 @@ class JobLife:
         else:
             self.outcome = JobFailedError(self.task_id, self.model, snapshot.error or "the job failed", status=snapshot)
         engine.poller.unschedule(self)
+        engine.record.ended(self.as_record())
         if engine.sharing is not None:
             engine.sharing.unwatch(self.task_id)
             engine.sharing.job_ended(self.task_id)  # its shared slot is given back at once
@@ -394,6 +397,19 @@ class JobLife:
             f"session.job({self.task_id!r}, model={self.model!r})."
         )
 
+    def as_record(self) -> JobRecord:
+        """The job as :meth:`FastRouterSession.jobs` lists it."""
+        status = self.last_status
+        return JobRecord(
+            key=self.cache_key or self.task_id,
+            model=self.model or "",
+            submitted_at=self.submitted_wall or 0.0,
+            cache_key=self.cache_key,
+            task_id=self.task_id,
+            state=JobState.PENDING if status is None else status.state,
+            details={} if status is None else details_of(status),
+        )
+
     def waits(self) -> int:
         """How many waits (``result()`` calls and event iterators) are on this job now."""
         return len(self._waiters or ())
@@ -412,19 +428,9 @@ async def submitted(
     accepted = await engine.submitter.start(request, slot, hooks, identity, hold)
     win = accepted.win
     wall = win.submitted_at.timestamp()
-    engine.record.accepted(
-        JobRecord(
-            key=win.cache_key or win.task_id,
-            model=request.model,
-            submitted_at=wall,
-            cache_key=win.cache_key,
-            task_id=win.task_id,
-            state=JobState.PENDING,
-        )
-    )
     if accepted.slot is not None and accepted.slot.shared_holder is not None and engine.sharing is not None:
         engine.sharing.bind(accepted.slot.shared_holder, win.task_id)  # its shared slot follows the job
-    return JobLife(
+    life = JobLife(
         engine,
         win.task_id,
         request.model,
@@ -437,6 +443,8 @@ async def submitted(
         cache_key=win.cache_key,
         submit_estimate=win.submit_estimate,
     )
+    engine.record.accepted(life)
+    return life
 
 
 def attached(

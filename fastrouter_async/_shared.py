@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from ._config import check_integer, check_number
 from ._errors import InvalidRequestError
 from ._models import JobState
 from ._namespace import NAMESPACE_LENGTH, key_namespace
@@ -47,9 +48,7 @@ __all__ = [
 
 def positive_duration(name: str, value: object, allowed: str = "a finite number of seconds > 0") -> float:
     """``value`` as a float, or an :class:`InvalidRequestError` naming ``name`` and what is ``allowed``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise InvalidRequestError(name, value, allowed)
-    return float(value)
+    return check_number(name, value, allowed, above=0, below=math.inf)
 
 
 def bucket_settings(rate: object, burst: object) -> tuple[float, float]:
@@ -64,9 +63,7 @@ def bucket_settings(rate: object, burst: object) -> tuple[float, float]:
 
 
 def positive_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequestError(name, value, "an integer >= 1")
-    return value
+    return check_integer(name, value, "an integer >= 1", at_least=1)
 
 
 # -- job slots ---------------------------------------------------------------------------------

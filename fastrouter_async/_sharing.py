@@ -21,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 
 from ._budget import RequestBudget
+from ._errors import FastRouterError, StoreError
 from ._models import JobState, JobStatus, ResultSource
 from ._shared import JobRecord, spend
 from ._stores import DEFAULT_LEASE, SharedState, open_store, redact_url
@@ -39,6 +43,8 @@ logger = logging.getLogger("fastrouter_async")
 
 UNBOUNDED_RATE: Final = 1_000_000.0
 # The store's bucket when no request budget is set: no pacing, only the shared pause after a 429.
+WARN_EVERY: Final = 60.0
+# Seconds between two warnings that the store cannot be used (a store down for an hour: 60 lines, not millions).
 RENEW_SHARE: Final = 1 / 3
 # Leases are renewed every third of their length: two renewals may fail before one expires.
 
@@ -73,6 +79,7 @@ class Sharing:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
+        self._warned_at = -math.inf
 
     @property
     def owner(self) -> str:
@@ -89,15 +96,31 @@ class Sharing:
             async with self._opening:
                 if self._state is None:
                     budget = self._budget
-                    self._state = await open_store(
-                        self._url,
-                        api_key=self._api_key(),
-                        capacity=self._capacity or 1,
-                        rate=budget.rate if budget is not None else UNBOUNDED_RATE,
-                        burst=budget.capacity if budget is not None else UNBOUNDED_RATE,
-                        lease=self.lease,
-                    )
+                    with self.failures():
+                        self._state = await open_store(
+                            self._url,
+                            api_key=self._api_key(),
+                            capacity=self._capacity or 1,
+                            rate=budget.rate if budget is not None else UNBOUNDED_RATE,
+                            burst=budget.capacity if budget is not None else UNBOUNDED_RATE,
+                            lease=self.lease,
+                        )
         return self._state
+
+    @contextlib.contextmanager
+    def failures(self) -> Iterator[None]:
+        """Turn whatever the store's client raises into :class:`StoreError` (its password never shown)."""
+        try:
+            yield
+        except FastRouterError:
+            raise
+        except Exception as exc:
+            message = str(exc)
+            password = urlsplit(self._url).password
+            if password:
+                message = message.replace(password, "***")
+            # Not chained: a client's exception may carry the URL it was given, password and all.
+            raise StoreError(f"the store {self.shown_url} could not be used: {type(exc).__name__}: {message}") from None
 
     # --- slots ------------------------------------------------------------------------------------
 
@@ -109,9 +132,10 @@ class Sharing:
         """A lease on one of the account's job slots (``someone_waits()`` first when none is free)."""
         state = await self.state()
         holder = f"{self._owner}:{uuid.uuid4().hex[:12]}"
-        if not await state.slots.try_acquire(holder):
-            someone_waits()
-            await state.slots.acquire(holder)
+        with self.failures():
+            if not await state.slots.try_acquire(holder):
+                someone_waits()
+                await state.slots.acquire(holder)
         self._slots.add(holder)
         self._ensure_renewer()
         return holder
@@ -148,9 +172,17 @@ class Sharing:
     # --- the request bucket -----------------------------------------------------------------------
 
     async def before_request(self) -> None:
-        """Wait for a token of the shared bucket (and for the end of a shared pause)."""
-        state = await self.state()
-        await spend(state.bucket)  # a token, waiting out the pause of a 429 seen by any process
+        """Wait for a token of the shared bucket (and for the end of a shared pause).
+
+        A store that fails here does not stop the request: this process goes on alone (the
+        session's own budget still paces it), with a warning.
+        """
+        try:
+            state = await self.state()
+            with self.failures():
+                await spend(state.bucket)  # a token, waiting out the pause of a 429 seen by any process
+        except StoreError as exc:
+            self._warn_alone(exc)
 
     def rate_limited(self, seconds: float) -> None:
         """A 429: pause every process sharing the store for ``seconds``."""
@@ -172,7 +204,8 @@ class Sharing:
 
     async def accepted(self, key: str, task_id: str) -> None:
         state = await self.state()
-        await state.store.record_task(key, task_id)
+        with self.failures():
+            await state.store.record_task(key, task_id)
 
     def status(self, task_id: str, state: JobState, details: Mapping[str, Any] | None = None) -> None:
         """Record what a poll of ``task_id`` said (on a task: never holds up the poll)."""
@@ -185,24 +218,27 @@ class Sharing:
 
     async def record(self, task_id: str) -> JobRecord | None:
         state = await self.state()
-        return await state.store.get(task_id)
+        with self.failures():
+            return await state.store.get(task_id)
 
     async def records(self, **filters: Any) -> list[JobRecord]:
         state = await self.state()
-        return await state.store.list(**filters)
+        with self.failures():
+            return await state.store.list(**filters)
 
     # --- watch leases -----------------------------------------------------------------------------
 
     async def watching(self, task_id: str) -> bool:
         """Whether this session polls ``task_id`` (it holds, or now takes, the job's watch lease)."""
         state = await self.state()
-        if task_id in self._watched:
-            if await state.watches.renew(task_id, self._owner, self.watch_ttl):
+        with self.failures():
+            if task_id in self._watched:
+                if await state.watches.renew(task_id, self._owner, self.watch_ttl):
+                    return True
+                self._watched.discard(task_id)
+            if await state.watches.claim(task_id, self._owner, self.watch_ttl):
+                self._watched.add(task_id)
                 return True
-            self._watched.discard(task_id)
-        if await state.watches.claim(task_id, self._owner, self.watch_ttl):
-            self._watched.add(task_id)
-            return True
         return False
 
     def watches(self, task_id: str) -> bool:
@@ -234,7 +270,14 @@ class Sharing:
         a job nobody here polls any more is left to the other processes)."""
         while True:
             await anyio.sleep(self.lease * RENEW_SHARE)
-            state = await self.state()
+            try:
+                await self._renew_once()
+            except Exception as exc:  # the next round tries again; leases outlive two failed rounds
+                logger.warning("could not renew job slot leases in the store %s: %s", self.shown_url, exc)
+
+    async def _renew_once(self) -> None:
+        state = await self.state()
+        with self.failures():
             for holder, task_id in list(self._orphans.items()):
                 record = await state.store.get(task_id)
                 if record is None or record.finished:
@@ -245,6 +288,12 @@ class Sharing:
                 if not await state.slots.renew(holder) and holder in self._slots:
                     logger.warning("a job slot lease expired before it was renewed; taking it again")
                     await state.slots.acquire(holder)
+
+    def _warn_alone(self, exc: StoreError) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            logger.warning("%s; this process goes on alone meanwhile", exc)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         if self._closed:

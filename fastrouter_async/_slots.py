@@ -21,6 +21,7 @@ import anyio
 import attrs
 
 from ._concurrency import JobCap
+from ._limits import LazyLimiter
 
 __all__ = ["JobSlots", "Slot", "SlotHolder", "SlotStatistics"]
 
@@ -116,7 +117,7 @@ class JobSlots:
     def __init__(self, limit: int | None) -> None:
         self._limit = limit
         self._cap = JobCap(limit)
-        self._limiter: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
+        self._limiter = LazyLimiter(limit)  # its bound follows the effective cap
         self._holders: weakref.WeakSet[SlotHolder] = weakref.WeakSet()
         self._elsewhere = 0  # submits waiting for a slot of a store shared with other processes
         self._closed = False
@@ -136,13 +137,12 @@ class JobSlots:
 
     @property
     def in_flight(self) -> int:
-        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+        return self._limiter.borrowed
 
     @property
     def waiting(self) -> int:
         """Submits waiting for a slot right now."""
-        here = 0 if self._limiter is None else self._limiter.statistics().tasks_waiting
-        return here + self._elsewhere
+        return self._limiter.waiting + self._elsewhere
 
     @contextlib.contextmanager
     def waiting_elsewhere(self) -> Iterator[None]:
@@ -166,10 +166,7 @@ class JobSlots:
         """A slot (``None`` without a bound), waiting for one when the cap is reached."""
         if self._limit is None:
             return None
-        limiter = self._limiter
-        if limiter is None:
-            limiter = self._limiter = anyio.CapacityLimiter(self._cap.current or self._limit)
-        slot = Slot(limiter)
+        slot = Slot(self._limiter.limiter)
         try:
             slot.acquire_nowait()
         except anyio.WouldBlock:
@@ -198,9 +195,8 @@ class JobSlots:
     def close(self) -> None:
         """Wake every submit waiting for a slot (the session is closing)."""
         self._closed = True
-        if self._limiter is not None:
-            self._limiter.total_tokens = math.inf
+        self._limiter.set_total(math.inf)
 
     def _apply(self, cap: int | None) -> None:
-        if cap is not None and self._limiter is not None and not self._closed:
-            self._limiter.total_tokens = cap  # a higher cap wakes submits waiting for a slot
+        if cap is not None and not self._closed:
+            self._limiter.set_total(cap)  # a higher cap wakes submits waiting for a slot

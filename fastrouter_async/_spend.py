@@ -23,8 +23,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 import attrs
 
 from ._catalog import Price
+from ._config import check_number
 from ._costs import PaidPrices, SpendEstimate, estimate_request, estimate_requests
-from ._errors import InvalidRequestError, SpendCapError
+from ._errors import SpendCapError
 from ._models import Cost, VideoRequest
 
 __all__ = ["SessionCosts", "SpendHold", "SpendLedger", "check_cap"]
@@ -36,9 +37,7 @@ def check_cap(name: str, value: object) -> float | None:
     """``value`` as a cap in USD (``None``: no cap), or :class:`InvalidRequestError` naming ``name``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise InvalidRequestError(name, value, "an amount in US dollars >= 0, or None for no cap")
-    return float(value)
+    return check_number(name, value, "an amount in US dollars >= 0, or None for no cap", at_least=0, below=math.inf)
 
 
 class SpendLedger:

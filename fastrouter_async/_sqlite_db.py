@@ -107,8 +107,7 @@ class SqliteDatabase:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
         try:
-            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
-                raise sqlite3.OperationalError(f"{path}: WAL mode is not available on this file system")
+            _enter_wal(db, path, timeout)
             # One transaction under the write lock: processes opening a new file at once create it once.
             db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
             (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -157,3 +156,19 @@ class SqliteDatabase:
                     db.execute("ROLLBACK")
                 raise
             return result
+
+
+def _enter_wal(db: sqlite3.Connection, path: Path, timeout: float) -> None:
+    """Switch the file to WAL mode. Processes opening a new file at once race for the switch: one that
+    cannot take the lock just then sees the old mode answered, and asks again (up to ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError(f"{path}: WAL mode is not available on this file system")
+        time.sleep(0.02)  # a worker thread: the event loop is not held up

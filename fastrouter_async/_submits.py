@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import attrs
 
+from ._config import check_number
 from ._errors import InvalidRequestError
 from ._models import AcceptedJob, SubmitEstimate, VideoRequest
 from ._protocol import scrub
@@ -78,9 +79,9 @@ def check_on_accepted(callback: object, timeout: object) -> tuple[AcceptedCallba
     """The session's ``on_accepted`` and ``on_accepted_timeout`` arguments, checked."""
     if callback is not None and not callable(callback):
         raise InvalidRequestError("on_accepted", callback, "a function taking an AcceptedJob (sync or async), or None")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
-        raise InvalidRequestError("on_accepted_timeout", timeout, "a finite number of seconds > 0")
-    return callback, float(timeout)
+    return callback, check_number(
+        "on_accepted_timeout", timeout, "a finite number of seconds > 0", above=0, below=math.inf
+    )
 
 
 def submitted_wall_time(value: object, *, now: float | None = None) -> float | None:

@@ -24,7 +24,7 @@ import attrs
 from ._api import Api
 from ._concurrency import is_concurrency_limit_error
 from ._config import ReplayPolicy
-from ._errors import APIConnectionError, FastRouterError, RateLimitError, SubmitUncertainError
+from ._errors import APIConnectionError, FastRouterError, RateLimitError, StoreError, SubmitUncertainError
 from ._models import AcceptedJob, VideoRequest
 from ._protocol import HttpCall, build_submit_body, submit_call, submit_estimate
 from ._replays import SubmitAttempts, found_again, replaying
@@ -270,7 +270,7 @@ class StoreHooks:
     async def accepted(self, task_id: str, *, found_again: bool | None) -> None:
         try:
             await self._sharing.accepted(self._key, task_id)
-        except (KeyError, ValueError) as exc:  # recorded by another submit with the same key: keep going
+        except (KeyError, ValueError, StoreError) as exc:  # another submit's key, or the store failed: keep the job
             logger.warning("could not record task %s in the shared store: %s", task_id, exc)
         if self._inner is not None:
             await self._inner.accepted(task_id, found_again=found_again)

@@ -71,6 +71,7 @@ PUBLIC = {
     "RetryPolicy",
     "ServerError",
     "SpendCapError",
+    "StoreError",
     "SpendEstimate",
     "SubmitEstimate",
     "SubmitUncertainError",

@@ -21,6 +21,7 @@ from fastrouter_async import (
     JobState,
     PollPolicy,
     RateLimited,
+    StoreError,
 )
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
 
@@ -194,3 +195,17 @@ async def test_without_a_store_jobs_lists_this_sessions_jobs(session: FastRouter
     assert record is not None
     assert record.finished
     assert await session.job_record(f"fr_{uuid.uuid4().hex}") is None
+
+
+async def test_a_store_that_cannot_be_reached_stops_the_submit_before_it_is_sent(
+    make_session: SessionFactory, sim: FastRouterSimulator
+) -> None:
+    """A Redis store nobody listens on: the submit raises StoreError, nothing reaches FastRouter, no password shown."""
+    pytest.importorskip("redis")
+    session = make_session(store="redis://app:hunter2@127.0.0.1:9/0", max_concurrent_jobs=2)
+    with pytest.raises(StoreError) as caught:
+        await session.submit(model="google/veo3", prompt="never sent")
+    assert sim.records.submit_count == 0
+    assert "hunter2" not in str(caught.value)
+    assert "redis://app:***@127.0.0.1:9/0" in str(caught.value)
+    assert session.jobs_in_flight == 0

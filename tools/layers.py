@@ -38,8 +38,8 @@ LAYERS: Final[dict[str, tuple[str, ...]]] = {
         "_batch_keys", "_arguments",
     ),
     "L2 I/O primitives": (
-        "_http_parts", "_transport", "_rawbody", "_hosts", "_budget", "_partfs", "_writer", "_partfile", "_inline",
-        "_journal_lock", "_journal", "_journal_read", "_catalog_cache", "_batch_inputs", "_event_hub",
+        "_limits", "_http_parts", "_transport", "_rawbody", "_hosts", "_budget", "_partfs", "_writer", "_partfile",
+        "_inline",        "_journal_lock", "_journal", "_journal_read", "_catalog_cache", "_batch_inputs", "_event_hub",
         "_job_record", "_namespace", "_shared", "_redis", "_sqlite_db", "_sqlite_shared", "_stores",
     ),
     "L3 engine": (
