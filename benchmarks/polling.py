@@ -4,6 +4,7 @@ Run it from the repository root, after ``make test`` (or ``make bench``)::
 
     .venv/bin/python benchmarks/polling.py                    # 200 jobs, time scale 0.05, 3 runs
     .venv/bin/python benchmarks/polling.py --jobs 400 --time-scale 0.1 --repeat 5
+    .venv/bin/python benchmarks/polling.py --policy max_interval=60   # ours with another setting
 
 Goal: at least 2.2 times fewer polls per job than fixed 5 s polling once the
 durations are learned (warm), 1.6 times from the priors (cold), at a p95 detection
@@ -27,6 +28,9 @@ strategy in turn, all against the same simulator process:
   cold run just before it (the same batch, other durations) exported: what
   ``fastrouter-video batch`` does with its ``durations.json``.
 
+``--policy NAME=VALUE`` (repeatable) measures ours with a ``PollPolicy`` field
+changed from its default (seconds in real time, scaled like the rest).
+
 The three peers are plain loops over our session's ``job.status()`` with
 ``asyncio.sleep`` in between, exactly like those SDKs' waiters; every interval
 is multiplied by the time scale. Polls per job is what reached the simulator
@@ -38,6 +42,7 @@ scale: real seconds. Each figure is the median over ``--repeat`` runs.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import random
@@ -46,6 +51,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from _harness import API_KEY, base_parser, machine_line, median, pin_client, print_table, simulator_process, write_json
 from _waiting import (
     JobRecord,
@@ -62,7 +68,7 @@ from _waiting import (
     wait_all,
 )
 
-from fastrouter_async import FastRouterSession, VideoJob, VideoRequest
+from fastrouter_async import FastRouterSession, PollPolicy, VideoJob, VideoRequest
 
 TITLE = "polling: requests per job and detection delay, mixed batch of realistic durations"
 COLUMNS = ("strategy", "polls/job", "vs fewest", "fixed 5 s / this", "detection p50 (s)", "detection p95 (s)")
@@ -80,6 +86,25 @@ FIXED_1, FIXED_5, RUNWAY, COLD, WARM = (
 PEERS = {FIXED_1: 1.0, FIXED_5: 5.0}
 POLLS_GOAL = {COLD: 1.6, WARM: 2.2}  # fixed 5 s polls per job / ours
 STRATEGIES = (FIXED_1, FIXED_5, RUNWAY, COLD, WARM)
+SECONDS_FIELDS = ("first_delay", "interval", "max_interval", "not_found_grace")  # scaled with the time scale
+
+
+def policy_setting(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` for ``--policy``: a numeric ``PollPolicy`` field and its value."""
+    name, _, value = text.partition("=")
+    fields = {field.name for field in attrs.fields(PollPolicy)} - {"learn", "duration_scale"}
+    if name not in fields:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(sorted(fields))}")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+
+
+def our_policy(scale: float, settings: Sequence[tuple[str, float]]) -> PollPolicy:
+    """The default policy scaled like the simulator's jobs, with ``settings`` (real seconds) applied."""
+    changes: dict[str, Any] = {name: value * scale if name in SECONDS_FIELDS else value for name, value in settings}
+    return attrs.evolve(ours_policy(scale), **changes)
 
 
 async def run_peer(name: str, base_url: str, requests: Sequence[VideoRequest], scale: float) -> dict[str, float]:
@@ -94,12 +119,10 @@ async def run_peer(name: str, base_url: str, requests: Sequence[VideoRequest], s
 
 
 async def run_ours(
-    base_url: str, requests: Sequence[VideoRequest], scale: float, learned: dict[str, Any] | None
+    base_url: str, requests: Sequence[VideoRequest], policy: PollPolicy, learned: dict[str, Any] | None
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Submit the batch to a fresh session with our default policy and await every result."""
-    async with FastRouterSession(
-        API_KEY, base_url=base_url, max_concurrent_jobs=None, poll_policy=ours_policy(scale)
-    ) as session:
+    """Submit the batch to a fresh session with our (scaled) policy and await every result."""
+    async with FastRouterSession(API_KEY, base_url=base_url, max_concurrent_jobs=None, poll_policy=policy) as session:
         if learned is not None:
             session.import_durations(learned)
         jobs = await submit_all(session, requests)
@@ -113,7 +136,7 @@ async def run_ours(
 
 
 async def run_all(
-    base_url: str, requests: Sequence[VideoRequest], scale: float, turn: int
+    base_url: str, requests: Sequence[VideoRequest], scale: float, turn: int, policy: PollPolicy
 ) -> dict[str, dict[str, float]]:
     """One run: every strategy once, in an order that rotates with ``turn`` (ours warm right after ours cold)."""
     units: list[tuple[str, ...]] = [(FIXED_1,), (FIXED_5,), (RUNWAY,), (COLD, WARM)]
@@ -123,9 +146,9 @@ async def run_all(
     for unit in units:
         for name in unit:
             if name == COLD:
-                detected[name], learned = await run_ours(base_url, requests, scale, None)
+                detected[name], learned = await run_ours(base_url, requests, policy, None)
             elif name == WARM:
-                detected[name], _ = await run_ours(base_url, requests, scale, learned)
+                detected[name], _ = await run_ours(base_url, requests, policy, learned)
             else:
                 detected[name] = await run_peer(name, base_url, requests, scale)
     return detected
@@ -136,12 +159,14 @@ def expected_polls(records: Sequence[JobRecord], interval: float) -> float:
     return sum(1 + math.ceil(record.duration / interval) for record in records)
 
 
-def measure(base_url: str, jobs: int, scale: float, repeat: int) -> list[dict[str, dict[str, float]]]:
+def measure(
+    base_url: str, jobs: int, scale: float, repeat: int, policy: PollPolicy
+) -> list[dict[str, dict[str, float]]]:
     """``repeat`` runs; for each, per strategy, the figures of :func:`detection_stats` and a keeping-up check."""
     requests = mixed_batch(jobs, tag="polling")
     runs = []
     for turn in range(repeat):
-        detected = asyncio.run(run_all(base_url, requests, scale, turn))
+        detected = asyncio.run(run_all(base_url, requests, scale, turn, policy))
         known = timeline(base_url)
         run: dict[str, dict[str, float]] = {}
         for name in STRATEGIES:
@@ -205,6 +230,7 @@ def notes(
     scale: float,
     repeat: int,
     seed: int,
+    settings: Sequence[tuple[str, float]],
 ) -> list[str]:
     out = [
         f"{jobs} jobs submitted at once, cycling over 8 kinds (mean true duration "
@@ -215,6 +241,9 @@ def notes(
         "peers: plain loops over job.status() and asyncio.sleep; ours: await job.result() on a fresh session; "
         "warm: import_durations() of the cold run just before",
     ]
+    if settings:
+        changed = ", ".join(f"{name}={value:g}" for name, value in settings)
+        out.append(f"ours with PollPolicy {changed} (real time), the other fields at their defaults")
     out.extend(keeping_up_notes(rows, PEERS, how=" (it sleeps after each answer)"))
     out.extend(spread_lines(runs))
     out.extend(goal_lines(rows))
@@ -225,6 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else TITLE)
     parser.add_argument("--jobs", type=int, default=None, help=f"jobs in the batch (default {JOBS}; tiny {TINY_JOBS})")
     add_scale_options(parser, scale=SCALE, seed=SEED, scaled="simulated durations and every interval")
+    parser.add_argument(
+        "--policy",
+        type=policy_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="measure ours with this PollPolicy field changed (seconds in real time); repeatable",
+    )
     args = parser.parse_args(argv)
     jobs = args.jobs or (TINY_JOBS if args.tiny else JOBS)
     scale = args.time_scale or (TINY_SCALE if args.tiny else SCALE)
@@ -232,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1 and --time-scale in (0, 1]")
     pin_client(0)
     with simulator_process("--realistic-durations", "--time-scale", repr(scale), "--seed", str(args.seed)) as base_url:
-        runs = measure(base_url, jobs, scale, args.repeat)
+        runs = measure(base_url, jobs, scale, args.repeat, our_policy(scale, args.policy))
     rows = summarize(runs)
     print(machine_line())
     print_table(
@@ -249,12 +286,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             for row in rows
         ],
-        notes(rows, runs, jobs=jobs, scale=scale, repeat=args.repeat, seed=args.seed),
+        notes(rows, runs, jobs=jobs, scale=scale, repeat=args.repeat, seed=args.seed, settings=args.policy),
     )
     write_json(
         args.json,
         "polling",
-        {"jobs": jobs, "time_scale": scale, "seed": args.seed, "repeat": args.repeat, "rows": rows, "runs": runs},
+        {
+            "jobs": jobs,
+            "time_scale": scale,
+            "seed": args.seed,
+            "repeat": args.repeat,
+            "policy": dict(args.policy),
+            "rows": rows,
+            "runs": runs,
+        },
     )
     return 0
 

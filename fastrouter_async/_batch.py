@@ -11,6 +11,10 @@ jobs never submitted are submitted, and jobs whose submit outcome is unknown
 are replayed with their recorded cache key while their first attempt is inside
 the session's replay window (see :mod:`._batch_plan`); past it they are
 reported and left alone unless ``resubmit_uncertain=True``.
+
+With a session ``store`` and an ``output_dir``, the batch keeps no journal: the store is its record,
+and every process running the same batch into the same folder shares its lines (see
+:mod:`._batch_shared`).
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._batch_inputs import default_filename, output_dir_path, prepare_requests
 from ._batch_job import JobRunner
+from ._batch_keys import shared_namespace
 from ._batch_plan import Action, Item, Why
 from ._batch_resume import plan, verified_file
+from ._batch_shared import SharedLines
 from ._batch_spend import BatchSpend
 from ._batch_tally import Tally, finished_earlier
 from ._batch_values import BatchOutcome, BatchProgress, OutcomeStatus
-from ._errors import (
-    FastRouterError,
-)
+from ._errors import FastRouterError, InvalidRequestError
 from ._filenames import plan_names
 from ._journal import JobKey, Journal, JournalEntry, JournalError, fingerprint, keys_for
 from ._journal_read import BatchJournal, match_records, read_journal
@@ -92,6 +96,14 @@ class BatchRun:
         self._names = (
             None if output_dir is None else plan_names(len(requests), lambda index: namer(index, requests[index]))
         )
+        self._shared = engine.sharing is not None and output_dir is not None
+        if self._shared and journal is not None:
+            raise InvalidRequestError(
+                "journal",
+                str(journal),
+                "None with a session store and an output_dir: the store is the batch's record, shared by every "
+                "process running the batch (docs/batch.md)",
+            )
         self._journal_path = journal
         self._resubmit_uncertain = resubmit_uncertain
         self._retry_failed = retry_failed
@@ -237,7 +249,7 @@ class BatchRun:
                 self._tally,
                 self._spend,
                 journal=self._journal,
-                output_dir=self._output_dir,
+                output_dir=None if self._shared else self._output_dir,  # shared: downloaded by _batch_shared
                 names=self._names,
                 timeout=self._timeout,
                 statuses=None if self._journal is None else self._status_of,
@@ -292,6 +304,9 @@ class BatchRun:
 
     async def _run_items(self, items: list[Item]) -> None:
         assert self._send is not None
+        if self._shared:
+            await self._run_shared(items)
+            return
         for item in items:
             if item.action is Action.REPORT:
                 assert item.outcome is not None
@@ -305,6 +320,29 @@ class BatchRun:
                     self._report(self._tally.never_sent(item))
                 elif item.action in (Action.SUBMIT, Action.ATTACH):
                     await self._start_work(item, tg)
+
+    async def _run_shared(self, items: list[Item]) -> None:
+        sharing = self._engine.sharing
+        assert sharing is not None
+        assert self._runner is not None
+        assert self._output_dir is not None
+        assert self._names is not None
+        assert self._send is not None
+        lines = SharedLines(
+            self._engine,
+            sharing,
+            self._runner,
+            self._tally,
+            self._spend,
+            output_dir=self._output_dir,
+            names=self._names,
+            namespace=shared_namespace(self._output_dir),
+            timeout=self._timeout,
+            resubmit_uncertain=self._resubmit_uncertain,
+            retry_failed=self._retry_failed,
+            send=self._send.send_nowait,
+        )
+        await lines.run(items)
 
     async def _verify_files(self, items: list[Item], tg: anyio.abc.TaskGroup) -> None:
         """Check the files of jobs finished earlier (size and sha256, in a worker thread), one at a time."""

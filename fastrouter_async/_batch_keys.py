@@ -7,7 +7,8 @@ after a crash, carries the same key:
 
 - the batch's **namespace**: a SHA-256 of the journal's resolved absolute path (without a journal,
   of the output folder's), so the same batch into the same folder reuses its keys, even after its
-  journal was deleted;
+  journal was deleted; a batch shared by processes through a store (no journal) takes it from the
+  output folder's resolved path (:func:`shared_namespace`), the same in every process given that path;
 - the request's **fingerprint** (over the generation body only, never the ``cache`` object) and its
   **occurrence** among identical requests, as the journal identifies the job;
 - the job's **generation**: 0, then one more each time ``retry_failed`` submits a failed job again,
@@ -26,7 +27,7 @@ from typing import Any
 
 from ._cachekey import CACHE_BODY_FIELD, job_cache_key
 
-__all__ = ["batch_job_key", "batch_namespace", "request_fingerprint"]
+__all__ = ["batch_job_key", "batch_namespace", "request_fingerprint", "shared_namespace"]
 
 
 def request_fingerprint(body: Mapping[str, Any]) -> str:
@@ -48,6 +49,16 @@ def batch_namespace(*, journal: Path | None, output_dir: Path | None) -> str | N
     else:
         return None
     text = f"fastrouter-async batch {kind}\0{path.expanduser().resolve()}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def shared_namespace(output_dir: Path) -> str:
+    """The namespace of a batch run by several processes through a shared store: from its output folder.
+
+    Every process must be given the same folder path (the same text once resolved): the keys, and so
+    the store's record of each line, are the same in all of them only then.
+    """
+    text = f"fastrouter-async shared batch\0{output_dir.expanduser().resolve()}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

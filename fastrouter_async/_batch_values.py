@@ -57,6 +57,12 @@ class BatchOutcome:
     Never added to ``cost_usd``: the job's cost is what its finished result reports, counted once."""
     estimated_usd: float | None = None
     """What the job was estimated to cost before it was sent (``session.estimate``; ``None``: unknown)."""
+    submitted_elsewhere: bool = False
+    """Another process running the same batch through the session's ``store`` submitted this job; this
+    one followed it (docs/batch.md, "Several processes on one batch")."""
+    downloaded_elsewhere: bool = False
+    """Another process running the same batch through the session's ``store`` downloaded the video; this
+    one checked the file (size and sha256) in the shared output folder."""
 
     @property
     def final_cost(self) -> Cost:

@@ -82,6 +82,9 @@ class EngineSettings:
     telemetry_prompts: bool
     store: str | None = attrs.field(default=None, repr=False)  # a Redis URL may carry a password
     """The URL of a store shared with other processes (``None``: everything in this process)."""
+    store_lease: float = DEFAULT_LEASE
+    """Seconds a store's lease (a job slot, a download) lasts unrenewed; a watch lease lasts this plus
+    the poll policy's ``max_interval``."""
 
 
 class Engine:
@@ -131,7 +134,8 @@ class Engine:
                 api_key=settings.secret.reveal,
                 capacity=settings.max_concurrent_jobs,
                 budget=settings.budget,
-                watch_ttl=DEFAULT_LEASE + settings.poll_policy.max_interval,
+                lease=settings.store_lease,
+                watch_ttl=settings.store_lease + settings.poll_policy.max_interval,
             )
         )
         self.api.sharing = self.sharing

@@ -24,7 +24,7 @@ from ._event_hub import polling_task
 from ._events import JobEnded, StatusChanged
 from ._fetch import video_result
 from ._models import JobState, JobStatus, SubmitEstimate, VideoRequest, VideoResult
-from ._retry import poll_delay
+from ._schedule import poll_delay
 from ._shared import JobRecord
 from ._sharing import Sharing, details_of, status_from_record
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import anyio
 
-from ._config import PollPolicy, RetryPolicy
+from ._config import RetryPolicy
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._protocol import is_retryable_status, retry_after_seconds
 
-__all__ = ["RetryCounter", "is_transient", "poll_delay", "retry_delay", "retrying", "server_retry_after"]
+__all__ = ["RetryCounter", "is_transient", "retry_delay", "retrying", "server_retry_after"]
 
 logger = logging.getLogger("fastrouter_async")
 
@@ -33,17 +33,6 @@ T = TypeVar("T")
 _RATE_LIMIT_ALLOWANCE = 4
 # Rate-limited attempts allowed per ordinary attempt: with the defaults, 32 tries spread over
 # the server's Retry-After waits, enough to ride out a storm, not enough to spin on a hard quota.
-
-
-def poll_delay(policy: PollPolicy, polls_done: int, rng: random.Random) -> float:
-    """Seconds to wait before the next poll on the fixed (not learning) schedule, jittered.
-
-    Jitter only shortens a gap, so that ``max_interval`` holds.
-    """
-    base = policy.base_delay(polls_done)
-    if policy.jitter and base:
-        base *= 1.0 - policy.jitter * rng.random()
-    return base
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random, retry_after: float | None) -> float:

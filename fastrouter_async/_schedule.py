@@ -1,4 +1,4 @@
-"""The learned poll schedule: when to poll a running job, given a lognormal estimate of its duration.
+"""The poll schedules: when to poll a running job, from a lognormal estimate of its duration or on fixed gaps.
 
 Three phases. While the job is unlikely to end soon, polls are sparse (one every
 ``max_interval`` at most, one landing where the dense phase starts). The dense
@@ -14,6 +14,12 @@ poll is highest gives the fewest polls for a given share of late detections, and
 one threshold shared by every kind of job lets long jobs (whose ends are spread
 over more seconds) stay sparse a little longer than short ones.
 
+One jitter rule serves both schedules (:func:`jittered`): a gap is drawn evenly
+within ``(1 +- jitter)`` times its length, but never past its ceiling (the
+start of the dense phase for a sparse gap, ``max_interval`` for every other
+one; on the fixed schedule, the planned gap itself). Far from the ceiling
+the mean gap is the gap itself; a gap at its ceiling is only shortened.
+
 Pure and synchronous: a ``random.Random`` is passed in, so tests can seed it.
 """
 
@@ -26,7 +32,7 @@ from typing import Final
 
 from ._config import PollPolicy
 
-__all__ = ["dense_start", "learned_delay"]
+__all__ = ["dense_start", "jittered", "learned_delay", "poll_delay"]
 
 _LATE_SHARE: Final = 0.002
 # Past the estimated 99.8th percentile a job is "late": its polls space out again (up to the cap).
@@ -101,6 +107,33 @@ def dense_start(policy: PollPolicy, log_mean: float, sigma: float) -> float:
     return start
 
 
+def jittered(gap: float, jitter: float, ceiling: float, rng: random.Random) -> float:
+    """``gap`` drawn evenly within ``gap * (1 +- jitter)``, the part above ``ceiling`` cut off.
+
+    The one jitter rule of both schedules. A gap well under its ceiling keeps
+    its mean (the detection delay stays what the gap promises); a gap at its
+    ceiling is only shortened, by up to ``jitter`` of it, so the ceiling holds.
+    """
+    low = gap * (1.0 - jitter)
+    high = min(gap * (1.0 + jitter), ceiling)
+    if high <= low:
+        return min(gap, ceiling)
+    return low + (high - low) * rng.random()
+
+
+def poll_delay(policy: PollPolicy, polls_done: int, rng: random.Random) -> float:
+    """Seconds to wait before the next poll on the fixed (not learning) schedule, jittered.
+
+    The gap is :meth:`PollPolicy.base_delay` and is its own ceiling in :func:`jittered`:
+    a fixed schedule's gaps are promised as maxima (``PollPolicy.fixed(5.0, jitter=0.1)``
+    never waits longer than 5 s), so its jitter only shortens.
+    """
+    base = policy.base_delay(polls_done)
+    if policy.jitter and base:
+        return jittered(base, policy.jitter, base, rng)
+    return base
+
+
 def learned_delay(policy: PollPolicy, log_mean: float, sigma: float, elapsed: float, rng: random.Random) -> float:
     """Seconds until the next poll of a job running for ``elapsed`` seconds, from its duration estimate.
 
@@ -108,23 +141,20 @@ def learned_delay(policy: PollPolicy, log_mean: float, sigma: float, elapsed: fl
     ``max_interval`` away), every ``interval`` on average until the 99.8th percentile,
     then growing by ``multiplier`` with the lateness, up to ``max_interval``.
 
-    Jitter: a dense gap is drawn evenly within ``interval * (1 +- jitter)`` (its mean
-    is ``interval``, so the detection delay is what ``interval`` promises); a sparse or
-    late gap is only shortened, by up to ``jitter`` of it, so that it never passes the
-    start of the dense phase or ``max_interval``.
+    Jitter is :func:`jittered`: a dense or late gap under ``max_interval`` keeps its
+    mean (so the detection delay is what ``interval`` promises); a sparse gap is
+    only shortened, so that it never passes the start of the dense phase or
+    ``max_interval``.
     """
     opens = dense_start(policy, log_mean, sigma)
     closes = math.exp(log_mean + sigma * _z(1.0 - _LATE_SHARE))
-    jitter = policy.jitter
     if elapsed + policy.interval < opens:
-        delay = min(opens - elapsed, policy.max_interval)
+        delay = ceiling = min(opens - elapsed, policy.max_interval)
     elif elapsed < closes:
-        delay = policy.interval
-        if jitter:
-            delay *= 1.0 + jitter * (2.0 * rng.random() - 1.0)
-        return min(delay, policy.max_interval)
+        delay, ceiling = policy.interval, policy.max_interval
     else:
         delay = min(max(policy.interval, (elapsed - closes) * (policy.multiplier - 1.0)), policy.max_interval)
-    if jitter and delay:
-        delay *= 1.0 - jitter * rng.random()
-    return delay
+        ceiling = policy.max_interval
+    if policy.jitter and delay:
+        return jittered(delay, policy.jitter, ceiling, rng)
+    return min(delay, ceiling)

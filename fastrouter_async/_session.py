@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from ._config import (
     RetryPolicy,
     Timeouts,
     check_limit,
+    check_number,
     check_wait_timeout,
     resolve_api_key,
     resolve_base_url,
@@ -41,9 +43,10 @@ from ._job import VideoJob, attach_job, start_job
 from ._models import VideoRequest, VideoResult
 from ._session_views import SessionViews
 from ._spend import SessionCosts, check_cap
-from ._stores import parse_store_url
+from ._stores import DEFAULT_LEASE, parse_store_url
 from ._submits import DEFAULT_ON_ACCEPTED_TIMEOUT, AcceptedCallback, check_on_accepted, submitted_wall_time
 from ._validate import validate as validate_request
+from ._watcher import DEFAULT_SCAN_INTERVAL, FileNamer, Watcher
 
 if TYPE_CHECKING:
     import aiohttp
@@ -105,7 +108,11 @@ class FastRouterSession(SessionViews):
     ``max_concurrent_jobs`` and ``request_budget`` hold across all of them, a
     429 pauses them all, and each unfinished job is polled by one of them at a
     time while the others read its status from the store. ``None`` (the
-    default): nothing is shared.
+    default): nothing is shared. ``store_lease`` (seconds, default 30) is how
+    long a lease of the store (a job slot, a download in progress) lasts
+    without a renewal, so how soon a process that dies hands its slots and
+    its jobs over to the others (a job's watch lease lasts this plus the poll
+    policy's ``max_interval``); every process of one store must use the same.
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class FastRouterSession(SessionViews):
         max_spend_usd: float | None = None,
         unknown_price_usd: float | None = None,
         store: str | None = None,
+        store_lease: float = DEFAULT_LEASE,
     ) -> None:
         costs = SessionCosts(
             cap_usd=check_cap("max_spend_usd", max_spend_usd),
@@ -143,6 +151,7 @@ class FastRouterSession(SessionViews):
         on_accepted, on_accepted_timeout = check_on_accepted(on_accepted, on_accepted_timeout)
         events = EventHub(check_on_event(on_event), secret=secret.reveal)
         base_url = resolve_base_url(base_url)
+        check_number("store_lease", store_lease, "a finite number of seconds > 0", above=0, below=math.inf)
         check_limit("max_concurrent_jobs", max_concurrent_jobs, "an integer >= 1, or None for no bound")
         check_limit("max_concurrent_downloads", max_concurrent_downloads, "an integer >= 1, or None for no bound")
         check_limit("max_download_bytes", max_download_bytes, "a number of bytes >= 1, or None for no bound")
@@ -177,6 +186,7 @@ class FastRouterSession(SessionViews):
             telemetry=telemetry,
             telemetry_prompts=telemetry_prompts,
             store=_checked_store(store),
+            store_lease=float(store_lease),
         )
         self._engine = Engine(settings, events=events, costs=costs, http_session=http_session)
 
@@ -373,6 +383,50 @@ class FastRouterSession(SessionViews):
             timeout=timeout,
             spend=BatchSpend(cap, self._engine.costs.estimate(prepared)),
         )
+
+    async def watch(
+        self,
+        output_dir: str | os.PathLike[str] | None = None,
+        *,
+        until_idle: bool = False,
+        scan_interval: float = DEFAULT_SCAN_INTERVAL,
+        filename: FileNamer | None = None,
+    ) -> None:
+        """Follow the store's jobs that no process watches, to their end; download each video once.
+
+        The watcher role of a web backend (docs/many-workers.md): processes that
+        submit need not wait, since watchers (this session, and any other that
+        runs ``watch()`` on the same ``store``) take every unfinished job of the
+        store nobody watches, poll it (one process per job) and record how it
+        ended. With ``output_dir`` each succeeded video is downloaded there once
+        across all the watchers (as ``TASK_ID.mp4``, or ``filename(record)``), and
+        its ``file``, ``size`` and ``sha256`` are added to the job's record
+        (:meth:`job_record` shows them); a download that fails records
+        ``download_error`` instead. Downloads stay under
+        ``max_concurrent_downloads``; any number of jobs are followed at once.
+
+        Runs until cancelled or until the session is closed (it then returns); with
+        ``until_idle=True`` it also returns once the store has no unfinished job
+        left (and, with ``output_dir``, no video left to write). ``scan_interval``
+        is how often (seconds) it looks for jobs nobody watches. Stopping it gives
+        its leases back, so the other watchers continue its jobs at once; a
+        watcher that dies hands them over within ``store_lease`` (plus the poll
+        policy's ``max_interval``). A store that cannot be used for a while is
+        logged and tried again at the next scan. Without a ``store``:
+        :class:`InvalidRequestError`.
+        """
+        self._ensure_open()
+        check_number("scan_interval", scan_interval, "a finite number of seconds > 0", above=0, below=math.inf)
+        if filename is not None and not callable(filename):
+            raise InvalidRequestError("filename", filename, "a function (JobRecord) -> file name, or None")
+        watcher = Watcher(
+            self._engine,
+            output_dir=output_dir_path(output_dir),
+            until_idle=bool(until_idle),
+            scan_interval=float(scan_interval),
+            filename=filename,
+        )
+        await watcher.run()
 
 
 def _listed_prices() -> Mapping[str, Price] | None:

@@ -332,6 +332,36 @@ class Sharing:
         self._watched.clear()
         await self._state.aclose()
 
+    # --- leases on other work (a batch line's submit, a download), details added to a record -----
+
+    async def claim(self, name: str, ttl: float | None = None) -> bool:
+        """Take the lease ``name`` (a watch lease under a name no task id has, such as ``submit:KEY`` or
+        ``download:TASK_ID``) for ``ttl`` seconds (default: one ``lease``); ``False`` if another owner holds it.
+
+        Renew it with :meth:`renew_claim` more often than that; a process that dies lets it expire.
+        :class:`StoreError` when the store cannot be used (as for the calls below).
+        """
+        state = await self.state()
+        with self.failures():
+            return await state.watches.claim(name, self._owner, self.lease if ttl is None else ttl)
+
+    async def renew_claim(self, name: str, ttl: float | None = None) -> bool:
+        """Extend this session's lease ``name`` to ``ttl`` seconds from now; ``False`` if it lapsed."""
+        state = await self.state()
+        with self.failures():
+            return await state.watches.renew(name, self._owner, self.lease if ttl is None else ttl)
+
+    async def release_claim(self, name: str) -> None:
+        state = await self.state()
+        with self.failures():
+            await state.watches.release(name, self._owner)
+
+    async def record_details(self, task_id: str, state: JobState, details: Mapping[str, Any]) -> None:
+        """Merge ``details`` into ``task_id``'s record now (awaited, unlike :meth:`status`)."""
+        shared = await self.state()
+        with self.failures():
+            await shared.store.record_state(task_id, state, details=details)
+
 
 def _close(work: Awaitable[None]) -> None:
     close = getattr(work, "close", None)

@@ -199,8 +199,8 @@ def test_mean_dense_gap_is_the_interval() -> None:
     assert max(gaps) <= policy.interval * (1 + policy.jitter)
 
 
-def test_sparse_and_late_gaps_are_only_shortened() -> None:
-    """Jitter never lengthens a sparse or a late gap: the cap holds and no sparse poll passes the dense start."""
+def test_sparse_and_capped_gaps_are_only_shortened() -> None:
+    """Jitter never lengthens a sparse gap or a capped one: the cap holds and no sparse poll passes the dense start."""
     policy = PollPolicy(jitter=0.2)
     mean, sigma = math.log(300.0), 0.2
     opens = dense_start(policy, mean, sigma)
@@ -208,7 +208,19 @@ def test_sparse_and_late_gaps_are_only_shortened() -> None:
     for _ in range(2000):
         sparse = learned_delay(policy, mean, sigma, opens - 20.0, rng)
         assert 0.8 * 20.0 - 1e-9 <= sparse <= 20.0
-        assert learned_delay(policy, mean, sigma, 5000.0, rng) <= policy.max_interval
+        assert 0.8 * policy.max_interval <= learned_delay(policy, mean, sigma, 5000.0, rng) <= policy.max_interval
+
+
+def test_late_gaps_under_the_cap_keep_their_mean() -> None:
+    """A late gap under max_interval is jittered like a dense one, by the same rule: its mean is the gap."""
+    policy = PollPolicy(jitter=0.2)
+    mean, sigma = math.log(100.0), 0.2
+    closes = 100.0 * math.exp(sigma * NormalDist().inv_cdf(0.998))
+    elapsed = closes + 20.0  # 20 s late: a gap of 20 * (multiplier - 1) = 10 s, under the cap
+    rng = random.Random(4)
+    gaps = [learned_delay(policy, mean, sigma, elapsed, rng) for _ in range(20_000)]
+    assert sum(gaps) / len(gaps) == pytest.approx(10.0, rel=0.01)
+    assert 8.0 - 1e-9 <= min(gaps) < 10.0 < max(gaps) <= 12.0 + 1e-9
 
 
 @pytest.mark.parametrize("sigma", [0.15, 0.25])

@@ -8,7 +8,8 @@ import pytest
 
 from fastrouter_async import InvalidRequestError, PollPolicy, RetryPolicy, Timeouts
 from fastrouter_async._config import DEFAULT_RETRY_POLICY
-from fastrouter_async._retry import poll_delay, retry_delay
+from fastrouter_async._retry import retry_delay
+from fastrouter_async._schedule import jittered, learned_delay, poll_delay
 
 
 def test_fixed_schedule_without_learning() -> None:
@@ -31,6 +32,23 @@ def test_poll_jitter_only_shortens() -> None:
             seen.append(delay / base)
     assert min(seen) < 0.85
     assert max(seen) > 0.95
+
+
+def test_one_jitter_rule_for_both_schedules() -> None:
+    """Fixed and learned gaps are jittered by the same rule: even within (1 +- jitter), cut at the ceiling."""
+    fixed = PollPolicy(learn=False, jitter=0.2)
+    learned = PollPolicy(jitter=0.2)
+    for seed in range(20):
+        planned = fixed.base_delay(3)
+        assert poll_delay(fixed, 3, random.Random(seed)) == jittered(planned, 0.2, planned, random.Random(seed))
+        dense = learned_delay(learned, 4.6, 0.2, 100.0, random.Random(seed))  # median 100 s: dense at 100 s
+        assert dense == jittered(learned.interval, 0.2, learned.max_interval, random.Random(seed))
+    rng = random.Random(1)
+    draws = [jittered(10.0, 0.2, 11.0, rng) for _ in range(5000)]
+    assert 8.0 <= min(draws) < 8.1
+    assert 10.9 < max(draws) <= 11.0  # the part above the ceiling is cut off, not piled on it
+    assert jittered(10.0, 0.0, 11.0, rng) == 10.0
+    assert jittered(10.0, 0.0, 9.0, rng) == 9.0
 
 
 def test_fixed_policy_constructor() -> None:

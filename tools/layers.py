@@ -48,7 +48,7 @@ LAYERS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "L4 entities": (
         "_job_life", "_job_events", "_job", "_batch_plan", "_batch_spend", "_batch_hooks", "_batch_tally",
-        "_batch_resume", "_batch_job", "_batch",
+        "_batch_resume", "_batch_job", "_batch_shared", "_batch", "_watcher",
     ),
     "L5 facade": ("_session_views", "_session"),
     "package": ("__init__", "__main__"),

@@ -6,12 +6,15 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 import attrs
@@ -67,8 +70,10 @@ class _Run:
         self.options = options
         self.source = Path(options.file)
         self.folder = Path(options.out)
-        self.journal = Path(options.journal) if options.journal else self.folder / JOURNAL_NAME
-        self.manifest = self.folder / MANIFEST_NAME
+        self.store: str | None = options.store
+        # With --store the store is the record and every process writes a manifest of its own.
+        self.journal = None if self.store else Path(options.journal) if options.journal else self.folder / JOURNAL_NAME
+        self.manifest = self.folder / (MANIFEST_NAME if self.store is None else shared_manifest_name())
         self.durations = None if options.simulate else self.folder / DURATIONS_NAME
         self.costs = None if options.simulate else self.folder / COSTS_NAME
         self.requests = [entry.request for entry in batch_file.entries]
@@ -125,6 +130,13 @@ class _Run:
                 rows = manifest_rows(
                     self.requests, self.lines, self.outcomes, self.folder, journal, estimates=self.estimates
                 )
+                if self.store is not None:
+                    for row in rows:
+                        outcome = self.outcomes.get(row["index"])
+                        submitted = outcome is not None and outcome.task_id is not None
+                        downloaded = outcome is not None and outcome.file is not None
+                        row["submitted_by"] = _by(submitted, outcome is not None and outcome.submitted_elsewhere)
+                        row["downloaded_by"] = _by(downloaded, outcome is not None and outcome.downloaded_elsewhere)
                 await anyio.to_thread.run_sync(write_manifest, self.manifest, rows)
 
     def kinds(self) -> Counter[Kind]:
@@ -141,8 +153,36 @@ class _Run:
         display.outcome(outcome, self.lines[outcome.index])
 
 
+def shared_manifest_name() -> str:
+    """The manifest of one process of a batch shared through --store: its host and process id in the name."""
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname()) or "host"
+    return f"manifest.{host}.{os.getpid()}.jsonl"
+
+
+def _by(done: bool, elsewhere: bool) -> str | None:
+    """Who did a step of a line, in a manifest of a shared batch: this process, another one, or nobody (yet)."""
+    if not done:
+        return None
+    return "another process" if elsewhere else "this process"
+
+
+def shown_store(url: str) -> str:
+    """A store URL as it may be printed: without its password or query."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+        return parts._replace(query="", fragment="").geturl()
+    except ValueError:
+        return url.partition("?")[0]
+
+
 def _session_options(options: argparse.Namespace) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
+    if options.store:
+        if options.journal:
+            raise CommandError("--journal and --store do not go together: with --store the store is the record")
+        chosen["store"] = options.store
     if options.concurrency is not None:
         chosen["max_concurrent_jobs"] = options.concurrency
     if options.rps is not None:
@@ -202,7 +242,7 @@ async def run_batch(options: argparse.Namespace) -> int:
             batch = session.generate_many(
                 run.requests,
                 output_dir=run.folder,
-                journal=run.journal,
+                journal=run.journal,  # None with --store: the store is the record
                 resubmit_uncertain=options.resubmit_uncertain,
                 retry_failed=options.retry_failed,
                 max_spend_usd=options.max_spend,
@@ -268,8 +308,17 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
         history.append(f"{resumed} re-attached")
     if found_again:
         history.append(f"{found_again} found again by replay (not billed twice)")
+    if run.store is not None:
+        outcomes = run.outcomes.values()
+        submitted_here = sum(o.task_id is not None and not o.submitted_elsewhere for o in outcomes)
+        history.append(f"{submitted_here} submitted by this process")
+        if elsewhere := sum(o.submitted_elsewhere for o in outcomes):
+            history.append(f"{elsewhere} done by another process")
+        if fetched := sum(o.downloaded_elsewhere and not o.submitted_elsewhere for o in outcomes):
+            history.append(f"{fetched} of this process's videos downloaded by another process")
     say(f"{total} jobs: {', '.join(parts)}" + (f" ({', '.join(history)})" if history else ""))
-    say(f"total cost: ${sum(costs):.2f}" + (" (some costs unknown)" if unknown_cost else ""))
+    whole = " (the whole batch: every process's jobs)" if run.store is not None else ""
+    say(f"total cost: ${sum(costs):.2f}" + (" (some costs unknown)" if unknown_cost else "") + whole)
     say(
         f"estimated:  ${sum(estimated):.2f} for the whole file"
         + (f" (+ {unknown_estimates} of unknown price)" if unknown_estimates else "")
@@ -277,7 +326,11 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
     )
     say(f"videos:     {run.folder}/")
     say(f"manifest:   {run.manifest}")
-    say(f"journal:    {run.journal}")
+    if run.journal is not None:
+        say(f"journal:    {run.journal}")
+    else:
+        assert run.store is not None
+        say(f"store:      {shown_store(run.store)} (shared with the other processes of this batch)")
     if interrupted_by is not None and run.options.simulate:
         say(f"Stopped by {_signal_name(interrupted_by)}.")
         say(

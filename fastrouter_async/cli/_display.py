@@ -97,9 +97,19 @@ def _event(outcome: BatchOutcome, line: int) -> tuple[str, str]:
         detail = f"{plain(file.path)}  {file.size} bytes  sha256 {file.sha256[:12]}" if file is not None else "no file"
         cost = f"  ${outcome.cost_usd:.2f}" if outcome.cost_usd is not None else ""
         tail = " (finished in an earlier run)" if outcome.from_journal else " (re-attached)" if outcome.resumed else ""
+        if outcome.submitted_elsewhere:
+            tail += " (done by another process)"
+        elif outcome.downloaded_elsewhere:
+            tail += " (downloaded by another process)"
         return word, f"{where}  {task}  {detail}{cost}{tail}"
     word = outcome.status.value
-    tail = " (in an earlier run)" if outcome.from_journal else ""
+    tail = (
+        " (in an earlier run)"
+        if outcome.from_journal
+        else " (by another process)"
+        if outcome.submitted_elsewhere
+        else ""
+    )
     return word, f"{where}  {task}  {plain(error_text(outcome.error) or 'no reason given')}{tail}"
 
 

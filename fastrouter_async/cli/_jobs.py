@@ -1,9 +1,15 @@
-"""``jobs DIR``: every job a batch journal knows, with its task id and state (read-only, no lock taken)."""
+"""``jobs DIR``: every job a batch journal knows, with its task id and state (read-only, no lock taken).
+
+``jobs --store URL``: every job of the account recorded in a shared store, with its model, task id,
+state, submit time and file (what ``batch --store`` recorded).
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -11,18 +17,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fastrouter_async import JournalError, JournalRecord, read_journal
+from fastrouter_async import JobRecord, JournalError, JournalRecord, read_journal
 
-from ._batch import JOURNAL_NAME
+from ._batch import JOURNAL_NAME, shown_store
 from ._json import emit
 from ._manifest import record_status
-from ._runtime import EXIT_OK, CommandError, say, stdout_is_terminal
+from ._runtime import EXIT_OK, CommandError, open_session, say, stdout_is_terminal
 from ._summary import download_command, needs_download
 from ._text import plain
 
 __all__ = ["run_jobs"]
 
 _COLUMNS = ("index", "task id", "model", "state", "file", "cost")
+_STORE_COLUMNS = ("task id", "model", "state", "submitted", "file")
 
 
 def _journal_path(options: argparse.Namespace) -> tuple[Path, Path]:
@@ -73,8 +80,77 @@ def _print_json(records: list[JournalRecord], folder: Path, options: argparse.Na
     emit("summary", jobs=len(records), states=dict(sorted(states.items())))
 
 
+def _store_state(record: JobRecord) -> str:
+    return "submitting (no task id yet)" if record.state is None else record.state.value
+
+
+def _store_file(record: JobRecord) -> dict[str, object] | None:
+    file = record.details.get("file")
+    return file if isinstance(file, dict) else None
+
+
+def _store_cells(record: JobRecord) -> tuple[str, ...]:
+    file = _store_file(record)
+    submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.submitted_at))
+    return (
+        record.task_id or "-",
+        record.model,
+        _store_state(record),
+        submitted,
+        str(file.get("path")) if file else "-",
+    )
+
+
+def _print_table(title: str, columns: Sequence[str], rows: list[tuple[str, ...]], states: Counter[str]) -> None:
+    """A table on a terminal, else tab-separated lines; then one line counting the states."""
+    if stdout_is_terminal():
+        table = Table(*columns, title=plain(title))
+        for row in rows:
+            table.add_row(*(Text(plain(cell)) for cell in row))
+        Console(highlight=False).print(table)
+    else:
+        say("\t".join(columns))
+        for row in rows:
+            say("\t".join(plain(cell) for cell in row))
+    say(f"{sum(states.values())} jobs: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())))
+
+
+async def _run_store_jobs(options: argparse.Namespace) -> int:
+    """The jobs of a shared store (read only: nothing is sent to FastRouter)."""
+    async with open_session(options, store=options.store) as session:
+        records = await session.jobs()
+    states = Counter(_store_state(record) for record in records)
+    if options.json:
+        for record in records:
+            file = _store_file(record)
+            emit(
+                "job",
+                key=record.key,
+                task_id=record.task_id,
+                model=record.model,
+                state=_store_state(record),
+                submitted_at=record.submitted_at,
+                file=file.get("path") if file else None,
+                bytes=file.get("size") if file else None,
+                sha256=file.get("sha256") if file else None,
+                error=record.details.get("error"),
+                cost_usd=record.details.get("cost_usd"),
+            )
+        emit("summary", jobs=len(records), states=dict(sorted(states.items())))
+        return EXIT_OK
+    rows = [_store_cells(record) for record in records]
+    _print_table(f"jobs in {shown_store(options.store)}", _STORE_COLUMNS, rows, states)
+    return EXIT_OK
+
+
 async def run_jobs(options: argparse.Namespace) -> int:
     """List the journal's jobs: a table on a terminal, tab-separated lines otherwise (or download commands)."""
+    if options.store:
+        if options.dir is not None or options.journal or options.download_commands:
+            raise CommandError("--store lists a store's jobs: give no DIR, --journal or --download-commands with it")
+        return await _run_store_jobs(options)
+    if options.dir is None:
+        raise CommandError("give the batch's --out folder (DIR), or --store URL")
     journal, folder = _journal_path(options)
     try:
         records = await anyio.to_thread.run_sync(read_journal, journal)
@@ -88,15 +164,6 @@ async def run_jobs(options: argparse.Namespace) -> int:
             if needs_download(record):
                 say(download_command(record, folder, options))
         return EXIT_OK
-    if stdout_is_terminal():
-        table = Table(*_COLUMNS, title=plain(f"jobs in {journal}"))
-        for record in records:
-            table.add_row(*(Text(plain(cell)) for cell in _cells(record)))
-        Console(highlight=False).print(table)
-    else:
-        say("\t".join(_COLUMNS))
-        for record in records:
-            say("\t".join(plain(cell) for cell in _cells(record)))
     states = Counter(record_status(record) for record in records)
-    say(f"{len(records)} jobs: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items())))
+    _print_table(f"jobs in {journal}", _COLUMNS, [_cells(record) for record in records], states)
     return EXIT_OK

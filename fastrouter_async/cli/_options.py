@@ -175,6 +175,36 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_replay_options(batch: argparse.ArgumentParser) -> None:
+    batch.add_argument(
+        "--replay-window",
+        metavar="SECONDS",
+        type=_positive_number,
+        help="send again, with the same cache key, a submit whose outcome is unknown while its first attempt "
+        "is younger than this (default 1200, at most 1800)",
+    )
+    batch.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="send no cache key and never send a submit again by itself (jobs whose submit outcome is unknown "
+        "stay uncertain)",
+    )
+
+
+def _add_record_options(batch: argparse.ArgumentParser) -> None:
+    batch.add_argument("--journal", metavar="PATH", help="the journal file (default DIR/journal.sqlite)")
+    _add_store(
+        batch,
+        "run the batch together with every other process given the same FILE, --out DIR and --store: "
+        "sqlite:///abs/path (one host) or redis://host:port/db (hosts sharing DIR); each line is sent once, each "
+        "video downloaded once, and the store replaces the journal (see docs/cli.md)",
+    )
+
+
+def _add_store(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--store", metavar="URL", help=what)
+
+
 def _add_spend_options(batch: argparse.ArgumentParser) -> None:
     batch.add_argument(
         "--dry-run",
@@ -242,7 +272,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     batch.add_argument(
         "--rps", metavar="R", type=_positive_number, help="at most R API requests per second, submits and polls"
     )
-    batch.add_argument("--journal", metavar="PATH", help="the journal file (default DIR/journal.sqlite)")
+    _add_record_options(batch)
     batch.add_argument(
         "--resubmit-uncertain",
         action="store_true",
@@ -252,20 +282,8 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     batch.add_argument(
         "--retry-failed", action="store_true", help="submit again the jobs that failed in an earlier run"
     )
-    batch.add_argument(
-        "--replay-window",
-        metavar="SECONDS",
-        type=_positive_number,
-        help="send again, with the same cache key, a submit whose outcome is unknown while its first attempt "
-        "is younger than this (default 1200, at most 1800)",
-    )
     _add_spend_options(batch)
-    batch.add_argument(
-        "--no-replay",
-        action="store_true",
-        help="send no cache key and never send a submit again by itself (jobs whose submit outcome is unknown "
-        "stay uncertain)",
-    )
+    _add_replay_options(batch)
 
     jobs = command(
         "jobs",
@@ -274,7 +292,12 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "task id, model, state, file and cost. Reads the journal read-only and takes no lock, so it works\n"
         "while the batch runs. Never prints the key.",
     )
-    jobs.add_argument("dir", metavar="DIR", help="the batch's --out folder (or a journal file)")
+    jobs.add_argument("dir", metavar="DIR", nargs="?", help="the batch's --out folder (or a journal file)")
+    _add_store(
+        jobs,
+        "list the jobs of a shared store instead (every job of the account recorded there: model, task id, "
+        "state, submit time, file)",
+    )
     jobs.add_argument("--journal", metavar="PATH", help="the journal file, if not DIR/journal.sqlite")
     jobs.add_argument(
         "--download-commands",
