@@ -28,6 +28,7 @@ BENCHMARKS = (
     "budget",  # jobs kept in flight under 600 requests/minute: our polling against fixed 5 s
     "makespan",  # 1,000 jobs with a cap of 100: wall time against the ideal schedule
     "download",  # VideoResult.download() against curl from a local nginx
+    "many_workers",  # 1, 2 and 4 processes on one account: same limits, divided, a shared store
 )
 # Run in this order. A new benchmark is a script here with main(argv) and the options of
 # _harness.base_parser (--repeat, --tiny, --json); add its name to this tuple.

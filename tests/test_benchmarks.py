@@ -70,9 +70,30 @@ def test_run_all_lists_every_benchmark() -> None:
     done = run_script(str(BENCHMARKS / "run_all.py"), "--list")
     assert done.returncode == 0, done.stderr
     listed = [line.split(":", 1)[0] for line in done.stdout.splitlines()]
-    assert listed == ["request_cost", "scale", "polling", "budget", "makespan", "download"]
+    assert listed == ["request_cost", "scale", "polling", "budget", "makespan", "download", "many_workers"]
     scripts = {path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.startswith("_")} - {"run_all"}
     assert set(listed) == scripts
+
+
+def test_many_workers_runs_tiny(tmp_path: Path) -> None:
+    """many_workers runs its modes at --tiny with 1 and 2 workers; the simulator's cap holds in every run."""
+    out = tmp_path / "many_workers.json"
+    done = run_script(str(BENCHMARKS / "many_workers.py"), "--tiny", "--repeat", "1", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("machine: ")
+    assert lines[1].startswith("many workers: N processes on one account: 24 jobs")
+    assert lines[2].startswith("mode ")
+    assert sum(line.startswith("goal: shared store") for line in lines) == 2
+    results = json.loads(out.read_text())
+    assert results["benchmark"] == "many_workers"
+    modes = {(row["mode"], row["workers"]) for row in results["rows"]}
+    assert {("same", 1), ("same", 2), ("divided", 1), ("divided", 2)} <= modes
+    for mode, reason in results["skipped"].items():
+        assert f"{load('many_workers').MODES[mode]}: skipped: {reason}" in lines
+    for run in results["runs"]:
+        assert run["done"] + run["failed"] == run["jobs"] == 24
+        assert run["max_in_flight"] <= results["options"]["cap"]
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:

@@ -919,6 +919,8 @@ async def test_requests_can_go_unrecorded_while_counters_count(http: aiohttp.Cli
         "polls": 4,
         "submits": 4,
         "downloads": 1,
+        "rate_limited": 0,
+        "concurrency_limited": 0,
     }
 
 
@@ -973,7 +975,16 @@ async def test_stats_route_answers_the_counters(
     async with http.get(f"{server.origin}/_simulator/stats") as r:
         assert r.status == 200
         stats = await r.json()
-    assert stats == {"jobs_created": 0, "in_flight": 0, "max_in_flight": 0, "polls": 0, "submits": 1, "downloads": 0}
+    assert stats == {
+        "jobs_created": 0,
+        "in_flight": 0,
+        "max_in_flight": 0,
+        "polls": 0,
+        "submits": 1,
+        "downloads": 0,
+        "rate_limited": 0,
+        "concurrency_limited": 0,
+    }
 
 
 # -- serving --------------------------------------------------------------------------------------

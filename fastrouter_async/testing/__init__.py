@@ -37,6 +37,12 @@ Make things go wrong with a :class:`Fault`::
     sim.inject(Fault.corrupt())                                      # one wrong byte, true headers
     sim.inject(Fault.serve(other_bytes))                             # the file changed on the server
 
+Enforce an account's limits, as the real service does (both off by default)::
+
+    sim.account_rate_limit = 50    # submits and polls per second; beyond it, 429 with Retry-After
+    sim.account_max_jobs = 16      # jobs in flight; one more submit gets 429 "too many concurrent tasks"
+    sim.records.rate_limited, sim.records.concurrency_limited
+
 Say how videos are served::
 
     sim.download_ranges = False              # ignore Range (a server without range support)

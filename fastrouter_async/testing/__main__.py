@@ -1,7 +1,8 @@
 """Serve the FastRouter simulator until Ctrl-C.
 
 ``python -m fastrouter_async.testing --port 8000 [--host 127.0.0.1] [--duration 5] [--api-key sk-test]
-[--realistic-durations [--seed N]] [--time-scale X] [--hold] [--no-records] [--quiet]``
+[--realistic-durations [--seed N]] [--time-scale X] [--hold] [--account-rate-limit R [--account-rate-burst B]]
+[--account-max-jobs N] [--no-records] [--quiet]``
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ def _positive(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"a positive number is needed, not {text}")
+    return value
+
+
+def _at_least_one(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"a number of at least 1 is needed, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count of 0 or more is needed, not {text}")
     return value
 
 
@@ -52,6 +67,27 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="seed the --realistic-durations draws")
     parser.add_argument("--api-key", default=None, help="the only Bearer token accepted (default: any)")
     parser.add_argument(
+        "--account-rate-limit",
+        type=_positive,
+        default=None,
+        metavar="R",
+        help="answer 429 to API requests (submits and polls) beyond R per second (default: no limit)",
+    )
+    parser.add_argument(
+        "--account-rate-burst",
+        type=_at_least_one,
+        default=None,
+        metavar="B",
+        help="requests allowed back to back after a quiet spell (default: one second's worth)",
+    )
+    parser.add_argument(
+        "--account-max-jobs",
+        type=_count,
+        default=None,
+        metavar="N",
+        help='answer 429 "too many concurrent tasks" to submits while N jobs are in flight (default: no cap)',
+    )
+    parser.add_argument(
         "--no-records", action="store_true", help="keep counters but not the requests (for long benchmarks)"
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
@@ -61,7 +97,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _simulator(args: argparse.Namespace) -> FastRouterSimulator:
     duration = math.inf if args.hold else args.duration * args.time_scale
     simulator = FastRouterSimulator(
-        api_key=args.api_key, default_plan=JobPlan(duration=duration), record_requests=not args.no_records
+        api_key=args.api_key,
+        default_plan=JobPlan(duration=duration),
+        record_requests=not args.no_records,
+        account_rate_limit=args.account_rate_limit,
+        account_rate_burst=args.account_rate_burst,
+        account_max_jobs=args.account_max_jobs,
     )
     if args.realistic_durations:
         simulator.plan_with(RealisticDurations(time_scale=args.time_scale, seed=args.seed))

@@ -22,6 +22,7 @@ from . import _cache, _payloads
 from ._assets import EtagMode, video_answer
 from ._cache import CacheHitStyle
 from ._core import MODEL_MISMATCH, Created, Polled, Redirect, Refused
+from ._limits import retry_after_header
 from ._model_list import default_model_list
 from ._plans import Fault
 from ._records import RecordedRequest, RecordRoute, SimulatedJob
@@ -59,6 +60,7 @@ class Backend(Protocol):
     def record(
         self, route: RecordRoute, *, method: str, path: str, headers: Mapping[str, str], json: Any, query: str
     ) -> RecordedRequest: ...
+    def over_rate(self, route: RecordRoute) -> float | None: ...
     def take_fault(self, route: RecordRoute) -> Fault | None: ...
     def download_started(self) -> None: ...
     def download_ended(self) -> None: ...
@@ -111,6 +113,10 @@ class _Routes:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             record = await self._record(route, request)
+            wait = self.backend.over_rate(route)
+            if wait is not None:  # the account's request rate answers first: no fault is used up
+                record.status = 429
+                return _error(429, headers={"Retry-After": retry_after_header(wait)})
             record.fault = self.backend.take_fault(route)
             if route == "download":
                 self.backend.download_started()
@@ -377,8 +383,10 @@ def _refused(refused: Refused) -> web.Response:
     return _error(refused.status, refused.message, code=refused.code)
 
 
-def _error(status: int, message: str | None = None, *, code: str | None = None) -> web.Response:
-    return web.json_response(_payloads.error_body(status, message, code=code), status=status)
+def _error(
+    status: int, message: str | None = None, *, code: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(_payloads.error_body(status, message, code=code), status=status, headers=headers)
 
 
 def _status_response(fault: Fault) -> web.Response:

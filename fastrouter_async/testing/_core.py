@@ -22,6 +22,7 @@ import attrs
 from . import _cache, _payloads
 from ._assets import sample_video
 from ._cache import CacheRequest, ResponseCache, by_cache_key
+from ._limits import CONCURRENCY_CODE, RequestRate, concurrency_message
 from ._plans import Fault, JobPlan
 from ._records import CacheHit, JobStage, RecordedRequest, RecordRoute, SimulatedJob, SimulatorRecords
 
@@ -40,6 +41,9 @@ class Settings(Protocol):
     redirect_assets_to: str | None
     record_requests: bool
     cache_pending_timeout: float
+    account_rate_limit: float | None
+    account_rate_burst: float | None
+    account_max_jobs: int | None
 
     @property
     def records(self) -> SimulatorRecords: ...
@@ -117,6 +121,7 @@ class SimulatorCore:
         self.cache = ResponseCache()
         self.links: dict[str, int | None] = {}  # sig -> None while valid, else the status it answers
         self.expired_hosted: dict[str, int] = {}  # task id -> the status its hosted copy answers
+        self.request_rate = RequestRate()  # the account's request rate, when it has one
 
     def now(self) -> float:
         return self.clock()
@@ -155,6 +160,24 @@ class SimulatorCore:
         self.faults = [armed for armed in self.faults if not armed.exhausted]
         return chosen.fault if chosen is not None else None
 
+    def over_rate(self, route: RecordRoute) -> float | None:
+        """For an API request (submit or poll) over the account's rate: the seconds until one is allowed.
+
+        ``None``: the request may go on (it took a token, or no rate is set, or it is not an API request).
+        """
+        rate = self.settings.account_rate_limit
+        if rate is None:
+            self.request_rate.forget()
+            return None
+        if route not in ("submit", "poll"):
+            return None
+        burst = self.settings.account_rate_burst
+        wait = self.request_rate.take(self.now(), rate=rate, burst=burst if burst is not None else max(1.0, rate))
+        if wait <= 0.0:
+            return None
+        self.settings.records.rate_limited += 1
+        return wait
+
     def download_started(self) -> None:
         records = self.settings.records
         records.downloads_active += 1
@@ -186,6 +209,10 @@ class SimulatorCore:
         hit = None if cache is None else self._cache_lookup(cache)
         if hit is not None:
             return Created(hit, cache_hit=True)
+        cap, records = self.settings.account_max_jobs, self.settings.records
+        if cap is not None and records.in_flight >= cap:  # only a submit that would create a job is refused
+            records.concurrency_limited += 1
+            return Refused(429, concurrency_message(cap), CONCURRENCY_CODE)
         return Created(self._create_job(body, cache), cache_hit=None if cache is None else False)
 
     def poll(self, task_id: str, model: Any, *, model_sent: bool) -> Polled | Refused:

@@ -102,6 +102,10 @@ class SimulatorRecords:
     a poll first reported them done (succeeded, failed or vanished); jobs
     nobody polls stay in flight. ``max_in_flight`` is its high-water mark.
 
+    ``rate_limited`` and ``concurrency_limited`` count the 429s of the account's
+    limits: requests over its rate, and submits refused at its job cap (which
+    count in ``submit_count``, not in ``jobs_created``).
+
     ``downloads_active`` counts download requests from arrival until their last
     body byte was sent (or the connection dropped); ``max_downloads_active`` is
     its high-water mark: how many downloads a client ran at once.
@@ -120,6 +124,10 @@ class SimulatorRecords:
     max_in_flight: int = 0
     downloads_active: int = 0
     max_downloads_active: int = 0
+    rate_limited: int = 0
+    """API requests answered 429 because the account's request rate was exceeded (``account_rate_limit``)."""
+    concurrency_limited: int = 0
+    """Submits answered 429 "too many concurrent tasks" (``account_max_jobs`` jobs in flight); no job was created."""
     billed_jobs: list[str] = attrs.field(factory=list)
     """The task id of every billed job, in submit order: every job created (cache misses included)."""
     cache_hits: list[CacheHit] = attrs.field(factory=list)
@@ -151,6 +159,7 @@ class SimulatorRecords:
         self.requests.clear()
         self.submit_count = self.poll_count = self.download_count = 0
         self.jobs_created = 0
+        self.rate_limited = self.concurrency_limited = 0
         self.billed_jobs.clear()
         self.cache_hits.clear()
         self.max_in_flight = self.in_flight

@@ -22,6 +22,7 @@ from ._app import build_app
 from ._assets import CHECKSUM_HEADERS, EtagMode
 from ._cache import DEFAULT_PENDING_TIMEOUT, CacheHitStyle, job_matches
 from ._core import ArmedFault, SimulatorCore
+from ._limits import checked_burst, checked_max_jobs, checked_rate
 from ._plans import Fault, JobPlan
 from ._records import SimulatedJob, SimulatorRecords
 
@@ -79,6 +80,17 @@ class FastRouterSimulator:
     the older docs). :meth:`billed_count` and :meth:`cache_stats` say what
     was billed.
 
+    The account's limits, off by default, make the simulator answer 429 as a
+    provider does: ``account_rate_limit`` is a request rate (submits and polls
+    per second, a token bucket holding ``account_rate_burst`` requests, one
+    second's worth by default) and a request over it is answered 429 with a
+    ``Retry-After`` of the seconds until it would be allowed;
+    ``account_max_jobs`` refuses a submit that would create a job while that
+    many are in flight (``records.in_flight``) with a 429 saying "too many
+    concurrent tasks". The simulator is one account: every key counts against
+    them. ``records.rate_limited`` and ``records.concurrency_limited`` count
+    those answers.
+
     All of these are plain attributes and may be changed at any time.
 
     What the simulator saw is in :attr:`records` (a :class:`SimulatorRecords`)
@@ -103,6 +115,9 @@ class FastRouterSimulator:
         record_requests: bool = True,
         cache_pending_timeout: float = DEFAULT_PENDING_TIMEOUT,
         cache_hit_style: CacheHitStyle = "cached",
+        account_rate_limit: float | None = None,
+        account_rate_burst: float | None = None,
+        account_max_jobs: int | None = None,
     ) -> None:
         unknown = set(download_checksums) - set(CHECKSUM_HEADERS)
         if unknown:
@@ -123,6 +138,9 @@ class FastRouterSimulator:
         self.model_list: object = None
         """What ``GET /api/v1/models`` answers: any JSON value, raw ``bytes``, or ``None`` for a default list."""
         self.records = SimulatorRecords()
+        self._account_rate_limit = checked_rate(account_rate_limit)
+        self._account_rate_burst = checked_burst(account_rate_burst)
+        self._account_max_jobs = checked_max_jobs(account_max_jobs)
         self._core = SimulatorCore(self, clock or anyio.current_time)
 
     def __repr__(self) -> str:
@@ -130,6 +148,35 @@ class FastRouterSimulator:
         return (
             f"<FastRouterSimulator jobs={len(core.jobs)} in_flight={self.records.in_flight} faults={len(core.faults)}>"
         )
+
+    # -- the account's limits ------------------------------------------------
+
+    @property
+    def account_rate_limit(self) -> float | None:
+        """API requests (submits and polls) per second the account may send; ``None``: no limit."""
+        return self._account_rate_limit
+
+    @account_rate_limit.setter
+    def account_rate_limit(self, value: float | None) -> None:
+        self._account_rate_limit = checked_rate(value)
+
+    @property
+    def account_rate_burst(self) -> float | None:
+        """How many requests may go out back to back after a quiet spell; ``None``: one second's worth."""
+        return self._account_rate_burst
+
+    @account_rate_burst.setter
+    def account_rate_burst(self, value: float | None) -> None:
+        self._account_rate_burst = checked_burst(value)
+
+    @property
+    def account_max_jobs(self) -> int | None:
+        """How many jobs the account may have in flight at once; ``None``: no cap."""
+        return self._account_max_jobs
+
+    @account_max_jobs.setter
+    def account_max_jobs(self, value: int | None) -> None:
+        self._account_max_jobs = checked_max_jobs(value)
 
     # -- plans ---------------------------------------------------------------
 
@@ -229,6 +276,8 @@ class FastRouterSimulator:
             "polls": records.poll_count,
             "submits": records.submit_count,
             "downloads": records.download_count,
+            "rate_limited": records.rate_limited,
+            "concurrency_limited": records.concurrency_limited,
         }
 
     def cache_stats(self) -> dict[str, Any]:
