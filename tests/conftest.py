@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,9 @@ from hypothesis import HealthCheck, settings
 
 from fastrouter_async import FastRouterSession, PollPolicy, RetryPolicy, Timeouts
 from fastrouter_async.testing import FastRouterSimulator, JobPlan, SimulatorServer
+
+from ._redis import RedisServer, find_redis_server
+from ._redis import skip_reason as redis_skip_reason
 
 API_KEY = "sk-v1-TESTKEY0123456789abcdefSECRET"
 
@@ -79,3 +83,30 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain aiohttp client, for tests that speak HTTP to a server themselves."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the tests of one module."""
+    binary = find_redis_server()
+    assert binary is not None
+    with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh shared store: a SQLite file, or an emptied database of a real redis-server (skipped without one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.sqlite'}"
+        return
+    reason = redis_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    from redis.asyncio import Redis  # noqa: PLC0415 (only with a redis-server)
+
+    client = Redis.from_url(server.url)
+    await client.flushall()
+    await client.aclose()
+    yield server.url

@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,39 +37,12 @@ from fastrouter_async._protocol import build_submit_body
 from fastrouter_async.testing import FastRouterSimulator, SimulatorServer, sample_video
 
 from ._internals import engine_of
-from ._redis import RedisServer, find_redis_server, skip_reason
 from .conftest import API_KEY, SessionFactory
 
 LINES = int(os.environ.get("FASTROUTER_BATCH_STORE_LINES", "200"))
 WORKERS = 4
 CAP = 10
 CHILD_TIMEOUT = 120.0  # a healthy run of 200 lines takes a few seconds; a process killed mid-batch adds its leases
-REDIS_SKIP = skip_reason()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    assert binary is not None
-    with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh store: a SQLite file, or a database of a real redis-server (skipped without one)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.sqlite'}"
-        return
-    if REDIS_SKIP is not None:
-        pytest.skip(REDIS_SKIP)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    from redis.asyncio import Redis  # noqa: PLC0415 (only with a redis-server)
-
-    client = Redis.from_url(server.url)
-    await client.flushall()
-    await client.aclose()
-    yield server.url
 
 
 class Worker:

@@ -7,43 +7,15 @@ be started (skipped, saying why, elsewhere).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
-import pytest
 
 from fastrouter_async.testing import FastRouterSimulator, Fault, JobPlan, SimulatorServer
 
-from ._redis import RedisServer, find_redis_server, skip_reason
 from ._store_workers import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_SKIP = skip_reason()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    assert binary is not None
-    with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.sqlite'}"
-        return
-    if REDIS_SKIP is not None:
-        pytest.skip(REDIS_SKIP)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    from redis.asyncio import Redis  # noqa: PLC0415 (only with a redis-server)
-
-    client = Redis.from_url(server.url)
-    await client.flushall()
-    await client.aclose()
-    yield server.url
 
 
 async def _run(commands: list[list[str]]) -> list[str]:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -21,37 +20,10 @@ import pytest
 from fastrouter_async import FastRouterSession, InvalidRequestError, JobState, PollPolicy
 from fastrouter_async.testing import FastRouterSimulator, JobPlan, sample_video
 
-from ._redis import RedisServer, find_redis_server, skip_reason
 from .conftest import SessionFactory
 
-REDIS_SKIP = skip_reason()
 POLL = PollPolicy.fixed(0.005, first_delay=0.0)
 SCAN = 0.005
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    assert binary is not None
-    with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh store: a SQLite file, or a database of a real redis-server (skipped without one)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.sqlite'}"
-        return
-    if REDIS_SKIP is not None:
-        pytest.skip(REDIS_SKIP)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    from redis.asyncio import Redis  # noqa: PLC0415 (only with a redis-server)
-
-    client = Redis.from_url(server.url)
-    await client.flushall()
-    await client.aclose()
-    yield server.url
 
 
 def completed_downloads(sim: FastRouterSimulator) -> dict[str, int]:
