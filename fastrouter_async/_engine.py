@@ -136,6 +136,7 @@ class Engine:
                 budget=settings.budget,
                 lease=settings.store_lease,
                 watch_ttl=settings.store_lease + settings.poll_policy.max_interval,
+                durations=self.durations if settings.poll_policy.learn else None,
             )
         )
         self.api.sharing = self.sharing

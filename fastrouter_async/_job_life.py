@@ -310,6 +310,8 @@ class JobLife:
                 # It ended between the last "running" answer and this one: learn the midpoint.
                 took = (previous_running_at + now) / 2 - self.submitted_at
                 engine.durations.observe(self.model, self.request, took)
+                if engine.sharing is not None:
+                    engine.sharing.durations_learned()
         else:
             self.outcome = JobFailedError(self.task_id, self.model, snapshot.error or "the job failed", status=snapshot)
         engine.poller.unschedule(self)

@@ -37,6 +37,7 @@ from ._shared import (
     positive_duration,
     record_matches,
 )
+from ._shared_values import check_value
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -448,3 +449,22 @@ class RedisWatchLeases:
         watched = await pipe.execute()
         found = [task_id for (_, task_id), live in zip(jobs, watched, strict=True) if not live]
         return found if limit is None else found[:limit]
+
+
+class RedisSharedValues:
+    """:class:`~fastrouter_async._shared_values.SharedValues` as Redis strings under the account's prefix."""
+
+    def __init__(self, client: Redis, namespace: str) -> None:
+        self._client = client
+        self._prefix = prefix(namespace)
+
+    def __repr__(self) -> str:
+        return f"<RedisSharedValues {self._prefix}>"
+
+    async def get(self, name: str) -> str | None:
+        value = await self._client.get(f"{self._prefix}value:{name}")
+        return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+    async def put(self, name: str, value: str) -> None:
+        check_value(name, value)
+        await self._client.set(f"{self._prefix}value:{name}", value)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -32,7 +33,8 @@ from urllib.parse import urlsplit
 import anyio
 
 from ._budget import RequestBudget
-from ._errors import FastRouterError, StoreError
+from ._errors import FastRouterError, InvalidRequestError, StoreError
+from ._estimates import DurationEstimates
 from ._models import JobState, JobStatus, ResultSource
 from ._shared import JobRecord, spend
 from ._stores import DEFAULT_LEASE, SharedState, open_store, redact_url
@@ -43,6 +45,10 @@ logger = logging.getLogger("fastrouter_async")
 
 UNBOUNDED_RATE: Final = 1_000_000.0
 # The store's bucket when no request budget is set: no pacing, only the shared pause after a 429.
+DURATIONS_VALUE: Final = "durations"
+DURATIONS_SAVE_EVERY: Final = 30.0
+# What polling learned is saved to the store at most this often (and when the session closes); each
+# session loads it when it opens the store. The last process to save wins.
 WARN_EVERY: Final = 60.0
 # Seconds between two warnings that the store cannot be used (a store down for an hour: 60 lines, not millions).
 RENEW_SHARE: Final = 1 / 3
@@ -61,6 +67,7 @@ class Sharing:
         budget: RequestBudget | None,
         lease: float = DEFAULT_LEASE,
         watch_ttl: float = 2 * DEFAULT_LEASE,
+        durations: DurationEstimates | None = None,
     ) -> None:
         self._url = url
         self._api_key = api_key
@@ -80,6 +87,9 @@ class Sharing:
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
         self._warned_at = -math.inf
+        self._durations = durations  # what polling learned: loaded from the store, saved back now and then
+        self._durations_saved_at = -math.inf
+        self._durations_unsaved = False
 
     @property
     def owner(self) -> str:
@@ -105,7 +115,38 @@ class Sharing:
                             burst=budget.capacity if budget is not None else UNBOUNDED_RATE,
                             lease=self.lease,
                         )
+                    await self._load_durations(self._state)
         return self._state
+
+    # --- what polling learned ------------------------------------------------------------------
+
+    async def _load_durations(self, state: SharedState) -> None:
+        """Start from what the processes of the store learned about job durations (the last one to save)."""
+        if self._durations is None:
+            return
+        try:
+            with self.failures(cancellable=False):
+                raw = await state.values.get(DURATIONS_VALUE)
+            if raw is not None:
+                self._durations.load(json.loads(raw))
+        except (StoreError, InvalidRequestError, ValueError) as exc:
+            logger.warning("the durations learned by other processes could not be read: %s", exc)
+
+    def durations_learned(self) -> None:
+        """A job's duration was learned here: saved to the store at most every ``DURATIONS_SAVE_EVERY`` seconds."""
+        if self._durations is None or self._state is None:
+            return
+        self._durations_unsaved = True
+        now = time.monotonic()
+        if now - self._durations_saved_at >= DURATIONS_SAVE_EVERY:
+            self._durations_saved_at = now
+            self._spawn(self._save_durations())
+
+    async def _save_durations(self) -> None:
+        if self._durations is None or self._state is None or not self._durations_unsaved:
+            return
+        self._durations_unsaved = False
+        await self._state.values.put(DURATIONS_VALUE, json.dumps(self._durations.export()))
 
     @contextlib.contextmanager
     def failures(self, *, cancellable: bool = True) -> Iterator[None]:
@@ -330,6 +371,10 @@ class Sharing:
         with anyio.move_on_after(5, shield=True):
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(
+                Exception
+            ):  # what was learned since the last save; the next process starts from it
+                await self._save_durations()
             for holder in list(self._slots):
                 await self._state.slots.release(holder)
             for task_id in list(self._watched):

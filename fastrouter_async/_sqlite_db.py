@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS tasks (ns TEXT NOT NULL, task_id TEXT NOT NULL, key T
 CREATE TABLE IF NOT EXISTS watches (
     ns TEXT NOT NULL, task_id TEXT NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (ns, task_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS named_values (
+    ns TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (ns, name)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('schema_version', '1');
 """
 

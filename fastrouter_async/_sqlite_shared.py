@@ -43,6 +43,7 @@ from ._shared import (
     positive_duration,
     record_matches,
 )
+from ._shared_values import check_value
 from ._sqlite_db import SqliteDatabase
 
 __all__ = [
@@ -371,3 +372,24 @@ class SqliteWatchLeases:
         count = -1 if limit is None else limit
         rows = await self._db.run(lambda db, now: db.execute(sql, (now, self._ns, count)).fetchall(), write=False)
         return [str(task_id) for (task_id,) in rows]
+
+
+class SqliteSharedValues:
+    """:class:`~fastrouter_async._shared_values.SharedValues` as rows of the account's namespace."""
+
+    def __init__(self, db: SqliteDatabase, namespace: str) -> None:
+        self._db = db
+        self._ns = namespace
+
+    def __repr__(self) -> str:
+        return f"<SqliteSharedValues {str(self._db.path)!r}>"
+
+    async def get(self, name: str) -> str | None:
+        sql = "SELECT value FROM named_values WHERE ns = ? AND name = ?"
+        row = await self._db.run(lambda db, _now: db.execute(sql, (self._ns, name)).fetchone(), write=False)
+        return None if row is None else str(row[0])
+
+    async def put(self, name: str, value: str) -> None:
+        check_value(name, value)
+        sql = "INSERT OR REPLACE INTO named_values VALUES (?, ?, ?)"
+        await self._db.run(lambda db, _now: db.execute(sql, (self._ns, name, value)), write=True)

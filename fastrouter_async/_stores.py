@@ -29,7 +29,7 @@ import attrs
 
 from ._errors import InvalidRequestError
 from ._namespace import key_namespace
-from ._redis import RedisJobSlots, RedisJobStore, RedisRequestBucket, RedisWatchLeases, open_redis
+from ._redis import RedisJobSlots, RedisJobStore, RedisRequestBucket, RedisSharedValues, RedisWatchLeases, open_redis
 from ._shared import (
     InMemoryJobSlots,
     InMemoryJobStore,
@@ -43,8 +43,15 @@ from ._shared import (
     positive_count,
     positive_duration,
 )
+from ._shared_values import InMemorySharedValues, SharedValues
 from ._sqlite_db import SqliteDatabase
-from ._sqlite_shared import SqliteJobSlots, SqliteJobStore, SqliteRequestBucket, SqliteWatchLeases
+from ._sqlite_shared import (
+    SqliteJobSlots,
+    SqliteJobStore,
+    SqliteRequestBucket,
+    SqliteSharedValues,
+    SqliteWatchLeases,
+)
 
 __all__ = ["DEFAULT_LEASE", "STORES_ALLOWED", "SharedState", "StoreURL", "open_store", "parse_store_url", "redact_url"]
 
@@ -154,6 +161,8 @@ class SharedState:
     bucket: RequestBucket
     store: JobStore
     watches: WatchLeases
+    values: SharedValues
+    """Small named values (what polling has learned); the last writer wins."""
     _close: Callable[[], Awaitable[None]] = attrs.field(repr=False, eq=False, alias="close")
 
     async def aclose(self) -> None:
@@ -209,6 +218,7 @@ async def open_store(
             bucket=InMemoryRequestBucket(rate, burst=burst),
             store=memory_store,
             watches=InMemoryWatchLeases(memory_store),
+            values=InMemorySharedValues(),
             close=_nothing,
         )
     assert lease is not None
@@ -229,6 +239,7 @@ async def open_store(
             bucket=SqliteRequestBucket(db, namespace, rate=rate, burst=burst),
             store=sqlite_store,
             watches=SqliteWatchLeases(sqlite_store),
+            values=SqliteSharedValues(db, namespace),
             close=db.aclose,
         )
     assert parsed.redis_url is not None
@@ -246,5 +257,6 @@ async def open_store(
         bucket=RedisRequestBucket(client, namespace, rate=rate, burst=burst),
         store=redis_store,
         watches=RedisWatchLeases(client, redis_store),
+        values=RedisSharedValues(client, namespace),
         close=client.aclose,
     )

@@ -117,6 +117,20 @@ async def test_watch_leases_contract(shared: SharedState) -> None:
     await check_watch_leases(shared.store, shared.watches)
 
 
+async def test_shared_values_contract(shared: SharedState) -> None:
+    """Each store keeps named values per account: read back whole, replaced by the last write, bounded."""
+    assert await shared.values.get("durations") is None
+    await shared.values.put("durations", '{"a": 1}')
+    await shared.values.put("durations", '{"a": 2}')
+    await shared.values.put("other", "x" * 1000)
+    assert await shared.values.get("durations") == '{"a": 2}'
+    assert await shared.values.get("other") == "x" * 1000
+    with pytest.raises(InvalidRequestError):
+        await shared.values.put("", "x")
+    with pytest.raises(InvalidRequestError):
+        await shared.values.put("big", "x" * 1_000_001)
+
+
 # -- the SQLite file ---------------------------------------------------------------------------------
 
 

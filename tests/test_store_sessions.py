@@ -201,3 +201,19 @@ async def test_a_job_accepted_after_its_caller_was_cancelled_is_in_the_store(
     assert record is not None
     assert record.model == "google/veo3"
     assert [r.task_id for r in await reader.jobs()] == [task_id]
+
+
+async def test_what_polling_learned_is_shared_through_the_store(
+    make_session: SessionFactory, sim: FastRouterSimulator, store_url: str
+) -> None:
+    """A session that learned job durations leaves them in the store; the next session of the store starts from them."""
+    sim.default_plan = JobPlan(polls=3)
+    first = make_session(store=store_url)
+    jobs = [await first.submit(model="google/veo3", prompt=f"learn {n}", length=8) for n in range(3)]
+    await asyncio.gather(*(job.result() for job in jobs))
+    learned = first.export_durations()
+    await first.aclose()  # saves what it learned since its last save
+    second = make_session(store=store_url)
+    assert second.export_durations() != learned  # nothing read before the store is first used
+    await second.jobs()  # opens the store: loads what the first session saved
+    assert second.export_durations() == learned

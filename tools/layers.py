@@ -40,7 +40,7 @@ LAYERS: Final[dict[str, tuple[str, ...]]] = {
     "L2 I/O primitives": (
         "_limits", "_http_parts", "_transport", "_rawbody", "_hosts", "_budget", "_partfs", "_writer", "_partfile",
         "_inline",        "_journal_lock", "_journal", "_journal_read", "_catalog_cache", "_batch_inputs", "_event_hub",
-        "_job_record", "_namespace", "_shared", "_redis", "_sqlite_db", "_sqlite_shared", "_stores",
+        "_job_record", "_namespace", "_shared", "_shared_values", "_redis", "_sqlite_db", "_sqlite_shared", "_stores",
     ),
     "L3 engine": (
         "_api", "_sharing", "_replays", "_submits", "_submitter", "_slots", "_poller", "_download", "_fetch", "_otel",
