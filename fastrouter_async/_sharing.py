@@ -38,6 +38,7 @@ from ._estimates import DurationEstimates
 from ._models import JobState, JobStatus, ResultSource
 from ._shared import JobRecord, spend
 from ._stores import DEFAULT_LEASE, SharedState, open_store, redact_url
+from ._untrusted import loads as loads_untrusted
 
 __all__ = ["UNBOUNDED_RATE", "Sharing", "status_from_record"]
 
@@ -128,7 +129,7 @@ class Sharing:
             with self.failures(cancellable=False):
                 raw = await state.values.get(DURATIONS_VALUE)
             if raw is not None:
-                self._durations.load(json.loads(raw))
+                self._durations.load(loads_untrusted(raw.encode()))  # depth-checked: any process may write it
         except (StoreError, InvalidRequestError, ValueError) as exc:
             logger.warning("the durations learned by other processes could not be read: %s", exc)
 

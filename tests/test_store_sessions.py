@@ -217,3 +217,19 @@ async def test_what_polling_learned_is_shared_through_the_store(
     assert second.export_durations() != learned  # nothing read before the store is first used
     await second.jobs()  # opens the store: loads what the first session saved
     assert second.export_durations() == learned
+
+
+@pytest.mark.parametrize("stored", ["[" * 100_000, "not json", '{"version": 99}', '"a string"'])
+async def test_unreadable_learned_durations_in_the_store_are_ignored(
+    make_session: SessionFactory, tmp_path: Path, stored: str
+) -> None:
+    """Deep, broken or foreign durations in the store are skipped with a warning: the session starts from its priors."""
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    writer = make_session(store=url)
+    sharing = engine_of(writer).sharing
+    assert sharing is not None
+    await (await sharing.state()).values.put("durations", stored)
+    reader = make_session(store=url)
+    priors = reader.export_durations()
+    assert await reader.jobs() == []  # opens the store and tries to load them
+    assert reader.export_durations() == priors
