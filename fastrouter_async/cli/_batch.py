@@ -70,6 +70,7 @@ class _Run:
         self.source = Path(options.file)
         self.folder = Path(options.out)
         self.store: str | None = options.store
+        self.store_shown = ""  # the store as the session shows it (no password), once the session is open
         # With --store the store is the record and every process writes a manifest of its own.
         self.journal = None if self.store else Path(options.journal) if options.journal else self.folder / JOURNAL_NAME
         self.manifest = self.folder / (MANIFEST_NAME if self.store is None else shared_manifest_name())
@@ -99,6 +100,7 @@ class _Run:
 
     async def load_learned(self, session: FastRouterSession) -> None:
         """What earlier batches into this folder learned: durations, and costs (then each request's estimate)."""
+        self.store_shown = session.store or ""
         await self.load_durations(session)
         await load_costs(session, self.costs)
         self.estimates = [each.usd for each in session.estimate(self.requests).requests]
@@ -163,20 +165,6 @@ def _by(done: bool, elsewhere: bool) -> str | None:
     if not done:
         return None
     return "another process" if elsewhere else "this process"
-
-
-def shown_store(url: str) -> str:
-    """A store URL as it may be printed: without its password or query (a path is kept as written)."""
-    url = url.partition("?")[0].partition("#")[0]
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        authority = f"{user}:***@{host}" if colon else f"***@{host}"
-    return f"{scheme}://{authority}{slash}{path}"
 
 
 def _session_options(options: argparse.Namespace) -> dict[str, Any]:
@@ -332,7 +320,7 @@ def _summary(run: _Run, batch: BatchRun, *, interrupted_by: int | None) -> None:
         say(f"journal:    {run.journal}")
     else:
         assert run.store is not None
-        say(f"store:      {shown_store(run.store)} (shared with the other processes of this batch)")
+        say(f"store:      {run.store_shown} (shared with the other processes of this batch)")
     if interrupted_by is not None and run.options.simulate:
         say(f"Stopped by {_signal_name(interrupted_by)}.")
         say(

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from fastrouter_async import JobRecord, JournalError, JournalRecord, read_journal
 
-from ._batch import JOURNAL_NAME, shown_store
+from ._batch import JOURNAL_NAME
 from ._json import emit
 from ._manifest import record_status
 from ._runtime import EXIT_OK, CommandError, open_session, say, stdout_is_terminal
@@ -119,6 +119,7 @@ async def _run_store_jobs(options: argparse.Namespace) -> int:
     """The jobs of a shared store (read only: nothing is sent to FastRouter)."""
     async with open_session(options, store=options.store) as session:
         records = await session.jobs()
+        shown = session.store or ""
     states = Counter(_store_state(record) for record in records)
     if options.json:
         for record in records:
@@ -139,7 +140,7 @@ async def _run_store_jobs(options: argparse.Namespace) -> int:
         emit("summary", jobs=len(records), states=dict(sorted(states.items())))
         return EXIT_OK
     rows = [_store_cells(record) for record in records]
-    _print_table(f"jobs in {shown_store(options.store)}", _STORE_COLUMNS, rows, states)
+    _print_table(f"jobs in {shown}", _STORE_COLUMNS, rows, states)
     return EXIT_OK
 
 
