@@ -5,6 +5,7 @@ Run it from the repository root, after ``make test`` (or ``make bench``)::
     .venv/bin/python benchmarks/request_cost.py                  # 1,000 jobs, 20,000 requests each, 3 runs
     .venv/bin/python benchmarks/request_cost.py --requests 50000 --repeat 5
     .venv/bin/python benchmarks/request_cost.py --profile        # our contender alone, under pyinstrument
+    .venv/bin/python benchmarks/request_cost.py --layers         # where ours spends: layer by layer
 
 Goal: ``job.status()`` reaches at least 95 % of the bare aiohttp rate at no
 more than 1/0.95 of its client CPU per request (bare aiohttp's CPU at least
@@ -22,6 +23,13 @@ ids, after a warm-up of ``--warmup`` requests:
   with the body our client posts to ``{base}/getVideoResponse``: the practical limit;
 - **httpx**: one ``httpx.AsyncClient`` (100 connections, all kept alive, as
   aiohttp does), ``(await c.post(url, json=..., headers=...)).json()``.
+
+``--layers`` adds three contenders that stop part of the way down our own path, over the
+same jobs: **transport only** (the session's transport sends the job's poll request and reads
+the answer's bytes, nothing decoded), **+ budget** (the request budget's check before it),
+**+ answer read** (one poll of the session's API: the answer decoded as untrusted JSON and
+interpreted into a ``JobStatus``); **ours** adds the job's bookkeeping to that. Their rows are
+the measured ceiling of each layer against the bare loop.
 
 Within each run the measured requests go in ``--slices`` turns that the
 contenders take in alternation (the order rotates between runs), so drift on a
@@ -103,15 +111,24 @@ async def submit_jobs(session: FastRouterSession, count: int) -> list[VideoJob]:
 
 
 class Contenders:
-    """The three ways of asking for a job's status, over the same jobs and the same simulator."""
+    """The ways of asking for a job's status, over the same jobs and the same simulator."""
 
-    def __init__(self, base_url: str, jobs: Sequence[VideoJob], http: aiohttp.ClientSession, hx: httpx.AsyncClient):
+    def __init__(
+        self,
+        base_url: str,
+        jobs: Sequence[VideoJob],
+        http: aiohttp.ClientSession,
+        hx: httpx.AsyncClient,
+        session: FastRouterSession,
+    ):
         self.url = f"{base_url}/getVideoResponse"
         self.jobs = jobs
         self.ids = [job.task_id for job in jobs]
         self.http = http
         self.hx = hx
         self.headers = {"Authorization": f"Bearer {API_KEY}"}
+        self.api = session._engine.api  # the layers below job.status(), for --layers
+        self.calls = [self.api.poll_call(job.task_id, job.model) for job in jobs]
 
     async def ours(self, i: int) -> None:
         await self.jobs[i % len(self.jobs)].status()
@@ -126,11 +143,37 @@ class Contenders:
         r = await self.hx.post(self.url, json=body, headers=self.headers)
         r.json()
 
+    async def transport(self, i: int) -> None:
+        await self.api.transport.request(self.calls[i % len(self.calls)])
+
+    async def budget(self, i: int) -> None:
+        await self.api.request(self.calls[i % len(self.calls)])
+
+    async def answer(self, i: int) -> None:
+        job = self.jobs[i % len(self.jobs)]
+        await self.api.poll_once(job.task_id, job.model, self.calls[i % len(self.calls)])
+
     def by_name(self) -> dict[str, Send]:
-        return {"ours": self.ours, "bare aiohttp": self.aiohttp, "httpx": self.httpx}
+        return {
+            "ours": self.ours,
+            "bare aiohttp": self.aiohttp,
+            "httpx": self.httpx,
+            "transport only": self.transport,
+            "+ budget": self.budget,
+            "+ answer read": self.answer,
+        }
 
 
-CONTENDERS = {"ours": "ours", "aiohttp": "bare aiohttp", "httpx": "httpx"}  # --only names -> table names
+CONTENDERS = {  # --only names -> table names
+    "ours": "ours",
+    "aiohttp": "bare aiohttp",
+    "httpx": "httpx",
+    "transport": "transport only",
+    "budget": "+ budget",
+    "answer": "+ answer read",
+}
+DEFAULT_CONTENDERS = ("ours", "aiohttp", "httpx")
+LAYERS = ("ours", "aiohttp", "transport", "budget", "answer")  # --layers
 
 
 def _slices(total: int, count: int) -> list[int]:
@@ -147,7 +190,7 @@ async def measure(
     warmup: int,
     repeat: int,
     slices: int = 1,
-    only: Sequence[str] = tuple(CONTENDERS),
+    only: Sequence[str] = DEFAULT_CONTENDERS,
 ) -> list[dict[str, Any]]:
     """Every run's figures: ``[{"run", "contender", "requests", "seconds", "cpu_seconds"}, ...]``."""
     runs: list[dict[str, Any]] = []
@@ -157,7 +200,7 @@ async def measure(
         aiohttp.ClientSession() as http,
         httpx.AsyncClient(limits=limits) as hx,
     ):
-        everyone = Contenders(base_url, await submit_jobs(session, jobs), http, hx).by_name()
+        everyone = Contenders(base_url, await submit_jobs(session, jobs), http, hx, session).by_name()
         contenders = {CONTENDERS[key]: everyone[CONTENDERS[key]] for key in only}
         names = list(contenders)
         for run in range(repeat):
@@ -269,7 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="profile our contender alone and print the profile")
     parser.add_argument(
-        "--only", type=_contender_names, default=list(CONTENDERS), help="contenders to run: ours,aiohttp,httpx (all)"
+        "--only",
+        type=_contender_names,
+        default=None,
+        help=f"contenders to run, among {','.join(CONTENDERS)} (default: {','.join(DEFAULT_CONTENDERS)})",
+    )
+    parser.add_argument(
+        "--layers", action="store_true", help=f"where ours spends, layer by layer: --only {','.join(LAYERS)}"
     )
     args = parser.parse_args(argv)
     jobs = args.jobs or (100 if args.tiny else 1000)
@@ -289,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warmup=warmup,
                 repeat=args.repeat,
                 slices=slices,
-                only=args.only,
+                only=args.only or (LAYERS if args.layers else DEFAULT_CONTENDERS),
             )
         )
     rows = summarize(runs)

@@ -206,7 +206,7 @@ class HandWritten:
         await self.http.close()
 
 
-async def child(poller_name: str, base_url: str, jobs: int, seconds: float) -> dict[str, Any]:
+async def child(poller_name: str, base_url: str, jobs: int, seconds: float, *, freeze: bool = False) -> dict[str, Any]:
     poller: Ours | HandWritten = Ours(base_url) if poller_name == "ours" else HandWritten(base_url)
     try:
         await poller.submit(WARMUP_JOBS)
@@ -219,6 +219,8 @@ async def child(poller_name: str, base_url: str, jobs: int, seconds: float) -> d
             started = time.perf_counter()
             await poller.submit(jobs)
             submit_seconds = time.perf_counter() - started
+        if freeze:  # the program's choice (--gc-freeze): what exists now is left out of later collections
+            gc.freeze()
         polls_before = fetch_json(base_url, "/_simulator/stats")["polls"]
         async with loop_lag_probe() as poll_lag:
             held_from = time.perf_counter()
@@ -247,16 +249,17 @@ async def child(poller_name: str, base_url: str, jobs: int, seconds: float) -> d
         "poll_lag_ms": poll_lag.summary_ms(),
         "start_waiters_ms": start_seconds * 1000,
         "poller_statistics": poller_stats,
+        "gc_freeze": freeze,
     }
 
 
 # -- the parent: runs, medians, table --------------------------------------------------
 
 
-def run_child(poller: str, jobs: int, seconds: float) -> dict[str, Any]:
+def run_child(poller: str, jobs: int, seconds: float, *, freeze: bool = False) -> dict[str, Any]:
     with simulator_process("--hold") as base_url:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", poller, base_url]
-        command += ["--jobs", str(jobs), "--seconds", str(seconds)]
+        command += ["--jobs", str(jobs), "--seconds", str(seconds)] + (["--gc-freeze"] if freeze else [])
         done = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=seconds + CHILD_TIMEOUT_SLACK
         )
@@ -295,7 +298,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def notes_for(rows: Sequence[dict[str, Any]], *, repeat: int, seconds: float) -> list[str]:
+def notes_for(rows: Sequence[dict[str, Any]], *, repeat: int, seconds: float, freeze: bool = False) -> list[str]:
     by_name = {row["poller"]: row for row in rows}
     notes = [
         f"median of {repeat} run(s), each a fresh process; jobs held running and polled for {seconds:g} s "
@@ -303,6 +306,10 @@ def notes_for(rows: Sequence[dict[str, Any]], *, repeat: int, seconds: float) ->
         f"{POLL_POLICY.max_interval:g} s, jitter {POLL_POLICY.jitter:g}); KB = 1000 bytes, MiB = 2^20 bytes",
         "lag: how late a 10 ms heartbeat task woke up; client pinned to core 0, simulator process to core 1",
     ]
+    if freeze:
+        notes.append(
+            "--gc-freeze: each program called gc.freeze() once its jobs were submitted, before starting the waiters"
+        )
     if "ours" in by_name and "bare" in by_name:
         ours, bare = by_name["ours"], by_name["bare"]
         notes.append(
@@ -337,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=sorted(POLLERS), default=None, help="run one poller only (default: both, in turn)"
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="call gc.freeze() once the jobs are submitted, in every poller's program (see docs/performance.md)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("POLLER", "BASE_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     jobs = args.jobs or (200 if args.tiny else 10_000)
@@ -344,13 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         poller, base_url = args.child
         pin_client(0)
-        print(json.dumps(asyncio.run(child(poller, base_url, jobs, seconds))))
+        print(json.dumps(asyncio.run(child(poller, base_url, jobs, seconds, freeze=args.gc_freeze))))
         return 0
     pollers = [args.only] if args.only else list(POLLERS)
     runs = []
     for run in range(args.repeat):
         for poller in pollers[run % len(pollers) :] + pollers[: run % len(pollers)]:
-            runs.append(run_child(poller, jobs, seconds))
+            runs.append(run_child(poller, jobs, seconds, freeze=args.gc_freeze))
     rows = summarize(runs)
     print(machine_line())
     print_table(
@@ -374,9 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             for row in rows
         ],
-        notes_for(rows, repeat=args.repeat, seconds=seconds),
+        notes_for(rows, repeat=args.repeat, seconds=seconds, freeze=args.gc_freeze),
     )
-    write_json(args.json, "scale", {"jobs": jobs, "seconds": seconds, "rows": rows, "runs": runs})
+    write_json(
+        args.json, "scale", {"jobs": jobs, "seconds": seconds, "gc_freeze": args.gc_freeze, "rows": rows, "runs": runs}
+    )
     return 0
 
 

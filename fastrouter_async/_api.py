@@ -78,7 +78,9 @@ class Api:
     async def request(self, call: HttpCall, ticket: int | None = None) -> Response:
         """One API request, paced by the budget (``ticket``: the caller already waited for it)."""
         if ticket is None:
-            ticket = await self.throttle.acquire()
+            ticket = self.throttle.try_acquire()
+            if ticket is None:
+                ticket = await self.throttle.acquire()
         if self.sharing is not None:
             await self.sharing.before_request()
         response = await self.transport.request(call)
@@ -133,28 +135,32 @@ class Api:
         Inside the not-visible-yet window (``in_grace()``, asked when the answer is a 404),
         a 404 is a ``PENDING`` status instead of :class:`NotFoundError`.
         """
+        # One coroutine, not two: this runs for every poll.
         try:
-            return await self._poll_answer(task_id, model, call, in_grace)
+            self.ensure_open()
+            response = await self.request(call)
+            try:
+                if response.body is not None and len(response.body) > PARSE_IN_THREAD_BYTES:
+                    interpret = functools.partial(
+                        poll_outcome,
+                        response,
+                        task_id=task_id,
+                        model=model,
+                        call=call,
+                        secret=self.secret,
+                        now=time.time(),
+                    )
+                    return await anyio.to_thread.run_sync(interpret)  # an inline video: megabytes of JSON
+                return poll_outcome(
+                    response, task_id=task_id, model=model, call=call, secret=self.secret, now=time.time()
+                )
+            except NotFoundError:
+                if not in_grace():
+                    raise
+            return JobStatus(task_id=task_id, model=model, state=JobState.PENDING, raw_status="not visible yet")
         except FastRouterError as exc:
             failure = detached(exc)
         raise failure
-
-    async def _poll_answer(
-        self, task_id: str, model: str | None, call: HttpCall, in_grace: Callable[[], bool]
-    ) -> JobStatus:
-        self.ensure_open()
-        response = await self.request(call)
-        try:
-            if response.body is not None and len(response.body) > PARSE_IN_THREAD_BYTES:
-                interpret = functools.partial(
-                    poll_outcome, response, task_id=task_id, model=model, call=call, secret=self.secret, now=time.time()
-                )
-                return await anyio.to_thread.run_sync(interpret)  # an inline video: megabytes of JSON
-            return poll_outcome(response, task_id=task_id, model=model, call=call, secret=self.secret, now=time.time())
-        except NotFoundError:
-            if not in_grace():
-                raise
-        return JobStatus(task_id=task_id, model=model, state=JobState.PENDING, raw_status="not visible yet")
 
     async def poll_with_retries(self, task_id: str, model: str | None) -> JobStatus:
         """The status of a task, retrying what may pass (outside any grace window)."""

@@ -175,6 +175,18 @@ class Throttle:
             return self._target
         return rate
 
+    def try_acquire(self) -> int | None:
+        """The episode ticket if a request may go out at once without a budget to spend; else ``None``.
+
+        The common case (no budget, no 429 yet) without a coroutine: a caller that gets ``None``
+        awaits :meth:`acquire`, which counts the request.
+        """
+        now = asyncio.get_running_loop().time()  # anyio's clock, without its backend lookup: once per request
+        if now < self._paused_until or self.current_rate(now) is not None:
+            return None
+        self._count(now)
+        return self._episode
+
     async def acquire(self) -> int:
         """Wait until a request may go out; returns the episode ticket to hand to :meth:`rate_limited_by`."""
         now = asyncio.get_running_loop().time()  # anyio's clock, without its backend lookup: once per request

@@ -53,8 +53,15 @@ def validate_user_cache_key(value: object) -> str:
     return value
 
 
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+# Shared by every request without extra parameters (most): one object fewer per job for the
+# garbage collector to walk, which counts with 100,000 jobs in flight.
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
+    if not value:
+        return _NO_EXTRA
+    return MappingProxyType(dict(value))
 
 
 @attrs.frozen(kw_only=True)

@@ -65,6 +65,32 @@ def test_benchmark_runs_tiny(script: str, title: str, header: str, tmp_path: Pat
     assert results["rows"]
 
 
+def test_request_cost_layers_run_tiny(tmp_path: Path) -> None:
+    """request_cost --layers measures each layer of our path beside ours and the bare loop, over the same jobs."""
+    out = tmp_path / "layers.json"
+    done = run_script(str(BENCHMARKS / "request_cost.py"), "--tiny", "--repeat", "1", "--layers", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = {row["contender"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"ours", "bare aiohttp", "transport only", "+ budget", "+ answer read"}
+    for row in rows.values():
+        assert row["requests_per_second"] > 0
+        assert row["cpu_us_per_request"] > 0
+        assert math.isfinite(row["ours_over_this_rate"])
+
+
+def test_scale_gc_freeze_runs_tiny(tmp_path: Path) -> None:
+    """scale --gc-freeze has each program freeze the collector's view once its jobs are submitted, and says so."""
+    out = tmp_path / "scale.json"
+    done = run_script(
+        str(BENCHMARKS / "scale.py"), "--tiny", "--repeat", "1", "--only", "ours", "--gc-freeze", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.startswith("--gc-freeze: each program called gc.freeze()") for line in done.stdout.splitlines())
+    results = json.loads(out.read_text())
+    assert results["gc_freeze"] is True
+    assert [run["gc_freeze"] for run in results["runs"]] == [True]
+
+
 def test_run_all_lists_every_benchmark() -> None:
     """run_all knows every benchmark script and says whether each can run here."""
     done = run_script(str(BENCHMARKS / "run_all.py"), "--list")

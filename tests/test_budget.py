@@ -83,6 +83,18 @@ def test_without_retry_after_the_pause_doubles() -> None:
     assert throttle.paused_until == pytest.approx(4.5)  # capped at max_pause
 
 
+async def test_a_request_goes_at_once_without_a_coroutine_only_when_nothing_limits_it() -> None:
+    """try_acquire() gives the ticket at once without a budget or a pause, and None when acquire() must decide."""
+    free = Throttle(None, first_pause=0.5, max_pause=30)
+    assert free.try_acquire() == free.episode
+    now = asyncio.get_running_loop().time()
+    free.rate_limited_by(free.episode, 60.0, now=now)  # a 429: everything waits a minute
+    assert free.try_acquire() is None
+    budgeted = Throttle(RequestBudget(rate=10), first_pause=0.5, max_pause=30)
+    assert budgeted.try_acquire() is None  # tokens are spent by acquire(), in arrival order
+    assert await budgeted.acquire() == budgeted.episode
+
+
 async def test_budget_paces_requests(make_session: SessionFactory, sim: FastRouterSimulator) -> None:
     """With a budget of 500 requests/s and no burst, 16 requests span at least 15 intervals of 2 ms."""
     session = make_session(request_budget=RequestBudget(rate=500, burst=1))
