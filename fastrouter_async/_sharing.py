@@ -286,10 +286,22 @@ class Sharing:
                 if await state.watches.renew(task_id, self._owner, self.watch_ttl):
                     return True
                 self._watched.discard(task_id)
-            if await state.watches.claim(task_id, self._owner, self.watch_ttl):
+            try:
+                claimed = await state.watches.claim(task_id, self._owner, self.watch_ttl)
+            except asyncio.CancelledError:
+                # Cut short after the claim may have reached the store (a session closing cancels its
+                # polls): give it back, or the job would wait a whole lease for another process.
+                self._spawn(self._release_unless_watched(task_id))
+                raise
+            if claimed:
                 self._watched.add(task_id)
                 return True
         return False
+
+    async def _release_unless_watched(self, task_id: str) -> None:
+        if task_id not in self._watched:  # taken again meanwhile by a poll that completed: kept
+            state = await self.state()
+            await state.watches.release(task_id, self._owner)
 
     def watches(self, task_id: str) -> bool:
         """Whether this session holds ``task_id``'s watch lease (as of its last poll)."""

@@ -85,6 +85,17 @@ def default_filename(record: JobRecord) -> str:
     return safe_filename(record.task_id or record.key, lowercase=False, max_length=200)
 
 
+def _still_to_write(record: JobRecord, result: VideoResult | None) -> bool:
+    """Whether the video of ``record``'s job is still to be written by this watcher.
+
+    With ``result`` the job was seen to succeed here, and the store may not show its end yet (it is
+    written on a task): only a file or a failure recorded by another watcher means it is done.
+    """
+    if result is not None:
+        return "file" not in record.details and "download_error" not in record.details
+    return needs_download(record)
+
+
 def needs_download(record: JobRecord) -> bool:
     """Whether ``record`` is a succeeded job whose video no watcher has written or given up on."""
     details = record.details
@@ -268,7 +279,7 @@ class Watcher:
 
     async def _download_held(self, task_id: str, result: VideoResult | None) -> None:
         record = await self._sharing.record(task_id)
-        if record is None or not needs_download(record):
+        if record is None or not _still_to_write(record, result):
             return  # written (or given up) by another process meanwhile
         assert self._output_dir is not None
         try:

@@ -89,6 +89,39 @@ async def test_a_job_left_by_its_poller_is_taken_over(
     assert result.task_id == job.task_id
 
 
+async def test_a_watch_claim_cut_short_is_given_back(
+    make_session: SessionFactory, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim cancelled after it reached the store (a closing session cancels its polls) does not keep the job.
+
+    Without giving it back, the lease would keep every other process off the job for a whole lease.
+    """
+    session = make_session(store=store_url)
+    sharing = engine_of(session).sharing
+    assert sharing is not None
+    watches = (await sharing.state()).watches
+    claim = watches.claim
+    reached = asyncio.Event()
+
+    async def claim_then_hang(task_id: str, owner: str, ttl: float) -> bool:
+        taken = await claim(task_id, owner, ttl)
+        reached.set()
+        await asyncio.Event().wait()  # the answer never comes back: cancelled here
+        return taken
+
+    monkeypatch.setattr(watches, "claim", claim_then_hang)
+    asking = asyncio.create_task(sharing.watching("fr_cut_short"))
+    await reached.wait()
+    assert await watches.owner("fr_cut_short") == sharing.owner
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    with anyio.fail_after(5):  # given back on a task of the session, not after a whole lease
+        while await watches.owner("fr_cut_short") is not None:
+            await asyncio.sleep(0.001)
+    assert not sharing.watches("fr_cut_short")
+
+
 async def test_a_429_pauses_every_session(
     make_session: SessionFactory, sim: FastRouterSimulator, store_url: str
 ) -> None:

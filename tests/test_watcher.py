@@ -13,12 +13,14 @@ import contextlib
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from fastrouter_async import FastRouterSession, InvalidRequestError, JobState, PollPolicy
 from fastrouter_async.testing import FastRouterSimulator, JobPlan, sample_video
+from tests._internals import engine_of
 
 from .conftest import SessionFactory
 
@@ -134,6 +136,42 @@ async def test_closing_a_watcher_hands_its_jobs_over_at_once(
     with anyio.fail_after(10):  # far less than the 30 s lease the first watcher held
         await second.watch(tmp_path / "videos", until_idle=True, scan_interval=SCAN)
     assert completed_downloads(sim) == dict.fromkeys(task_ids, 1)
+
+
+async def test_a_job_seen_to_succeed_is_downloaded_before_the_store_shows_its_end(
+    make_session: SessionFactory,
+    sim: FastRouterSimulator,
+    store_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watcher that saw a job succeed downloads it at once, even while the store still shows it running.
+
+    A poll's news reaches the store on a task: here every end is held back until the video is
+    downloaded, so a watcher that waited for the store to show the end would never download it.
+    """
+    sim.default_plan = JobPlan(polls=1)
+    submitter = make_session(store=store_url, max_concurrent_jobs=None, poll_policy=POLL)
+    task_ids = await submit_many(submitter, 2)
+    watcher = make_session(store=store_url, poll_policy=POLL)
+    sharing = engine_of(watcher).sharing
+    assert sharing is not None
+    write_state = sharing._record_state
+
+    async def end_written_after_the_download(task_id: str, state: JobState, details: Any) -> None:
+        while state.done and task_id not in completed_downloads(sim):
+            await asyncio.sleep(0.001)
+        await write_state(task_id, state, details)
+
+    monkeypatch.setattr(sharing, "_record_state", end_written_after_the_download)
+    with anyio.fail_after(5):  # the scan for videos nobody wrote comes only every 10 s
+        await watcher.watch(tmp_path / "videos", until_idle=True, scan_interval=SCAN)
+    assert completed_downloads(sim) == dict.fromkeys(task_ids, 1)
+    for task_id in task_ids:
+        record = await watcher.job_record(task_id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED
+        assert Path(record.details["file"]).stat().st_size == record.details["size"]
 
 
 async def test_cancelling_watch_gives_the_jobs_back(
