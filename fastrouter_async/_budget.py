@@ -179,7 +179,7 @@ class Throttle:
         """The episode ticket if a request may go out at once without a budget to spend; else ``None``.
 
         The common case (no budget, no 429 yet) without a coroutine: a caller that gets ``None``
-        awaits :meth:`acquire`, which counts the request.
+        awaits :meth:`acquire`, which counts the request (and takes this path first itself).
         """
         now = asyncio.get_running_loop().time()  # anyio's clock, without its backend lookup: once per request
         if now < self._paused_until or self.current_rate(now) is not None:
@@ -189,10 +189,10 @@ class Throttle:
 
     async def acquire(self) -> int:
         """Wait until a request may go out; returns the episode ticket to hand to :meth:`rate_limited_by`."""
-        now = asyncio.get_running_loop().time()  # anyio's clock, without its backend lookup: once per request
-        self._count(now)
-        if now >= self._paused_until and self.current_rate(now) is None:
-            return self._episode  # the common case: no budget and no 429 yet
+        ticket = self.try_acquire()
+        if ticket is not None:
+            return ticket  # the common case: no budget and no 429 yet
+        self._count(asyncio.get_running_loop().time())
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:  # FIFO: requests leave in the order they arrived
